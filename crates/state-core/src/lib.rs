@@ -1,0 +1,33 @@
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod error;
+mod id;
+mod manager;
+mod memory;
+mod model;
+mod redact;
+mod store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "conformance")]
+pub mod bench;
+
+pub use config::{
+    DEFAULT_AUTO_SAVE_INTERVAL, DEFAULT_BASE_PATH, DEFAULT_KEY_PREFIX, DEFAULT_REDIS_URL,
+    DEFAULT_SLED_PATH, DEFAULT_STATE_ID, DEFAULT_STATE_INDEX, StateConfig, StorageConfig,
+    StorageSettings, StorageType, TRACKABLE_FIELDS, humantime_duration, validate_index_name,
+};
+pub use error::{Result, StateError};
+pub use id::{HOSTILE_IDS, MAX_STATE_ID_BYTES, StateId};
+pub use manager::{ManagerOptions, MigrationReport, StateManager, migrate_states};
+pub use memory::{InMemoryStore, check_precondition};
+pub use model::{
+    ConnectorState, FORMAT_VERSION, ProcessingStats, StateData, StateMetadata, format_timestamp,
+};
+pub use redact::{redact_url, strip_userinfo};
+pub use store::{Precondition, Revision, StateEntry, StateStore, StoreStats, Stored};
+
+/// Re-exported so backends and users name one `async_trait`.
+pub use async_trait::async_trait;

@@ -1,0 +1,293 @@
+//! The state document, field for field as in the connector documentation's
+//! "State File Format", plus whatever fields a newer writer added (kept, and
+//! written back unchanged).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Result, StateError};
+
+/// The newest state document format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One connector's persisted state.
+///
+/// Unknown fields at any level are kept in the `extra` maps, so a document
+/// written by a newer release survives a load/save round-trip of this one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorState {
+    /// The state id (also the storage key).
+    pub id: String,
+    /// When the state was last saved.
+    pub last_updated: DateTime<Utc>,
+    /// Format version of the document ([`FORMAT_VERSION`] when written by this build).
+    pub version: u64,
+    /// Processing progress, errors and statistics.
+    #[serde(default)]
+    pub data: StateData,
+    /// What the state belongs to.
+    #[serde(default)]
+    pub metadata: StateMetadata,
+    /// Fields this build does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Processing state, error tracking and statistics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateData {
+    /// Last successful poll.
+    #[serde(default)]
+    pub last_poll_timestamp: Option<DateTime<Utc>>,
+    /// Documents delivered in total.
+    #[serde(default)]
+    pub total_documents_fetched: u64,
+    /// Polling cycles executed.
+    #[serde(default)]
+    pub poll_count: u64,
+    /// Last delivered document id (cursor pagination).
+    #[serde(default)]
+    pub last_document_id: Option<String>,
+    /// Last scroll id (scroll pagination).
+    #[serde(default)]
+    pub last_scroll_id: Option<String>,
+    /// Last processed offset.
+    #[serde(default)]
+    pub last_offset: u64,
+    /// Errors encountered in total.
+    #[serde(default)]
+    pub error_count: u64,
+    /// The last error message.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Performance statistics.
+    #[serde(default)]
+    pub processing_stats: ProcessingStats,
+    /// Fields this build does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Performance statistics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessingStats {
+    /// Bytes of documents processed in total.
+    #[serde(default)]
+    pub total_bytes_processed: u64,
+    /// Average time to process one batch, in milliseconds.
+    #[serde(default)]
+    pub avg_batch_processing_time_ms: f64,
+    /// Last poll that succeeded.
+    #[serde(default)]
+    pub last_successful_poll: Option<DateTime<Utc>>,
+    /// Polls that returned no documents.
+    #[serde(default)]
+    pub empty_polls_count: u64,
+    /// Polls that succeeded.
+    #[serde(default)]
+    pub successful_polls_count: u64,
+    /// Fields this build does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// What the state belongs to. `url` never carries credentials.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateMetadata {
+    /// e.g. `elasticsearch_source`.
+    #[serde(default)]
+    pub connector_type: String,
+    /// The connector's numeric id.
+    #[serde(default)]
+    pub connector_id: u64,
+    /// The index or index pattern read.
+    #[serde(default)]
+    pub index: String,
+    /// The cluster URL, without userinfo.
+    #[serde(default)]
+    pub url: String,
+    /// Fields this build does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ConnectorState {
+    /// A fresh state: nothing processed yet.
+    pub fn new(id: impl Into<String>) -> Self {
+        ConnectorState {
+            id: id.into(),
+            last_updated: Utc::now(),
+            version: u64::from(FORMAT_VERSION),
+            data: StateData::default(),
+            metadata: StateMetadata::default(),
+            extra: Map::new(),
+        }
+    }
+
+    /// Decodes a stored document. `location` names where the bytes came from
+    /// (a path, a key) and appears in the error.
+    ///
+    /// Refuses documents of a newer format version with
+    /// [`StateError::UnsupportedVersion`] and anything unreadable with
+    /// [`StateError::Corrupt`].
+    pub fn from_slice(bytes: &[u8], id: &str, location: &str) -> Result<Self> {
+        match serde_json::from_slice::<ConnectorState>(bytes) {
+            Ok(state) => {
+                check_version(state.version, id, location)?;
+                Ok(state)
+            }
+            Err(parse_err) => {
+                // A newer format may have changed the shape: report the version, not the shape.
+                if let Ok(value) = serde_json::from_slice::<Value>(bytes)
+                    && let Some(found) = value.get("version").and_then(Value::as_u64)
+                {
+                    check_version(found, id, location)?;
+                }
+                Err(StateError::Corrupt {
+                    id: id.to_owned(),
+                    location: location.to_owned(),
+                    reason: describe_parse_error(&parse_err, bytes.len()),
+                })
+            }
+        }
+    }
+
+    /// Decodes a state from a JSON value (an import), with the same checks as [`Self::from_slice`].
+    pub fn from_value(value: Value, location: &str) -> Result<Self> {
+        let id = value
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("<no id>")
+            .to_owned();
+        if let Some(found) = value.get("version").and_then(Value::as_u64) {
+            check_version(found, &id, location)?;
+        }
+        serde_json::from_value(value).map_err(|e| StateError::Corrupt {
+            id,
+            location: location.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The pretty JSON document, as stored by the file backend and shown by `state show`.
+    pub fn to_pretty_json(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// The compact JSON document, as stored by the network backends.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The document as a JSON value (an export).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+fn check_version(found: u64, id: &str, location: &str) -> Result<()> {
+    if found > u64::from(FORMAT_VERSION) {
+        return Err(StateError::UnsupportedVersion {
+            id: id.to_owned(),
+            location: location.to_owned(),
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if found == 0 {
+        return Err(StateError::Corrupt {
+            id: id.to_owned(),
+            location: location.to_owned(),
+            reason: "format version 0 does not exist (the first is 1)".into(),
+        });
+    }
+    Ok(())
+}
+
+fn describe_parse_error(err: &serde_json::Error, len: usize) -> String {
+    if len == 0 {
+        "it is empty (0 bytes), probably truncated".into()
+    } else if err.is_eof() {
+        format!("it ends early after {len} bytes, probably truncated ({err})")
+    } else {
+        format!("it is not a valid state document ({err})")
+    }
+}
+
+/// Formats a timestamp the way the documentation shows it: RFC 3339, UTC, `Z`,
+/// fractional seconds only when present.
+pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Verbatim from the connector documentation, "State File Format".
+    const DOC_FIXTURE: &str = include_str!("../tests/fixtures/documented_state.json");
+
+    #[test]
+    fn documented_state_round_trips_exactly() {
+        let state = ConnectorState::from_slice(DOC_FIXTURE.as_bytes(), "fixture", "fixture")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(state.id, "elasticsearch_logs_connector");
+        assert_eq!(state.data.total_documents_fetched, 15000);
+        assert_eq!(state.data.processing_stats.avg_batch_processing_time_ms, 125.5);
+        assert_eq!(state.metadata.index, "logs-*");
+        let written = String::from_utf8(state.to_pretty_json()).unwrap_or_default();
+        assert_eq!(written, DOC_FIXTURE.trim_end());
+    }
+
+    #[test]
+    fn unknown_fields_survive_at_every_level() {
+        let mut v: Value = serde_json::from_str(DOC_FIXTURE).unwrap_or_default();
+        v["cursor"] = serde_json::json!({"sort": [1705314600000u64, "doc_12345"]});
+        v["data"]["future_counter"] = 7.into();
+        v["data"]["processing_stats"]["p99_ms"] = 12.5.into();
+        v["metadata"]["region"] = "eu-west-1".into();
+        let bytes = serde_json::to_vec(&v).unwrap_or_default();
+        let state = ConnectorState::from_slice(&bytes, "x", "x").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(state.to_value(), v);
+    }
+
+    #[test]
+    fn newer_version_is_refused_not_rewritten() {
+        let newer = DOC_FIXTURE.replace("\"version\": 1", "\"version\": 2");
+        match ConnectorState::from_slice(newer.as_bytes(), "c", "/tmp/c.json") {
+            Err(StateError::UnsupportedVersion { found: 2, supported: 1, location, .. }) => {
+                assert_eq!(location, "/tmp/c.json")
+            }
+            other => panic!("expected UnsupportedVersion, got {other:?}"),
+        }
+        // Even when the newer shape does not parse as this version's struct.
+        let reshaped = r#"{"id":"c","version":3,"data":"packed"}"#;
+        assert!(matches!(
+            ConnectorState::from_slice(reshaped.as_bytes(), "c", "k"),
+            Err(StateError::UnsupportedVersion { found: 3, .. })
+        ));
+        let value: Value = serde_json::from_str(&newer).unwrap_or_default();
+        assert!(matches!(
+            ConnectorState::from_value(value, "import"),
+            Err(StateError::UnsupportedVersion { found: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_and_empty_documents_are_corrupt() {
+        for bytes in [&DOC_FIXTURE.as_bytes()[..100], b"".as_slice(), b"<html>oops</html>"] {
+            match ConnectorState::from_slice(bytes, "c", "/s/c.json") {
+                Err(StateError::Corrupt { location, .. }) => assert_eq!(location, "/s/c.json"),
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_format_like_the_documentation() {
+        let ts: DateTime<Utc> = "2024-01-15T10:30:00Z".parse().unwrap_or_default();
+        assert_eq!(format_timestamp(&ts), "2024-01-15T10:30:00Z");
+    }
+}
