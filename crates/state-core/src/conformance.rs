@@ -4,7 +4,7 @@
 //! tests call them all through [`conformance_tests!`](crate::conformance_tests),
 //! which names each test after its case (`conformance_redis::hostile_ids`, ...).
 //! Cases panic with a message naming the broken promise.
-#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::sync::Arc;
 
@@ -348,4 +348,24 @@ macro_rules! conformance_tests {
             }
         )*
     };
+}
+
+/// The endpoint of a test service from the environment variable `var`
+/// (`ES_URL`, `REDIS_URL`), as `cargo xtask test` exports it.
+///
+/// Unset: `None` and one line on stderr saying the tests were not run — unless
+/// `XTASK_REQUIRE_SERVICES=1` (set by `cargo xtask test`), which makes a
+/// missing variable a failure, so a CI run can never skip them silently.
+/// A set variable whose service is down makes the tests fail loudly, where they connect.
+pub fn service_endpoint(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => Some(v),
+        _ if std::env::var("XTASK_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("{var} is not set but XTASK_REQUIRE_SERVICES=1: run the tests through `cargo xtask test`")
+        }
+        _ => {
+            eprintln!("{var} is not set: tests needing it were not run (use `cargo xtask test`)");
+            None
+        }
+    }
 }
