@@ -26,6 +26,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await;
     }
     manager.close().await?; // saves what changed
-    println!("{}", serde_json::to_string_pretty(&manager.export_state().await?)?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&manager.export_state().await?)?
+    );
     Ok(())
 }

@@ -20,7 +20,10 @@ pub fn bench_state(id: &str) -> ConnectorState {
     let mut state = crate::conformance::sample_state(id);
     let base = state.to_json().len();
     let pad = BENCH_STATE_BYTES.saturating_sub(base + r#","padding":"""#.len());
-    state.data.extra.insert("padding".into(), Value::String("p".repeat(pad)));
+    state
+        .data
+        .extra
+        .insert("padding".into(), Value::String("p".repeat(pad)));
     state
 }
 

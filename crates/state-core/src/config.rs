@@ -184,9 +184,10 @@ pub enum StorageSettings {
 impl fmt::Debug for StorageSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StorageSettings::File { base_path } => {
-                f.debug_struct("File").field("base_path", base_path).finish()
-            }
+            StorageSettings::File { base_path } => f
+                .debug_struct("File")
+                .field("base_path", base_path)
+                .finish(),
             StorageSettings::Sled { path } => f.debug_struct("Sled").field("path", path).finish(),
             StorageSettings::Redis { url, key_prefix } => f
                 .debug_struct("Redis")
@@ -225,7 +226,8 @@ impl StateConfig {
                 ));
             }
         }
-        self.storage_config.resolve(self.storage_type, fallback_es_url)
+        self.storage_config
+            .resolve(self.storage_type, fallback_es_url)
     }
 }
 
@@ -390,35 +392,59 @@ mod tests {
         assert_eq!(cfg.auto_save_interval, Duration::from_secs(300));
         assert_eq!(
             cfg.validate(None).ok(),
-            Some(StorageSettings::File { base_path: "./connector_states".into() })
+            Some(StorageSettings::File {
+                base_path: "./connector_states".into()
+            })
         );
         let redis = parse(r#"{"storage_type": "redis", "storage_config": {"url": "redis://localhost:6379", "key_prefix": "connector_states:"}}"#)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(redis.enabled);
-        assert!(matches!(redis.validate(None), Ok(StorageSettings::Redis { .. })));
-        let es = parse(r#"{"storage_type": "elasticsearch", "storage_config": {"index": "connector_states"}}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            redis.validate(None),
+            Ok(StorageSettings::Redis { .. })
+        ));
+        let es = parse(
+            r#"{"storage_type": "elasticsearch", "storage_config": {"index": "connector_states"}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             es.validate(Some("http://es:9200")).ok(),
-            Some(StorageSettings::Elasticsearch { url: "http://es:9200".into(), index: "connector_states".into() })
+            Some(StorageSettings::Elasticsearch {
+                url: "http://es:9200".into(),
+                index: "connector_states".into()
+            })
         );
     }
 
     #[test]
     fn unknown_and_misplaced_keys_are_named() {
-        let err = parse(r#"{"storage_typ": "file"}"#).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = parse(r#"{"storage_typ": "file"}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("storage_typ"), "{err}");
-        let err = parse(r#"{"storage_config": {"basepath": "x"}}"#).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = parse(r#"{"storage_config": {"basepath": "x"}}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("basepath"), "{err}");
         let misplaced = parse(r#"{"storage_type": "redis", "storage_config": {"base_path": "x"}}"#)
             .unwrap_or_else(|e| panic!("{e}"));
         match misplaced.validate(None) {
-            Err(StateError::InvalidConfig { key, .. }) => assert_eq!(key, "state.storage_config.base_path"),
+            Err(StateError::InvalidConfig { key, .. }) => {
+                assert_eq!(key, "state.storage_config.base_path")
+            }
             other => panic!("{other:?}"),
         }
-        let err = parse(r#"{"auto_save_interval": "soon"}"#).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = parse(r#"{"auto_save_interval": "soon"}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("soon"), "{err}");
-        let err = parse(r#"{"storage_type": "s3"}"#).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = parse(r#"{"storage_type": "s3"}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("s3"), "{err}");
     }
 
@@ -427,10 +453,22 @@ mod tests {
         let cases = [
             (r#"{"state_id": "../x"}"#, "state.state_id"),
             (r#"{"tracked_fields": ["nope"]}"#, "state.tracked_fields"),
-            (r#"{"storage_type": "redis", "storage_config": {"url": "http://x"}}"#, "state.storage_config.url"),
-            (r#"{"storage_type": "elasticsearch"}"#, "state.storage_config.url"),
-            (r#"{"storage_type": "elasticsearch", "storage_config": {"url": "http://x", "index": "Bad Index"}}"#, "state.storage_config.index"),
-            (r#"{"storage_config": {"base_path": ""}}"#, "state.storage_config.base_path"),
+            (
+                r#"{"storage_type": "redis", "storage_config": {"url": "http://x"}}"#,
+                "state.storage_config.url",
+            ),
+            (
+                r#"{"storage_type": "elasticsearch"}"#,
+                "state.storage_config.url",
+            ),
+            (
+                r#"{"storage_type": "elasticsearch", "storage_config": {"url": "http://x", "index": "Bad Index"}}"#,
+                "state.storage_config.index",
+            ),
+            (
+                r#"{"storage_config": {"base_path": ""}}"#,
+                "state.storage_config.base_path",
+            ),
         ];
         for (json, want) in cases {
             let cfg = parse(json).unwrap_or_else(|e| panic!("{json}: {e}"));
@@ -443,8 +481,10 @@ mod tests {
 
     #[test]
     fn debug_never_shows_passwords() {
-        let cfg = parse(r#"{"storage_type": "redis", "storage_config": {"url": "redis://:hunter2@h:6379"}}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = parse(
+            r#"{"storage_type": "redis", "storage_config": {"url": "redis://:hunter2@h:6379"}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let shown = format!("{cfg:?} {:?}", cfg.validate(None));
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("redis://:***@h:6379"), "{shown}");

@@ -121,8 +121,16 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_and_unicode_ids() {
-        for id in ["elasticsearch_logs_connector", "logs-2024.01", "日本語-状態", "ünï cødé ✓"] {
-            assert_eq!(StateId::new(id).map(|i| i.to_string()).ok(), Some(id.into()));
+        for id in [
+            "elasticsearch_logs_connector",
+            "logs-2024.01",
+            "日本語-状態",
+            "ünï cødé ✓",
+        ] {
+            assert_eq!(
+                StateId::new(id).map(|i| i.to_string()).ok(),
+                Some(id.into())
+            );
         }
         let longest = "x".repeat(MAX_STATE_ID_BYTES);
         assert!(StateId::new(longest).is_ok());

@@ -10,9 +10,9 @@ mod redact;
 mod store;
 
 #[cfg(feature = "conformance")]
-pub mod conformance;
-#[cfg(feature = "conformance")]
 pub mod bench;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 
 pub use config::{
     DEFAULT_AUTO_SAVE_INTERVAL, DEFAULT_BASE_PATH, DEFAULT_KEY_PREFIX, DEFAULT_REDIS_URL,

@@ -83,7 +83,10 @@ impl StateManager {
             if !TRACKABLE_FIELDS.contains(&field.as_str()) {
                 return Err(StateError::invalid_config(
                     "state.tracked_fields",
-                    format!("{field:?} is not a state field; choose from {}", TRACKABLE_FIELDS.join(", ")),
+                    format!(
+                        "{field:?} is not a state field; choose from {}",
+                        TRACKABLE_FIELDS.join(", ")
+                    ),
                 ));
             }
         }
@@ -213,7 +216,11 @@ impl StateManager {
         let Some(period) = self.shared.options.auto_save_interval else {
             return;
         };
-        let mut slot = self.shared.auto_save.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self
+            .shared
+            .auto_save
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if slot.is_some() {
             return;
         }
@@ -254,7 +261,13 @@ impl StateManager {
     }
 
     fn stop_auto_save(&self) {
-        if let Some(task) = self.shared.auto_save.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(task) = self
+            .shared
+            .auto_save
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             task.abort();
         }
     }
@@ -365,7 +378,12 @@ impl StateManager {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(task) = self.auto_save.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(task) = self
+            .auto_save
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             task.abort();
         }
     }
@@ -392,7 +410,11 @@ pub async fn migrate_states(
     for entry in from.list().await? {
         let id = StateId::new(entry.id.as_str())?;
         let source = from.load(&id).await?;
-        let expect = if overwrite { Precondition::Any } else { Precondition::Absent };
+        let expect = if overwrite {
+            Precondition::Any
+        } else {
+            Precondition::Absent
+        };
         match to.save(&source.state, &expect).await {
             Ok(_) => {}
             Err(StateError::Conflict { .. }) if !overwrite => {
@@ -405,7 +427,9 @@ pub async fn migrate_states(
         if copy.state != source.state {
             return Err(StateError::backend(
                 to.backend(),
-                format!("state `{id}` read back from the target differs from the source; the source is untouched"),
+                format!(
+                    "state `{id}` read back from the target differs from the source; the source is untouched"
+                ),
             ));
         }
         report.copied.push(entry.id);

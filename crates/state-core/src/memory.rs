@@ -79,7 +79,11 @@ impl StateStore for InMemoryStore {
             .iter()
             .map(|(id, (bytes, _))| {
                 let state = ConnectorState::from_slice(bytes, id, &format!("memory:{id}"))?;
-                Ok(StateEntry::new(id.clone(), state.last_updated, bytes.len() as u64))
+                Ok(StateEntry::new(
+                    id.clone(),
+                    state.last_updated,
+                    bytes.len() as u64,
+                ))
             })
             .collect()
     }

@@ -235,7 +235,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(state.id, "elasticsearch_logs_connector");
         assert_eq!(state.data.total_documents_fetched, 15000);
-        assert_eq!(state.data.processing_stats.avg_batch_processing_time_ms, 125.5);
+        assert_eq!(
+            state.data.processing_stats.avg_batch_processing_time_ms,
+            125.5
+        );
         assert_eq!(state.metadata.index, "logs-*");
         let written = String::from_utf8(state.to_pretty_json()).unwrap_or_default();
         assert_eq!(written, DOC_FIXTURE.trim_end());
@@ -257,7 +260,12 @@ mod tests {
     fn newer_version_is_refused_not_rewritten() {
         let newer = DOC_FIXTURE.replace("\"version\": 1", "\"version\": 2");
         match ConnectorState::from_slice(newer.as_bytes(), "c", "/tmp/c.json") {
-            Err(StateError::UnsupportedVersion { found: 2, supported: 1, location, .. }) => {
+            Err(StateError::UnsupportedVersion {
+                found: 2,
+                supported: 1,
+                location,
+                ..
+            }) => {
                 assert_eq!(location, "/tmp/c.json")
             }
             other => panic!("expected UnsupportedVersion, got {other:?}"),
@@ -277,7 +285,11 @@ mod tests {
 
     #[test]
     fn truncated_and_empty_documents_are_corrupt() {
-        for bytes in [&DOC_FIXTURE.as_bytes()[..100], b"".as_slice(), b"<html>oops</html>"] {
+        for bytes in [
+            &DOC_FIXTURE.as_bytes()[..100],
+            b"".as_slice(),
+            b"<html>oops</html>",
+        ] {
             match ConnectorState::from_slice(bytes, "c", "/s/c.json") {
                 Err(StateError::Corrupt { location, .. }) => assert_eq!(location, "/s/c.json"),
                 other => panic!("expected Corrupt, got {other:?}"),

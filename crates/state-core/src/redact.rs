@@ -43,7 +43,10 @@ mod tests {
             redact_url("https://elastic:s3cr3t@es.example:9200/x?y=1"),
             "https://elastic:***@es.example:9200/x?y=1"
         );
-        assert_eq!(redact_url("redis://:pw@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+        assert_eq!(
+            redact_url("redis://:pw@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
         assert_eq!(redact_url("rediss://tok@h:6380"), "rediss://***@h:6380");
         assert_eq!(redact_url("http://localhost:9200"), "http://localhost:9200");
         assert_eq!(redact_url("not a url"), "not a url");

@@ -1,0 +1,228 @@
+//! `es-connector`: the Elasticsearch source connector's command line.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use connector::ConnectorConfig;
+use connector::state::{open_manager, open_store, require_state};
+use serde_json::json;
+use state_core::{StateError, StateManager, format_timestamp, migrate_states};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "es-connector",
+    version,
+    about = "Move data out of Elasticsearch/OpenSearch with durable, resumable state"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Inspect and manage the connector's stored state.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+        /// The connector configuration file (TOML).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StateAction {
+    /// Print the stored state document.
+    Show,
+    /// Write the state document as JSON to stdout or a file.
+    Export {
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Replace the stored state with a JSON document (validated first).
+    Import {
+        /// The JSON document, as written by `export`.
+        file: PathBuf,
+    },
+    /// Start over: store a fresh state (metadata kept).
+    Reset,
+    /// Figures over every state in the configured store.
+    Stats,
+    /// Delete states not updated for a while (never this connector's own).
+    Cleanup {
+        /// Age, e.g. `30d`, `12h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Duration,
+    },
+    /// Copy every state of the configured store into the store of another configuration.
+    Migrate {
+        /// The configuration whose `state` block names the target store.
+        #[arg(long)]
+        to: PathBuf,
+        /// Replace states the target already has (default: keep them and report them).
+        #[arg(long)]
+        overwrite: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ES_CONNECTOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::State { action, config } => {
+            let Some(config) = config else {
+                bail!("--config FILE is required: the configuration names the state store");
+            };
+            state_command(action, &config).await
+        }
+    }
+}
+
+async fn manager_for(path: &Path) -> anyhow::Result<StateManager> {
+    let config = ConnectorConfig::from_file(path)?;
+    require_state(&config.plugin_config)?;
+    open_manager(&config.plugin_config)
+        .await?
+        .context("state management is disabled in this configuration")
+}
+
+async fn state_command(action: StateAction, config_path: &Path) -> anyhow::Result<()> {
+    let manager = manager_for(config_path).await?;
+    let id = manager.state_id().clone();
+    let backend = manager.store().backend();
+    match action {
+        StateAction::Show => {
+            let stored = match manager.store().load(&id).await {
+                Err(StateError::NotFound { .. }) => {
+                    bail!(
+                        "no state is stored under `{id}` in the {backend} store yet: it is created by the first run, or by `es-connector state import`"
+                    )
+                }
+                other => other?,
+            };
+            out(&String::from_utf8_lossy(&stored.state.to_pretty_json()))?;
+        }
+        StateAction::Export { output } => {
+            manager.load().await?;
+            let text = serde_json::to_string_pretty(&manager.export_state().await?)? + "\n";
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!(
+                        "exported state `{id}` from the {backend} store to {}",
+                        path.display()
+                    );
+                }
+                None => out(text.trim_end())?,
+            }
+        }
+        StateAction::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let document: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            manager.import_state(document).await?;
+            eprintln!(
+                "imported {} as state `{id}` into the {backend} store",
+                file.display()
+            );
+        }
+        StateAction::Reset => {
+            manager.load().await?;
+            manager.reset_state().await?;
+            eprintln!("state `{id}` reset in the {backend} store");
+        }
+        StateAction::Stats => {
+            let stats = manager.get_state_stats().await?;
+            let stamp = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| format_timestamp(&t));
+            let stats = json!({
+                "backend": backend,
+                "total_states": stats.total_states,
+                "oldest_update": stamp(stats.oldest_update),
+                "newest_update": stamp(stats.newest_update),
+                "total_bytes": stats.total_bytes,
+            });
+            out(&serde_json::to_string_pretty(&stats)?)?;
+        }
+        StateAction::Cleanup { older_than } => {
+            let cutoff = chrono::Utc::now()
+                - chrono::Duration::from_std(older_than).context("--older-than is too large")?;
+            let deleted = manager.cleanup_states_before(cutoff).await?;
+            out(&format!(
+                "deleted {deleted} state(s) not updated since {}",
+                format_timestamp(&cutoff)
+            ))?;
+        }
+        StateAction::Migrate { to, overwrite } => {
+            let target_config = ConnectorConfig::from_file(&to)?;
+            let target_settings =
+                target_config
+                    .plugin_config
+                    .state_settings()?
+                    .with_context(|| {
+                        format!("{} has no enabled state block to migrate to", to.display())
+                    })?;
+            let target = open_store(&target_settings).await?;
+            let report =
+                migrate_states(manager.store().as_ref(), target.as_ref(), overwrite).await?;
+            out(&format!(
+                "migrated {} state(s) from the {backend} store to the {} store{}",
+                report.copied.len(),
+                target.backend(),
+                if report.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; kept {} the target already had ({}), use --overwrite to replace them",
+                        report.skipped.len(),
+                        report.skipped.join(", ")
+                    )
+                }
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints one line to stdout; a closed pipe (`| head`) ends quietly.
+fn out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => Ok(other?),
+    }
+}
