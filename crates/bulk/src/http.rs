@@ -1,0 +1,167 @@
+//! The default transport: reqwest over HTTP(S).
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::transport::{Transport, TransportError, TransportResponse};
+
+/// The default transport: HTTP(S) to one Elasticsearch or OpenSearch node,
+/// keep-alive connections, optional basic or API-key authentication.
+#[derive(Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    bulk_url: String,
+    shown_url: String,
+    auth: Option<String>,
+}
+
+impl fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpTransport").field("url", &self.shown_url).finish_non_exhaustive()
+    }
+}
+
+impl HttpTransport {
+    /// A transport to `url` (`http://host:9200`, credentials in the URL are used
+    /// for basic auth and never shown). Requests time out after 60 s.
+    pub fn new(url: &str) -> Result<Self, TransportError> {
+        Self::with_timeout(url, Duration::from_secs(60))
+    }
+
+    /// As [`HttpTransport::new`], with a per-request timeout.
+    pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, TransportError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| TransportError(format!("invalid URL {}: {e}", redact(url))))?;
+        let auth = (!parsed.username().is_empty()).then(|| {
+            let user = percent_decode(parsed.username());
+            let pass = parsed.password().map(percent_decode).unwrap_or_default();
+            format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
+        });
+        let mut clean = parsed.clone();
+        let _ = clean.set_username("");
+        let _ = clean.set_password(None);
+        let base = clean.as_str().trim_end_matches('/').to_owned();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| TransportError(format!("cannot build the HTTP client: {e}")))?;
+        Ok(HttpTransport { client, bulk_url: format!("{base}/_bulk"), shown_url: base, auth })
+    }
+
+    /// Authenticate with an API key (`Authorization: ApiKey <key>`) instead.
+    pub fn with_api_key(mut self, encoded_key: &str) -> Self {
+        self.auth = Some(format!("ApiKey {encoded_key}"));
+        self
+    }
+
+    /// The node URL, without credentials.
+    pub fn url(&self) -> &str {
+        &self.shown_url
+    }
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    async fn bulk(&self, body: Bytes) -> Result<TransportResponse, TransportError> {
+        let mut req = self
+            .client
+            .post(&self.bulk_url)
+            .header("content-type", "application/x-ndjson")
+            .body(body);
+        if let Some(auth) = &self.auth {
+            req = req.header("authorization", auth);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| TransportError(format!("POST {}/_bulk: {}", self.shown_url, describe(&e))))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| TransportError(format!("reading the _bulk answer of {}: {}", self.shown_url, describe(&e))))?;
+        Ok(TransportResponse { status, body })
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut text = if e.is_timeout() { "timed out".to_owned() } else { e.to_string() };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***@{}", &url[..s + 3], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn base64(input: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(TABLE[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_percent_decoding() {
+        assert_eq!(base64(b"elastic:changeme"), "ZWxhc3RpYzpjaGFuZ2VtZQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+        assert_eq!(percent_decode("p%40ss%3Aword"), "p@ss:word");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn credentials_never_show() {
+        let t = HttpTransport::new("http://elastic:hunter2@127.0.0.1:9200/").unwrap_or_else(|e| panic!("{e}"));
+        let shown = format!("{t:?} {}", t.url());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(t.url(), "http://127.0.0.1:9200");
+        assert_eq!(t.auth.as_deref(), Some("Basic ZWxhc3RpYzpodW50ZXIy"));
+    }
+}

@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+
+mod backoff;
+mod error;
+#[cfg(feature = "http")]
+mod http;
+mod processor;
+mod request;
+mod response;
+mod stats;
+mod transport;
+
+pub use backoff::{Backoff, JitterRng};
+pub use error::BulkError;
+pub use processor::{
+    AfterFn, BeforeFn, BulkProcessor, BulkProcessorBuilder, CloseReport, DEFAULT_BULK_ACTIONS,
+    DEFAULT_BULK_SIZE, DEFAULT_RETRY_STATUSES, FailedItem, FailureFn,
+};
+pub use request::{BulkRequest, OpType, VersionType};
+pub use response::{Decision, ItemDecision, ItemResult, decide};
+pub use stats::{BulkStats, WorkerStats};
+#[cfg(feature = "http")]
+pub use http::HttpTransport;
+pub use transport::{Transport, TransportError, TransportResponse};

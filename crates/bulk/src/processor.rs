@@ -1,0 +1,734 @@
+//! The processor: a dispatcher that cuts batches, workers that send them.
+//!
+//! ```text
+//! add ──(memory permits)──▶ cmd channel ──▶ dispatcher ──batches──▶ workers ──▶ Transport
+//!                                            count / bytes / interval / flush      │
+//!                          every request ends once: success · failure handler · handed back
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::backoff::{Backoff, JitterRng};
+use crate::error::BulkError;
+use crate::request::{BulkRequest, OpType};
+use crate::response::{Decision, ItemDecision, decide};
+use crate::stats::{BulkStats, Counters, WorkerCounters};
+use crate::transport::Transport;
+
+/// Called before each `_bulk` call: (execution id, the requests).
+pub type BeforeFn = Arc<dyn Fn(u64, &[BulkRequest]) + Send + Sync>;
+/// Called after each `_bulk` call: (execution id, the requests, what happened).
+pub type AfterFn = Arc<dyn Fn(u64, &[BulkRequest], &Decision) + Send + Sync>;
+/// Called once for every request that failed for good.
+pub type FailureFn = Arc<dyn Fn(FailedItem) + Send + Sync>;
+
+/// Default `bulk_actions`.
+pub const DEFAULT_BULK_ACTIONS: usize = 1000;
+/// Default `bulk_size`: 5 MiB.
+pub const DEFAULT_BULK_SIZE: usize = 5 << 20;
+/// Default retryable item statuses.
+pub const DEFAULT_RETRY_STATUSES: [u16; 4] = [408, 429, 503, 507];
+
+/// A request that failed for good, handed to the failure handler.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FailedItem {
+    /// The request, as added.
+    pub request: BulkRequest,
+    /// The item's HTTP status, when the server answered for it.
+    pub status: Option<u16>,
+    /// The server's error object (JSON text) or what went wrong.
+    pub error: String,
+    /// `_bulk` calls that carried this request.
+    pub attempts: u32,
+}
+
+/// What `close_with_deadline` could not finish.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct CloseReport {
+    /// Requests not known to be applied: never sent, or sent without an answer
+    /// before the deadline (those may have been applied: at-least-once).
+    pub unsent: Vec<BulkRequest>,
+}
+
+/// Builds a [`BulkProcessor`]; every setting has a documented default.
+pub struct BulkProcessorBuilder {
+    transport: Arc<dyn Transport>,
+    name: String,
+    workers: usize,
+    bulk_actions: usize,
+    bulk_size: usize,
+    flush_interval: Option<Duration>,
+    backoff: Backoff,
+    retry_statuses: Vec<u16>,
+    max_buffered_bytes: Option<usize>,
+    before: Option<BeforeFn>,
+    after: Option<AfterFn>,
+    on_failure: Option<FailureFn>,
+    stats: bool,
+    jitter_seed: Option<u64>,
+}
+
+impl fmt::Debug for BulkProcessorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkProcessorBuilder")
+            .field("transport", &self.transport)
+            .field("name", &self.name)
+            .field("workers", &self.workers)
+            .field("bulk_actions", &self.bulk_actions)
+            .field("bulk_size", &self.bulk_size)
+            .field("flush_interval", &self.flush_interval)
+            .field("backoff", &self.backoff)
+            .field("retry_statuses", &self.retry_statuses)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BulkProcessorBuilder {
+    /// A builder sending through `transport` (e.g. [`HttpTransport`](crate::HttpTransport)).
+    pub fn new(transport: impl Transport) -> Self {
+        Self::with_transport(Arc::new(transport))
+    }
+
+    /// As [`BulkProcessorBuilder::new`] with a shared transport.
+    pub fn with_transport(transport: Arc<dyn Transport>) -> Self {
+        BulkProcessorBuilder {
+            transport,
+            name: "bulk-processor".into(),
+            workers: 1,
+            bulk_actions: DEFAULT_BULK_ACTIONS,
+            bulk_size: DEFAULT_BULK_SIZE,
+            flush_interval: None,
+            backoff: Backoff::default(),
+            retry_statuses: DEFAULT_RETRY_STATUSES.to_vec(),
+            max_buffered_bytes: None,
+            before: None,
+            after: None,
+            on_failure: None,
+            stats: true,
+            jitter_seed: None,
+        }
+    }
+
+    /// A name for logs. Default `bulk-processor`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+    /// Concurrent `_bulk` calls. Default 1.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+    /// Send a batch once it holds this many requests. Default 1000.
+    pub fn bulk_actions(mut self, actions: usize) -> Self {
+        self.bulk_actions = actions;
+        self
+    }
+    /// Send a batch before its NDJSON body would exceed this many bytes. Default 5 MiB.
+    pub fn bulk_size(mut self, bytes: usize) -> Self {
+        self.bulk_size = bytes;
+        self
+    }
+    /// Send a non-empty batch this long after its first request arrived. Default off.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = Some(interval).filter(|d| !d.is_zero());
+        self
+    }
+    /// Retry policy. Default: exponential from 100 ms to 10 s, jitter 0.5, at most 10 retries within 2 min.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+    /// Item statuses retried. Default 408, 429, 503, 507.
+    pub fn retry_statuses(mut self, statuses: impl Into<Vec<u16>>) -> Self {
+        self.retry_statuses = statuses.into();
+        self
+    }
+    /// Bound on bytes added and not yet finished (buffered + in flight); `add`
+    /// waits when it is reached. Default: the larger of 64 MiB and `bulk_size * (workers + 2)`.
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered_bytes = Some(bytes);
+        self
+    }
+    /// Called before each `_bulk` call.
+    pub fn before(mut self, f: impl Fn(u64, &[BulkRequest]) + Send + Sync + 'static) -> Self {
+        self.before = Some(Arc::new(f));
+        self
+    }
+    /// Called after each `_bulk` call, with the decision taken for it.
+    pub fn after(mut self, f: impl Fn(u64, &[BulkRequest], &Decision) + Send + Sync + 'static) -> Self {
+        self.after = Some(Arc::new(f));
+        self
+    }
+    /// Called once per request that failed for good (route it to a dead-letter store).
+    /// Without a handler, failures are logged at `error` level and counted.
+    pub fn on_failure(mut self, f: impl Fn(FailedItem) + Send + Sync + 'static) -> Self {
+        self.on_failure = Some(Arc::new(f));
+        self
+    }
+    /// Collect statistics. Default on.
+    pub fn stats(mut self, enabled: bool) -> Self {
+        self.stats = enabled;
+        self
+    }
+    /// Seed of the jitter generator (deterministic tests). Default: from the clock.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
+        self
+    }
+
+    /// Checks the settings and starts the dispatcher and the workers (needs a tokio runtime).
+    pub fn build(self) -> Result<BulkProcessor, BulkError> {
+        let invalid = |key: &str, reason: &str| BulkError::InvalidConfig { key: key.into(), reason: reason.into() };
+        if self.workers == 0 {
+            return Err(invalid("workers", "must be at least 1"));
+        }
+        if self.bulk_actions == 0 {
+            return Err(invalid("bulk_actions", "must be at least 1"));
+        }
+        if self.bulk_size < 64 {
+            return Err(invalid("bulk_size", "must be at least 64 bytes"));
+        }
+        let max_buffered = self
+            .max_buffered_bytes
+            .unwrap_or_else(|| (64 << 20).max(self.bulk_size.saturating_mul(self.workers + 2)));
+        if max_buffered < self.bulk_size {
+            return Err(invalid("max_buffered_bytes", "must be at least bulk_size, or no full batch could ever be built"));
+        }
+        if max_buffered > Semaphore::MAX_PERMITS {
+            return Err(invalid("max_buffered_bytes", "is too large"));
+        }
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (batch_tx, batch_rx) = mpsc::channel::<Batch>(self.workers);
+        let (cancel_tx, _) = watch::channel(false);
+        let (watermark_tx, _) = watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            name: self.name,
+            transport: self.transport,
+            bulk_actions: self.bulk_actions,
+            bulk_size: self.bulk_size,
+            flush_interval: self.flush_interval,
+            backoff: self.backoff,
+            retry_statuses: self.retry_statuses,
+            max_buffered,
+            before: self.before,
+            after: self.after,
+            on_failure: self.on_failure,
+            stats_on: self.stats,
+            memory: Arc::new(Semaphore::new(max_buffered)),
+            counters: Counters::default(),
+            worker_counters: (0..self.workers).map(|_| WorkerCounters::default()).collect(),
+            execution: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            cancel: cancel_tx,
+            tracker: StdMutex::new(Tracker::default()),
+            watermark: watermark_tx,
+            unsent: StdMutex::new(Vec::new()),
+        });
+        let batch_rx = Arc::new(Mutex::new(batch_rx));
+        let mut tasks = Vec::with_capacity(self.workers + 1);
+        tasks.push(tokio::spawn(dispatch(shared.clone(), cmd_rx, batch_tx)));
+        let seed = self.jitter_seed.unwrap_or_else(|| JitterRng::from_entropy().unit().to_bits());
+        for w in 0..self.workers {
+            let rng = JitterRng::seeded(seed.wrapping_add(w as u64 * 0x9E37_79B9));
+            tasks.push(tokio::spawn(work(shared.clone(), w, batch_rx.clone(), rng)));
+        }
+        tracing::debug!(name = %shared.name, workers = self.workers, "bulk processor started");
+        Ok(BulkProcessor {
+            shared,
+            cmd_tx: StdMutex::new(Some(cmd_tx)),
+            tasks: Mutex::new(tasks),
+            batch_rx,
+        })
+    }
+}
+
+/// A background bulk processor. See the crate documentation.
+pub struct BulkProcessor {
+    shared: Arc<Shared>,
+    cmd_tx: StdMutex<Option<mpsc::Sender<Cmd>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    batch_rx: Arc<Mutex<mpsc::Receiver<Batch>>>,
+}
+
+impl fmt::Debug for BulkProcessor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkProcessor")
+            .field("name", &self.shared.name)
+            .field("closed", &self.shared.closed.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    name: String,
+    transport: Arc<dyn Transport>,
+    bulk_actions: usize,
+    bulk_size: usize,
+    flush_interval: Option<Duration>,
+    backoff: Backoff,
+    retry_statuses: Vec<u16>,
+    max_buffered: usize,
+    before: Option<BeforeFn>,
+    after: Option<AfterFn>,
+    on_failure: Option<FailureFn>,
+    stats_on: bool,
+    memory: Arc<Semaphore>,
+    counters: Counters,
+    worker_counters: Vec<WorkerCounters>,
+    execution: AtomicU64,
+    closed: AtomicBool,
+    cancel: watch::Sender<bool>,
+    tracker: StdMutex<Tracker>,
+    watermark: watch::Sender<u64>,
+    unsent: StdMutex<Vec<BulkRequest>>,
+}
+
+/// Which batches are still in progress; `watermark` = every batch below it is finished.
+#[derive(Default)]
+struct Tracker {
+    next_batch: u64,
+    unfinished: BTreeSet<u64>,
+}
+
+enum Cmd {
+    Add(BulkRequest),
+    Flush(oneshot::Sender<()>),
+}
+
+struct Batch {
+    id: u64,
+    requests: Vec<BulkRequest>,
+}
+
+impl BulkProcessor {
+    /// Adds a request. Waits while the memory bound is reached.
+    ///
+    /// Errors hand the request back: `InvalidRequest` (incomplete or
+    /// unserialisable), `TooLarge` (larger than the memory bound), `Closed`.
+    pub async fn add(&self, mut request: BulkRequest) -> Result<(), BulkError> {
+        if self.shared.closed.load(Relaxed) {
+            return Err(BulkError::Closed(Box::new(request)));
+        }
+        let size = match request.encode() {
+            Ok(size) => size,
+            Err(reason) => return Err(BulkError::InvalidRequest { reason, request: Box::new(request) }),
+        };
+        if size > self.shared.max_buffered || size > u32::MAX as usize {
+            return Err(BulkError::TooLarge { size, limit: self.shared.max_buffered, request: Box::new(request) });
+        }
+        match self.shared.memory.acquire_many(size as u32).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(BulkError::Closed(Box::new(request))),
+        }
+        let tx = self.cmd_tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(tx) = tx else {
+            self.shared.memory.add_permits(size);
+            return Err(BulkError::Closed(Box::new(request)));
+        };
+        match tx.send(Cmd::Add(request)).await {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(cmd)) => {
+                self.shared.memory.add_permits(size);
+                match cmd {
+                    Cmd::Add(request) => Err(BulkError::Closed(Box::new(request))),
+                    Cmd::Flush(_) => Err(BulkError::Cancelled),
+                }
+            }
+        }
+    }
+
+    /// Sends what is buffered and returns once every request added before this
+    /// call has succeeded or failed for good.
+    pub async fn flush(&self) -> Result<(), BulkError> {
+        let tx = self.cmd_tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Closed: `close` already flushed everything.
+        let Some(tx) = tx else { return Ok(()) };
+        let (ack_tx, ack_rx) = oneshot::channel();
+        if tx.send(Cmd::Flush(ack_tx)).await.is_err() {
+            return Err(BulkError::Cancelled);
+        }
+        drop(tx);
+        ack_rx.await.map_err(|_| BulkError::Cancelled)?;
+        if *self.shared.cancel.borrow() { Err(BulkError::Cancelled) } else { Ok(()) }
+    }
+
+    /// Flushes, then stops the workers. Later `add`s fail with `Closed`.
+    pub async fn close(&self) -> Result<(), BulkError> {
+        self.shared.closed.store(true, Relaxed);
+        let flushed = self.flush().await;
+        // Closing the command channel lets the dispatcher drain and end; the
+        // workers end when the batch channel is empty and closed.
+        let _ = self.cmd_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.join_tasks().await;
+        tracing::debug!(name = %self.shared.name, "bulk processor closed");
+        flushed
+    }
+
+    /// Like [`BulkProcessor::close`], but gives up after `deadline`: whatever is
+    /// not finished by then (buffered, queued, waiting for a retry or in flight)
+    /// is handed back in the report. Requests that were in flight may have been
+    /// applied by the server.
+    pub async fn close_with_deadline(&self, deadline: Duration) -> CloseReport {
+        if tokio::time::timeout(deadline, self.close()).await.is_ok() {
+            return CloseReport::default();
+        }
+        self.shared.cancel.send_replace(true);
+        self.shared.memory.close();
+        let _ = self.cmd_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.join_tasks().await;
+        let mut unsent = std::mem::take(&mut *self.shared.unsent.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut rx = self.batch_rx.lock().await;
+        while let Ok(batch) = rx.try_recv() {
+            unsent.extend(batch.requests);
+        }
+        tracing::warn!(name = %self.shared.name, unsent = unsent.len(), "bulk processor closed at its deadline");
+        CloseReport { unsent }
+    }
+
+    /// Waits for the dispatcher and the workers. Cancel-safe: a handle is
+    /// removed only once its task has ended, so an interrupted join (a close
+    /// deadline) can be resumed.
+    async fn join_tasks(&self) {
+        let mut tasks = self.tasks.lock().await;
+        while let Some(task) = tasks.last_mut() {
+            let _ = task.await;
+            tasks.pop();
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> BulkStats {
+        let s = &self.shared;
+        let buffered = if s.memory.is_closed() {
+            0
+        } else {
+            (s.max_buffered - s.memory.available_permits().min(s.max_buffered)) as u64
+        };
+        s.counters.snapshot(&s.worker_counters, buffered)
+    }
+
+    /// The memory bound in bytes.
+    pub fn max_buffered_bytes(&self) -> usize {
+        self.shared.max_buffered
+    }
+}
+
+impl Shared {
+    fn count(&self, counter: &AtomicU64, n: u64) {
+        if self.stats_on {
+            counter.fetch_add(n, Relaxed);
+        }
+    }
+
+    fn new_batch(&self, requests: Vec<BulkRequest>) -> Batch {
+        let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+        let id = t.next_batch;
+        t.next_batch += 1;
+        t.unfinished.insert(id);
+        Batch { id, requests }
+    }
+
+    fn finish_batch(&self, id: u64) {
+        let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+        t.unfinished.remove(&id);
+        let watermark = t.unfinished.first().copied().unwrap_or(t.next_batch);
+        self.watermark.send_replace(watermark);
+    }
+
+    fn release(&self, request: &BulkRequest) {
+        self.memory.add_permits(request.encoded_len());
+    }
+
+    fn fail(&self, request: BulkRequest, status: Option<u16>, error: String, attempts: u32) {
+        self.release(&request);
+        self.count(&self.counters.failed, 1);
+        let item = FailedItem { request, status, error, attempts };
+        match &self.on_failure {
+            Some(handler) => {
+                if catch_unwind(AssertUnwindSafe(|| handler(item))).is_err() {
+                    tracing::error!(name = %self.name, "the failure handler panicked");
+                }
+            }
+            None => tracing::error!(
+                name = %self.name,
+                index = item.request.index_name().unwrap_or(""),
+                id = item.request.doc_id().unwrap_or(""),
+                status = ?item.status,
+                error = %item.error,
+                "bulk request failed for good"
+            ),
+        }
+    }
+
+    fn succeed(&self, request: &BulkRequest) {
+        self.release(request);
+        let by_op = match request.op() {
+            OpType::Index => &self.counters.indexed,
+            OpType::Create => &self.counters.created,
+            OpType::Update => &self.counters.updated,
+            OpType::Delete => &self.counters.deleted,
+        };
+        self.count(by_op, 1);
+        self.count(&self.counters.succeeded, 1);
+    }
+
+    fn hand_back(&self, requests: impl IntoIterator<Item = BulkRequest>) {
+        self.unsent.lock().unwrap_or_else(|p| p.into_inner()).extend(requests);
+    }
+}
+
+async fn cancelled(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|c| *c).await;
+}
+
+/// Cuts batches by count, bytes, interval and flush, and hands them to the workers.
+async fn dispatch(shared: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>, batches: mpsc::Sender<Batch>) {
+    let mut cancel = shared.cancel.subscribe();
+    let mut current: Vec<BulkRequest> = Vec::new();
+    let mut current_bytes = 0usize;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let cut_reason = tokio::select! {
+            biased;
+            _ = cancelled(&mut cancel) => break,
+            cmd = cmds.recv() => match cmd {
+                Some(Cmd::Add(request)) => {
+                    let size = request.encoded_len();
+                    if !current.is_empty() && current_bytes + size > shared.bulk_size {
+                        if !send(&shared, &batches, &mut current, &mut current_bytes, &mut cancel).await {
+                            shared.hand_back([request]);
+                            break;
+                        }
+                        deadline = None;
+                    }
+                    if current.is_empty() {
+                        deadline = shared.flush_interval.map(|d| Instant::now() + d);
+                    }
+                    current.push(request);
+                    current_bytes += size;
+                    (current.len() >= shared.bulk_actions || current_bytes >= shared.bulk_size).then_some(false)
+                }
+                Some(Cmd::Flush(ack)) => {
+                    let cut = !current.is_empty();
+                    if cut && !send(&shared, &batches, &mut current, &mut current_bytes, &mut cancel).await {
+                        break;
+                    }
+                    if cut {
+                        shared.count(&shared.counters.flushed, 1);
+                    }
+                    deadline = None;
+                    let target = shared.tracker.lock().unwrap_or_else(|p| p.into_inner()).next_batch;
+                    let mut watermark = shared.watermark.subscribe();
+                    let mut cancel = shared.cancel.subscribe();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = watermark.wait_for(|w| *w >= target) => {}
+                            _ = cancelled(&mut cancel) => {}
+                        }
+                        let _ = ack.send(());
+                    });
+                    None
+                }
+                None => {
+                    if !current.is_empty() {
+                        shared.count(&shared.counters.flushed, 1);
+                        send(&shared, &batches, &mut current, &mut current_bytes, &mut cancel).await;
+                    }
+                    break;
+                }
+            },
+            _ = timer => Some(true),
+        };
+        if let Some(by_timer) = cut_reason {
+            if !send(&shared, &batches, &mut current, &mut current_bytes, &mut cancel).await {
+                break;
+            }
+            if by_timer {
+                shared.count(&shared.counters.flushed, 1);
+            }
+            deadline = None;
+        }
+    }
+    // Cancelled (or the workers are gone): everything still here goes back to the caller.
+    shared.hand_back(current.drain(..));
+    cmds.close();
+    while let Ok(cmd) = cmds.try_recv() {
+        match cmd {
+            Cmd::Add(request) => shared.hand_back([request]),
+            Cmd::Flush(ack) => drop(ack),
+        }
+    }
+}
+
+/// Hands the current batch to a worker; `false` if cancelled (the batch is handed back).
+async fn send(
+    shared: &Shared,
+    batches: &mpsc::Sender<Batch>,
+    current: &mut Vec<BulkRequest>,
+    current_bytes: &mut usize,
+    cancel: &mut watch::Receiver<bool>,
+) -> bool {
+    if current.is_empty() {
+        return true;
+    }
+    // Reserve first: a reservation dropped on cancel loses nothing.
+    let permit = tokio::select! {
+        biased;
+        _ = cancelled(cancel) => None,
+        permit = batches.reserve() => permit.ok(),
+    };
+    let requests = std::mem::take(current);
+    *current_bytes = 0;
+    match permit {
+        Some(permit) => {
+            permit.send(shared.new_batch(requests));
+            true
+        }
+        None => {
+            shared.hand_back(requests);
+            false
+        }
+    }
+}
+
+async fn work(shared: Arc<Shared>, index: usize, batches: Arc<Mutex<mpsc::Receiver<Batch>>>, mut rng: JitterRng) {
+    let mut cancel = shared.cancel.subscribe();
+    loop {
+        let batch = {
+            let mut rx = batches.lock().await;
+            tokio::select! {
+                biased;
+                _ = cancelled(&mut cancel) => None,
+                batch = rx.recv() => batch,
+            }
+        };
+        let Some(batch) = batch else { return };
+        let id = batch.id;
+        commit(&shared, index, batch.requests, &mut rng, &mut cancel).await;
+        shared.finish_batch(id);
+    }
+}
+
+/// Sends one batch until every request in it has an outcome.
+async fn commit(
+    shared: &Shared,
+    worker: usize,
+    mut requests: Vec<BulkRequest>,
+    rng: &mut JitterRng,
+    cancel: &mut watch::Receiver<bool>,
+) {
+    let counters = &shared.worker_counters[worker];
+    let first_attempt = Instant::now();
+    let mut attempt: u32 = 0;
+    while !requests.is_empty() {
+        attempt += 1;
+        counters.queued.store(requests.len() as u64, Relaxed);
+        let execution = shared.execution.fetch_add(1, Relaxed) + 1;
+        if let Some(before) = &shared.before
+            && catch_unwind(AssertUnwindSafe(|| before(execution, &requests))).is_err()
+        {
+            tracing::error!(name = %shared.name, "the before callback panicked");
+        }
+        let mut body = Vec::with_capacity(requests.iter().map(BulkRequest::encoded_len).sum());
+        for r in &requests {
+            r.write_ndjson(&mut body);
+        }
+        let sent_bytes = body.len() as u64;
+        let started = Instant::now();
+        let answer = tokio::select! {
+            biased;
+            _ = cancelled(cancel) => {
+                shared.hand_back(requests.drain(..));
+                break;
+            }
+            answer = shared.transport.bulk(bytes::Bytes::from(body)) => answer,
+        };
+        counters.last_duration_nanos.store(started.elapsed().as_nanos() as u64, Relaxed);
+        shared.count(&shared.counters.committed, 1);
+        shared.count(&shared.counters.bytes, sent_bytes);
+        let decision = match answer {
+            Ok(resp) => decide(resp.status, &resp.body, requests.len(), &shared.retry_statuses),
+            Err(e) => Decision::RetryAll(e.to_string()),
+        };
+        if let Some(after) = &shared.after
+            && catch_unwind(AssertUnwindSafe(|| after(execution, &requests, &decision))).is_err()
+        {
+            tracing::error!(name = %shared.name, "the after callback panicked");
+        }
+        let (retry, last_error) = match decision {
+            Decision::Items(items) => {
+                let mut retry = Vec::new();
+                let mut last_error = String::new();
+                for (request, item) in requests.drain(..).zip(items) {
+                    match item {
+                        ItemDecision::Success(_) => shared.succeed(&request),
+                        ItemDecision::Fail(r) => {
+                            let error = r.error.unwrap_or_else(|| format!("status {}", r.status));
+                            shared.fail(request, Some(r.status), error, attempt);
+                        }
+                        ItemDecision::Retry(r) => {
+                            last_error = r.error.unwrap_or_else(|| format!("status {}", r.status));
+                            retry.push(request);
+                        }
+                    }
+                }
+                (retry, last_error)
+            }
+            Decision::RetryAll(error) => (std::mem::take(&mut requests), error),
+            Decision::FailAll(error) => {
+                for request in requests.drain(..) {
+                    shared.fail(request, None, error.clone(), attempt);
+                }
+                (Vec::new(), String::new())
+            }
+        };
+        if retry.is_empty() {
+            break;
+        }
+        match shared.backoff.next_delay(attempt, first_attempt.elapsed(), rng.unit()) {
+            Some(delay) => {
+                tracing::debug!(name = %shared.name, requests = retry.len(), ?delay, error = %last_error, "retrying");
+                shared.count(&shared.counters.retried, retry.len() as u64);
+                requests = retry;
+                tokio::select! {
+                    biased;
+                    _ = cancelled(cancel) => {
+                        shared.hand_back(requests.drain(..));
+                        break;
+                    }
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            None => {
+                let why = format!(
+                    "gave up after {attempt} attempts in {:.1?}: {last_error}",
+                    first_attempt.elapsed()
+                );
+                for request in retry {
+                    shared.fail(request, None, why.clone(), attempt);
+                }
+            }
+        }
+    }
+    counters.queued.store(0, Relaxed);
+}

@@ -1,0 +1,89 @@
+//! Counters of a running processor.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A snapshot of a processor's counters (all zero when stats are off).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BulkStats {
+    /// Batches cut by `flush()`/`close()` or by the flush interval (not by size or count).
+    pub flushed: u64,
+    /// `_bulk` calls made (every attempt, retries included).
+    pub committed: u64,
+    /// Index requests that succeeded.
+    pub indexed: u64,
+    /// Create requests that succeeded.
+    pub created: u64,
+    /// Update requests that succeeded.
+    pub updated: u64,
+    /// Delete requests that succeeded.
+    pub deleted: u64,
+    /// Requests that succeeded, of any kind.
+    pub succeeded: u64,
+    /// Requests that failed for good (each reported once to the failure handler).
+    pub failed: u64,
+    /// Requests sent again after a retryable failure (one per request per retry).
+    pub retried: u64,
+    /// NDJSON bytes sent, retries included.
+    pub bytes: u64,
+    /// Bytes of requests added and not yet finished (buffered or in flight) right now.
+    pub buffered_bytes: u64,
+    /// One entry per worker.
+    pub workers: Vec<WorkerStats>,
+}
+
+/// A worker's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// Requests in the batch this worker is working on (0 when idle).
+    pub queued: u64,
+    /// How long its last `_bulk` call took.
+    pub last_duration: Duration,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub flushed: AtomicU64,
+    pub committed: AtomicU64,
+    pub indexed: AtomicU64,
+    pub created: AtomicU64,
+    pub updated: AtomicU64,
+    pub deleted: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct WorkerCounters {
+    pub queued: AtomicU64,
+    pub last_duration_nanos: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self, workers: &[WorkerCounters], buffered_bytes: u64) -> BulkStats {
+        BulkStats {
+            flushed: self.flushed.load(Relaxed),
+            committed: self.committed.load(Relaxed),
+            indexed: self.indexed.load(Relaxed),
+            created: self.created.load(Relaxed),
+            updated: self.updated.load(Relaxed),
+            deleted: self.deleted.load(Relaxed),
+            succeeded: self.succeeded.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            buffered_bytes,
+            workers: workers
+                .iter()
+                .map(|w| WorkerStats {
+                    queued: w.queued.load(Relaxed),
+                    last_duration: Duration::from_nanos(w.last_duration_nanos.load(Relaxed)),
+                })
+                .collect(),
+        }
+    }
+}
