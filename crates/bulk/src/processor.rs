@@ -169,7 +169,10 @@ impl BulkProcessorBuilder {
         self
     }
     /// Called after each `_bulk` call, with the decision taken for it.
-    pub fn after(mut self, f: impl Fn(u64, &[BulkRequest], &Decision) + Send + Sync + 'static) -> Self {
+    pub fn after(
+        mut self,
+        f: impl Fn(u64, &[BulkRequest], &Decision) + Send + Sync + 'static,
+    ) -> Self {
         self.after = Some(Arc::new(f));
         self
     }
@@ -192,7 +195,10 @@ impl BulkProcessorBuilder {
 
     /// Checks the settings and starts the dispatcher and the workers (needs a tokio runtime).
     pub fn build(self) -> Result<BulkProcessor, BulkError> {
-        let invalid = |key: &str, reason: &str| BulkError::InvalidConfig { key: key.into(), reason: reason.into() };
+        let invalid = |key: &str, reason: &str| BulkError::InvalidConfig {
+            key: key.into(),
+            reason: reason.into(),
+        };
         if self.workers == 0 {
             return Err(invalid("workers", "must be at least 1"));
         }
@@ -206,7 +212,10 @@ impl BulkProcessorBuilder {
             .max_buffered_bytes
             .unwrap_or_else(|| (64 << 20).max(self.bulk_size.saturating_mul(self.workers + 2)));
         if max_buffered < self.bulk_size {
-            return Err(invalid("max_buffered_bytes", "must be at least bulk_size, or no full batch could ever be built"));
+            return Err(invalid(
+                "max_buffered_bytes",
+                "must be at least bulk_size, or no full batch could ever be built",
+            ));
         }
         if max_buffered > Semaphore::MAX_PERMITS {
             return Err(invalid("max_buffered_bytes", "is too large"));
@@ -230,7 +239,9 @@ impl BulkProcessorBuilder {
             stats_on: self.stats,
             memory: Arc::new(Semaphore::new(max_buffered)),
             counters: Counters::default(),
-            worker_counters: (0..self.workers).map(|_| WorkerCounters::default()).collect(),
+            worker_counters: (0..self.workers)
+                .map(|_| WorkerCounters::default())
+                .collect(),
             execution: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             cancel: cancel_tx,
@@ -241,7 +252,9 @@ impl BulkProcessorBuilder {
         let batch_rx = Arc::new(Mutex::new(batch_rx));
         let mut tasks = Vec::with_capacity(self.workers + 1);
         tasks.push(tokio::spawn(dispatch(shared.clone(), cmd_rx, batch_tx)));
-        let seed = self.jitter_seed.unwrap_or_else(|| JitterRng::from_entropy().unit().to_bits());
+        let seed = self
+            .jitter_seed
+            .unwrap_or_else(|| JitterRng::from_entropy().unit().to_bits());
         for w in 0..self.workers {
             let rng = JitterRng::seeded(seed.wrapping_add(w as u64 * 0x9E37_79B9));
             tasks.push(tokio::spawn(work(shared.clone(), w, batch_rx.clone(), rng)));
@@ -325,16 +338,29 @@ impl BulkProcessor {
         }
         let size = match request.encode() {
             Ok(size) => size,
-            Err(reason) => return Err(BulkError::InvalidRequest { reason, request: Box::new(request) }),
+            Err(reason) => {
+                return Err(BulkError::InvalidRequest {
+                    reason,
+                    request: Box::new(request),
+                });
+            }
         };
         if size > self.shared.max_buffered || size > u32::MAX as usize {
-            return Err(BulkError::TooLarge { size, limit: self.shared.max_buffered, request: Box::new(request) });
+            return Err(BulkError::TooLarge {
+                size,
+                limit: self.shared.max_buffered,
+                request: Box::new(request),
+            });
         }
         match self.shared.memory.acquire_many(size as u32).await {
             Ok(permit) => permit.forget(),
             Err(_) => return Err(BulkError::Closed(Box::new(request))),
         }
-        let tx = self.cmd_tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let tx = self
+            .cmd_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let Some(tx) = tx else {
             self.shared.memory.add_permits(size);
             return Err(BulkError::Closed(Box::new(request)));
@@ -354,7 +380,11 @@ impl BulkProcessor {
     /// Sends what is buffered and returns once every request added before this
     /// call has succeeded or failed for good.
     pub async fn flush(&self) -> Result<(), BulkError> {
-        let tx = self.cmd_tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let tx = self
+            .cmd_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         // Closed: `close` already flushed everything.
         let Some(tx) = tx else { return Ok(()) };
         let (ack_tx, ack_rx) = oneshot::channel();
@@ -363,7 +393,11 @@ impl BulkProcessor {
         }
         drop(tx);
         ack_rx.await.map_err(|_| BulkError::Cancelled)?;
-        if *self.shared.cancel.borrow() { Err(BulkError::Cancelled) } else { Ok(()) }
+        if *self.shared.cancel.borrow() {
+            Err(BulkError::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     /// Flushes, then stops the workers. Later `add`s fail with `Closed`.
@@ -390,7 +424,8 @@ impl BulkProcessor {
         self.shared.memory.close();
         let _ = self.cmd_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.join_tasks().await;
-        let mut unsent = std::mem::take(&mut *self.shared.unsent.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut unsent =
+            std::mem::take(&mut *self.shared.unsent.lock().unwrap_or_else(|p| p.into_inner()));
         let mut rx = self.batch_rx.lock().await;
         while let Ok(batch) = rx.try_recv() {
             unsent.extend(batch.requests);
@@ -456,7 +491,12 @@ impl Shared {
     fn fail(&self, request: BulkRequest, status: Option<u16>, error: String, attempts: u32) {
         self.release(&request);
         self.count(&self.counters.failed, 1);
-        let item = FailedItem { request, status, error, attempts };
+        let item = FailedItem {
+            request,
+            status,
+            error,
+            attempts,
+        };
         match &self.on_failure {
             Some(handler) => {
                 if catch_unwind(AssertUnwindSafe(|| handler(item))).is_err() {
@@ -487,7 +527,10 @@ impl Shared {
     }
 
     fn hand_back(&self, requests: impl IntoIterator<Item = BulkRequest>) {
-        self.unsent.lock().unwrap_or_else(|p| p.into_inner()).extend(requests);
+        self.unsent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(requests);
     }
 }
 
@@ -496,7 +539,11 @@ async fn cancelled(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Cuts batches by count, bytes, interval and flush, and hands them to the workers.
-async fn dispatch(shared: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>, batches: mpsc::Sender<Batch>) {
+async fn dispatch(
+    shared: Arc<Shared>,
+    mut cmds: mpsc::Receiver<Cmd>,
+    batches: mpsc::Sender<Batch>,
+) {
     let mut cancel = shared.cancel.subscribe();
     let mut current: Vec<BulkRequest> = Vec::new();
     let mut current_bytes = 0usize;
@@ -560,7 +607,15 @@ async fn dispatch(shared: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>, batches: m
             _ = timer => Some(true),
         };
         if let Some(by_timer) = cut_reason {
-            if !send(&shared, &batches, &mut current, &mut current_bytes, &mut cancel).await {
+            if !send(
+                &shared,
+                &batches,
+                &mut current,
+                &mut current_bytes,
+                &mut cancel,
+            )
+            .await
+            {
                 break;
             }
             if by_timer {
@@ -611,7 +666,12 @@ async fn send(
     }
 }
 
-async fn work(shared: Arc<Shared>, index: usize, batches: Arc<Mutex<mpsc::Receiver<Batch>>>, mut rng: JitterRng) {
+async fn work(
+    shared: Arc<Shared>,
+    index: usize,
+    batches: Arc<Mutex<mpsc::Receiver<Batch>>>,
+    mut rng: JitterRng,
+) {
     let mut cancel = shared.cancel.subscribe();
     loop {
         let batch = {
@@ -663,11 +723,18 @@ async fn commit(
             }
             answer = shared.transport.bulk(bytes::Bytes::from(body)) => answer,
         };
-        counters.last_duration_nanos.store(started.elapsed().as_nanos() as u64, Relaxed);
+        counters
+            .last_duration_nanos
+            .store(started.elapsed().as_nanos() as u64, Relaxed);
         shared.count(&shared.counters.committed, 1);
         shared.count(&shared.counters.bytes, sent_bytes);
         let decision = match answer {
-            Ok(resp) => decide(resp.status, &resp.body, requests.len(), &shared.retry_statuses),
+            Ok(resp) => decide(
+                resp.status,
+                &resp.body,
+                requests.len(),
+                &shared.retry_statuses,
+            ),
             Err(e) => Decision::RetryAll(e.to_string()),
         };
         if let Some(after) = &shared.after
@@ -705,7 +772,10 @@ async fn commit(
         if retry.is_empty() {
             break;
         }
-        match shared.backoff.next_delay(attempt, first_attempt.elapsed(), rng.unit()) {
+        match shared
+            .backoff
+            .next_delay(attempt, first_attempt.elapsed(), rng.unit())
+        {
             Some(delay) => {
                 tracing::debug!(name = %shared.name, requests = retry.len(), ?delay, error = %last_error, "retrying");
                 shared.count(&shared.counters.retried, retry.len() as u64);
@@ -732,3 +802,7 @@ async fn commit(
     }
     counters.queued.store(0, Relaxed);
 }
+
+#[cfg(test)]
+#[path = "processor_tests.rs"]
+mod tests;

@@ -1,0 +1,341 @@
+//! The processor against an in-process scripted transport: batching, retries,
+//! outcomes. Time is tokio's paused clock where it matters.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::transport::{TransportError, TransportResponse};
+
+/// Answers each `_bulk` call from a script; records every body it received.
+#[derive(Debug, Default)]
+struct Scripted {
+    /// Per call: item statuses by document id (missing: 201), or a whole-request answer.
+    script: Mutex<VecDeque<Answer>>,
+    bodies: Mutex<Vec<Vec<Value>>>,
+}
+
+#[derive(Debug, Clone)]
+enum Answer {
+    Items(Vec<(&'static str, u16)>),
+    Status(u16),
+    Drop,
+}
+
+#[async_trait]
+impl Transport for Scripted {
+    async fn bulk(&self, body: Bytes) -> Result<TransportResponse, TransportError> {
+        let lines: Vec<Value> = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        let actions: Vec<Value> = lines
+            .iter()
+            .filter(|l| l.get("index").is_some())
+            .cloned()
+            .collect();
+        self.bodies.lock().unwrap().push(actions.clone());
+        let answer = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Answer::Items(vec![]));
+        let overrides = match answer {
+            Answer::Status(s) => {
+                return Ok(TransportResponse {
+                    status: s,
+                    body: Bytes::from_static(b"{}"),
+                });
+            }
+            Answer::Drop => return Err(TransportError("connection reset by peer".into())),
+            Answer::Items(o) => o,
+        };
+        let items: Vec<Value> = actions
+            .iter()
+            .map(|a| {
+                let id = a["index"]["_id"].as_str().unwrap_or("");
+                let status = overrides
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, s)| *s)
+                    .unwrap_or(201);
+                let mut r = json!({"_index": "t", "_id": id, "status": status});
+                if status >= 300 {
+                    r["error"] = json!({"type": format!("error_{status}"), "reason": "scripted"});
+                } else {
+                    r["result"] = json!("created");
+                }
+                json!({"index": r})
+            })
+            .collect();
+        let body = json!({"took": 1, "errors": true, "items": items});
+        Ok(TransportResponse {
+            status: 200,
+            body: Bytes::from(serde_json::to_vec(&body).unwrap()),
+        })
+    }
+}
+
+impl Scripted {
+    fn with(script: Vec<Answer>) -> Arc<Self> {
+        Arc::new(Scripted {
+            script: Mutex::new(script.into()),
+            bodies: Mutex::default(),
+        })
+    }
+    fn batch_ids(&self) -> Vec<Vec<String>> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                b.iter()
+                    .map(|a| a["index"]["_id"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn doc(id: usize) -> BulkRequest {
+    BulkRequest::index("t")
+        .id(id.to_string())
+        .doc(&json!({"n": id}))
+}
+
+fn fast_backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        jitter: 0.0,
+        ..Backoff::default()
+    }
+}
+
+fn failures() -> (
+    Arc<Mutex<Vec<FailedItem>>>,
+    impl Fn(FailedItem) + Send + Sync + 'static,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    (seen, move |f| sink.lock().unwrap().push(f))
+}
+
+#[tokio::test]
+async fn cuts_batches_by_count_and_flush() {
+    let t = Scripted::with(vec![]);
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .bulk_actions(3)
+        .build()
+        .unwrap();
+    for i in 0..7 {
+        p.add(doc(i)).await.unwrap();
+    }
+    p.flush().await.unwrap();
+    assert_eq!(
+        t.batch_ids(),
+        [vec!["0", "1", "2"], vec!["3", "4", "5"], vec!["6"]]
+    );
+    let s = p.stats();
+    assert_eq!(
+        (s.succeeded, s.indexed, s.failed, s.committed, s.flushed),
+        (7, 7, 0, 3, 1)
+    );
+    assert_eq!(s.buffered_bytes, 0);
+    p.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn cuts_batches_before_they_exceed_bulk_size() {
+    let t = Scripted::with(vec![]);
+    let mut one = doc(0);
+    let size = one.encode().unwrap();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .bulk_size(size * 2 + size / 2)
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        p.add(doc(i)).await.unwrap();
+    }
+    p.close().await.unwrap();
+    let batches = t.batch_ids();
+    assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    assert_eq!(
+        p.stats().bytes as usize,
+        size * 5,
+        "bytes counts the exact NDJSON sent"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn flush_interval_starts_at_the_first_request() {
+    let t = Scripted::with(vec![]);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .flush_interval(Duration::from_secs(5))
+        .after(move |_, reqs, _| {
+            let _ = tx.send((Instant::now(), reqs.len()));
+        })
+        .build()
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let added = Instant::now();
+    p.add(doc(1)).await.unwrap();
+    p.add(doc(2)).await.unwrap();
+    let (sent_at, n) = rx.recv().await.unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(
+        sent_at - added,
+        Duration::from_secs(5),
+        "the timer starts at the first request, not at build"
+    );
+    assert_eq!(p.stats().flushed, 1);
+    p.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_only_retryable_items_and_reports_the_rest_once() {
+    let t = Scripted::with(vec![
+        Answer::Items(vec![("1", 429), ("2", 400), ("3", 503)]),
+        Answer::Items(vec![("3", 507)]),
+        Answer::Items(vec![]),
+    ]);
+    let (failed, on_failure) = failures();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .backoff(fast_backoff())
+        .on_failure(on_failure)
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        p.add(doc(i)).await.unwrap();
+    }
+    p.flush().await.unwrap();
+    assert_eq!(
+        t.batch_ids(),
+        [vec!["0", "1", "2", "3", "4"], vec!["1", "3"], vec!["3"]]
+    );
+    let failed = failed.lock().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].request.doc_id(), Some("2"));
+    assert_eq!(failed[0].status, Some(400));
+    assert!(failed[0].error.contains("error_400"), "{}", failed[0].error);
+    let s = p.stats();
+    assert_eq!(
+        (s.succeeded, s.failed, s.retried, s.committed),
+        (4, 1, 3, 3)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn whole_request_failures_retry_then_give_up_naming_the_cause() {
+    let t = Scripted::with(vec![
+        Answer::Drop,
+        Answer::Status(503),
+        Answer::Status(429),
+        Answer::Status(502),
+    ]);
+    let (failed, on_failure) = failures();
+    let backoff = Backoff {
+        max_retries: 3,
+        ..fast_backoff()
+    };
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .backoff(backoff)
+        .on_failure(on_failure)
+        .build()
+        .unwrap();
+    p.add(doc(1)).await.unwrap();
+    p.add(doc(2)).await.unwrap();
+    let started = Instant::now();
+    p.flush().await.unwrap();
+    // 10 ms, 20 ms, 40 ms between the four attempts (jitter 0), on the paused clock.
+    assert_eq!(started.elapsed(), Duration::from_millis(70));
+    let failed = failed.lock().unwrap();
+    assert_eq!(failed.len(), 2, "each request is reported once");
+    assert!(
+        failed
+            .iter()
+            .all(|f| f.error.contains("gave up after 4 attempts") && f.error.contains("HTTP 502"))
+    );
+    assert_eq!(t.batch_ids().len(), 4);
+}
+
+#[tokio::test]
+async fn permanent_whole_request_failure_is_not_retried() {
+    let t = Scripted::with(vec![Answer::Status(400)]);
+    let (failed, on_failure) = failures();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .on_failure(on_failure)
+        .build()
+        .unwrap();
+    p.add(doc(1)).await.unwrap();
+    p.close().await.unwrap();
+    assert_eq!(t.batch_ids().len(), 1);
+    assert_eq!(failed.lock().unwrap().len(), 1);
+    assert_eq!(p.stats().retried, 0);
+}
+
+#[tokio::test]
+async fn panicking_callbacks_lose_nothing() {
+    let t = Scripted::with(vec![Answer::Items(vec![("1", 400)])]);
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .before(|_, _| panic!("before"))
+        .after(|_, _, _| panic!("after"))
+        .on_failure(|_| panic!("failure"))
+        .build()
+        .unwrap();
+    for i in 0..3 {
+        p.add(doc(i)).await.unwrap();
+    }
+    p.close().await.unwrap();
+    let s = p.stats();
+    assert_eq!((s.succeeded, s.failed), (2, 1));
+}
+
+#[tokio::test]
+async fn add_after_close_hands_the_request_back() {
+    let t = Scripted::with(vec![]);
+    let p = BulkProcessorBuilder::with_transport(t).build().unwrap();
+    p.add(doc(1)).await.unwrap();
+    p.close().await.unwrap();
+    match p.add(doc(2)).await {
+        Err(BulkError::Closed(r)) => assert_eq!(r.doc_id(), Some("2")),
+        other => panic!("{other:?}"),
+    }
+    p.flush().await.unwrap();
+    p.close().await.unwrap();
+    assert_eq!(p.stats().succeeded, 1);
+}
+
+#[tokio::test]
+async fn invalid_settings_and_requests_are_named() {
+    let t = Scripted::with(vec![]);
+    let e = BulkProcessorBuilder::with_transport(t.clone())
+        .workers(0)
+        .build()
+        .err()
+        .map(|e| e.to_string());
+    assert!(e.unwrap_or_default().contains("workers"));
+    let p = BulkProcessorBuilder::with_transport(t)
+        .max_buffered_bytes(1 << 20)
+        .bulk_size(1 << 20)
+        .build()
+        .unwrap();
+    match p.add(BulkRequest::delete("t")).await {
+        Err(e @ BulkError::InvalidRequest { .. }) => {
+            assert!(e.to_string().contains("needs an id"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let huge = BulkRequest::index("t").id("big").doc(&"x".repeat(2 << 20));
+    assert!(matches!(p.add(huge).await, Err(BulkError::TooLarge { .. })));
+    p.close().await.unwrap();
+}
