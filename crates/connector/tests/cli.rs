@@ -1,5 +1,7 @@
 //! The `es-connector state` commands, run as a user runs them (file backend, no services).
 
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

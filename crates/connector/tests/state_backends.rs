@@ -1,6 +1,8 @@
 //! Export -> import and migration across every ordered pair of state backends,
 //! through the same wiring the binary uses (`connector::state::open_store`).
 
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -68,7 +70,7 @@ async fn empty(store: &DynStore) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn export_import_across_every_pair_of_backends() {
+async fn export_import_and_migration_across_every_pair_of_backends() {
     let ep = Endpoints {
         es: service_endpoint("ES_URL"),
         redis: service_endpoint("REDIS_URL"),

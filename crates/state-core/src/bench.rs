@@ -94,18 +94,22 @@ impl Comparison {
     /// A tab-separated line starting with `STATE-BENCH`, parsed by `cargo xtask bench state`.
     pub fn row(&self) -> String {
         format!(
-            "STATE-BENCH\t{}\t{}\t{:.0}\t{}\t{}\t{:.0}\t{}\t{}\t{}",
+            "STATE-BENCH\t{}\t{}\t{:.0}\t{:.1}\t{:.1}\t{:.0}\t{:.1}\t{:.1}\t{}",
             self.backend,
             self.op,
             self.store.ops_per_sec,
-            self.store.p50.as_micros(),
-            self.store.p99.as_micros(),
+            micros(self.store.p50),
+            micros(self.store.p99),
             self.floor.ops_per_sec,
-            self.floor.p50.as_micros(),
-            self.floor.p99.as_micros(),
+            micros(self.floor.p50),
+            micros(self.floor.p99),
             self.floor_desc
         )
     }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1000.0
 }
 
 #[cfg(test)]

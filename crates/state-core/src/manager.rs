@@ -286,7 +286,7 @@ impl StateManager {
         Ok(())
     }
 
-    /// The current state as a JSON document (loads it first if never loaded).
+    /// The current in-memory state as a JSON document (call [`StateManager::load`] first to see the stored one).
     pub async fn export_state(&self) -> Result<Value> {
         Ok(self.get().await.to_value())
     }

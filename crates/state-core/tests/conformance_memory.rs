@@ -1,5 +1,7 @@
 //! The shared conformance suite against the in-memory store.
 
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 mod conformance_memory {
     use std::sync::Arc;
 

@@ -1,6 +1,8 @@
 //! StateManager behaviour that needs a clock: auto-save, tracked fields, close.
 //! Time is tokio's paused clock: nothing here sleeps for real.
 
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -1,1 +1,15 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+mod builder;
+mod store;
+mod transport;
+mod wire;
+
+pub use builder::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_LIST_PAGE_SIZE, DEFAULT_TIMEOUT, EsStoreBuilder,
+};
+pub use store::EsStore;
+pub use wire::index_mapping;
+
+/// Re-exported so users of this crate alone can name the trait and the default index.
+pub use state_core::{DEFAULT_STATE_INDEX, StateError, StateStore};

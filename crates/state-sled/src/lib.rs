@@ -1,1 +1,6 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+mod record;
+mod store;
+
+pub use store::SledStore;

@@ -1,0 +1,293 @@
+//! `cargo xtask bench <target>`: runs benchmark binaries against the test
+//! services and gathers their rows into one table (stdout + docs/benchmarks/).
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result, bail};
+
+use crate::services::{Session, UpOptions};
+use crate::{step, util};
+
+#[path = "bench_bulk.rs"]
+mod bulk;
+
+/// Bench targets: name and what it measures.
+pub const TARGETS: &[(&str, &str)] = &[
+    (
+        "state",
+        "every state backend's save/load against its raw floor (file, sled, redis, elasticsearch)",
+    ),
+    (
+        "bulk",
+        "the bulk processor against olivere/elastic, opensearch-py and a raw replay [--quick]",
+    ),
+];
+
+const STATE_CRATES: [&str; 4] = ["state-file", "state-sled", "state-redis", "state-es"];
+/// A store within this factor of its floor's throughput is marked OK.
+const RATIO_OK: f64 = 1.3;
+
+fn targets_list() -> String {
+    TARGETS
+        .iter()
+        .map(|(name, about)| format!("  {name:<8} {about}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn cmd(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("state") => bench_state(&args[1..]),
+        Some("bulk") => bulk::cmd(&args[1..]),
+        Some(other) => bail!("no bench target `{other}`; targets:\n{}", targets_list()),
+        None => bail!(
+            "which benchmark? `cargo xtask bench <target>`; targets:\n{}",
+            targets_list()
+        ),
+    }
+}
+
+/// One `STATE-BENCH` line (see `state_core::bench::Comparison::row`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub backend: String,
+    pub op: String,
+    pub ops: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub floor_ops: f64,
+    pub floor_p50: f64,
+    pub floor_p99: f64,
+    pub floor_desc: String,
+}
+
+impl Row {
+    pub fn parse(line: &str) -> Option<Row> {
+        let rest = line.strip_prefix("STATE-BENCH\t")?;
+        let f: Vec<&str> = rest.splitn(9, '\t').collect();
+        let [
+            backend,
+            op,
+            ops,
+            p50,
+            p99,
+            floor_ops,
+            floor_p50,
+            floor_p99,
+            desc,
+        ] = f[..]
+        else {
+            return None;
+        };
+        Some(Row {
+            backend: backend.into(),
+            op: op.into(),
+            ops: ops.trim().parse().ok()?,
+            p50: p50.trim().parse().ok()?,
+            p99: p99.trim().parse().ok()?,
+            floor_ops: floor_ops.trim().parse().ok()?,
+            floor_p50: floor_p50.trim().parse().ok()?,
+            floor_p99: floor_p99.trim().parse().ok()?,
+            floor_desc: desc.trim().into(),
+        })
+    }
+
+    /// Floor ops/s ÷ store ops/s: 1.0 means the store costs nothing over the floor.
+    pub fn ratio(&self) -> f64 {
+        self.floor_ops / self.ops
+    }
+
+    fn cells(&self) -> [String; 10] {
+        let ratio = self.ratio();
+        let mark = if ratio <= RATIO_OK { "OK" } else { "over" };
+        [
+            self.backend.clone(),
+            self.op.clone(),
+            format!("{:.0}", self.ops),
+            format!("{:.1}", self.p50),
+            format!("{:.1}", self.p99),
+            format!("{:.0}", self.floor_ops),
+            format!("{:.1}", self.floor_p50),
+            format!("{:.1}", self.floor_p99),
+            format!("{ratio:.2} {mark}"),
+            self.floor_desc.clone(),
+        ]
+    }
+}
+
+const HEADER: [&str; 10] = [
+    "backend",
+    "op",
+    "ops/s",
+    "p50 µs",
+    "p99 µs",
+    "floor ops/s",
+    "floor p50 µs",
+    "floor p99 µs",
+    "floor/store",
+    "floor",
+];
+
+/// The rows as an aligned plain-text table.
+pub fn text_table(rows: &[Row]) -> String {
+    let cells: Vec<[String; 10]> = rows.iter().map(Row::cells).collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: Vec<&str>| {
+        cols.iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(HEADER.to_vec());
+    out.push('\n');
+    out.push_str(&widths.map(|w| "-".repeat(w)).join("-+-"));
+    for row in &cells {
+        out.push('\n');
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// The rows as a markdown table.
+pub fn markdown_table(rows: &[Row]) -> String {
+    let mut out = format!("| {} |\n", HEADER.join(" | "));
+    out.push_str(&format!("|{}\n", "---|".repeat(HEADER.len())));
+    for row in rows {
+        out.push_str(&format!("| {} |\n", row.cells().join(" | ")));
+    }
+    out
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpus} CPUs ({model}), {}", std::env::consts::OS)
+}
+
+fn bench_state(args: &[String]) -> Result<()> {
+    let mut opts = UpOptions::default();
+    for arg in args {
+        match arg.as_str() {
+            "--docker" => opts.docker = true,
+            other => bail!("bench state: unknown option `{other}`"),
+        }
+    }
+    let session = Session::start(opts, true)?;
+    let servers = if opts.docker {
+        "docker compose images (docker/compose.yml)"
+    } else if std::env::var(crate::services::EXTERNAL_VAR).is_ok_and(|v| v == "1") {
+        "external services (XTASK_EXTERNAL_SERVICES=1)"
+    } else {
+        "native test servers: osmem-server 0.1.6 (in-memory, OpenSearch REST API) and redis-server"
+    };
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for krate in STATE_CRATES {
+        let mut cmd = util::cargo();
+        cmd.args(["bench", "-p", krate, "--bench", "state"])
+            .envs(session.vars.iter().map(|(k, v)| (k, v)));
+        let before = rows.len();
+        match util::stream(&mut cmd, |line| rows.extend(Row::parse(line))) {
+            Ok(status) if status.success() && rows.len() > before => {}
+            Ok(status) if status.success() => {
+                failed.push(format!("{krate}: printed no STATE-BENCH rows"))
+            }
+            Ok(status) => failed.push(format!("{krate}: cargo bench failed ({status})")),
+            Err(e) => failed.push(format!("{krate}: {e:#}")),
+        }
+    }
+    session.finish()?;
+
+    if !rows.is_empty() {
+        println!("{}", text_table(&rows));
+        write_markdown(&rows, servers, &failed)?;
+    }
+    if !failed.is_empty() {
+        bail!("bench state: {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+fn write_markdown(rows: &[Row], servers: &str, failed: &[String]) -> Result<()> {
+    let mut md = String::from("# State backend benchmarks\n\n");
+    let _ = writeln!(
+        md,
+        "Measured {} on {}, with `cargo xtask bench state`, against {servers}.\n",
+        util::today_utc(),
+        machine()
+    );
+    md.push_str(
+        "Each backend saves and loads a 2 KiB state document through its `StateStore`; the \
+         *floor* is the same operation done raw with the same client in the same run (what \
+         the store cannot beat). Latencies are in microseconds. `floor/store` is floor ops/s \
+         divided by store ops/s: 1.00 means the store adds nothing, and it is marked OK up \
+         to 1.3.\n\n",
+    );
+    md.push_str(&markdown_table(rows));
+    if !failed.is_empty() {
+        let _ = writeln!(md, "\nNot measured in this run: {}.", failed.join("; "));
+    }
+    let path = util::root()
+        .join("docs")
+        .join("benchmarks")
+        .join("state.md");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, md).with_context(|| format!("cannot write {}", path.display()))?;
+    step!("wrote {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str =
+        "STATE-BENCH\tredis\tsave\t9000\t100.5\t250.0\t10000\t90.2\t200.0\tredis SET 2 KiB";
+
+    #[test]
+    fn parses_rows() {
+        let row = Row::parse(LINE);
+        assert_eq!(
+            row.as_ref()
+                .map(|r| (r.backend.as_str(), r.p99, r.floor_desc.as_str())),
+            Some(("redis", 250.0, "redis SET 2 KiB"))
+        );
+        assert!(row.is_some_and(|r| (r.ratio() - 10.0 / 9.0).abs() < 1e-9));
+        assert_eq!(Row::parse("STATE-BENCH\tredis\tsave"), None);
+        assert_eq!(Row::parse("test result: ok"), None);
+    }
+
+    #[test]
+    fn tables_mark_ratios() {
+        let mut slow = Row::parse(LINE).into_iter().collect::<Vec<_>>();
+        let mut second = slow[0].clone();
+        second.ops = 5000.0;
+        slow.push(second);
+        let text = text_table(&slow);
+        assert!(text.contains("1.11 OK"), "{text}");
+        assert!(text.contains("2.00 over"), "{text}");
+        let md = markdown_table(&slow);
+        assert_eq!(md.lines().count(), 4);
+        assert!(md.starts_with("| backend | op |"));
+    }
+}

@@ -1,0 +1,468 @@
+//! `cargo xtask e2e`: end-to-end scenarios that drive the built `es-connector`
+//! binary against the test services. A scenario is a function taking [`Cx`];
+//! add new ones (connector, Iggy, ...) to [`SCENARIOS`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+
+use crate::connector::{Connector, STATE_ID, Storage, write_config};
+use crate::services::{Session, UpOptions};
+use crate::util::{self, run_id};
+use crate::{net, step};
+
+type Scenario = fn(&mut Cx) -> Result<()>;
+
+/// Every scenario: name, what it shows, function.
+pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
+    (
+        "state-round-trip",
+        "import the documented state into file storage, migrate it file -> sled -> redis -> \
+         elasticsearch -> file, export and count it everywhere",
+        state_round_trip,
+    ),
+    (
+        "state-reset",
+        "import into every backend, reset, show zeroed counters",
+        state_reset,
+    ),
+    (
+        "state-errors",
+        "an unknown config key is named in the error; showing a missing state fails",
+        state_errors,
+    ),
+];
+
+/// The documented state document every scenario starts from.
+pub fn fixture_path() -> PathBuf {
+    util::root().join("crates/state-core/tests/fixtures/documented_state.json")
+}
+
+/// Step counts of a run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+}
+
+/// What a scenario works with.
+#[derive(Debug)]
+pub struct Cx {
+    pub connector: Connector,
+    pub es_url: String,
+    pub redis_url: String,
+    /// A fresh directory for this run's files.
+    pub dir: PathBuf,
+    /// Unique per run: index names, key prefixes.
+    pub run_id: String,
+    pub fixture: Value,
+    es_indices: Vec<String>,
+    redis_prefixes: Vec<String>,
+    summary: Summary,
+    scenario: &'static str,
+}
+
+impl Cx {
+    /// Runs one step: prints it, counts it; a failed step ends its scenario.
+    pub fn step<T>(&mut self, what: &str, f: impl FnOnce(&mut Cx) -> Result<T>) -> Result<T> {
+        step!("e2e: [{}] {what}", self.scenario);
+        match f(self) {
+            Ok(v) => {
+                self.summary.passed += 1;
+                Ok(v)
+            }
+            Err(e) => {
+                self.summary.failed += 1;
+                step!("e2e: [{}] FAILED: {what}\n{e:#}", self.scenario);
+                Err(e.context(format!("step `{what}`")))
+            }
+        }
+    }
+
+    /// A storage of `kind` private to this run (unique dir, key prefix or index).
+    pub fn storage(&mut self, kind: &str, name: &str) -> Result<Storage> {
+        Ok(match kind {
+            "file" => Storage::File {
+                base_path: self.dir.join(format!("{name}-states")),
+            },
+            "sled" => Storage::Sled {
+                path: self.dir.join(format!("{name}.sled")),
+            },
+            "redis" => {
+                let key_prefix = format!("xtask-e2e:{}:{name}:", self.run_id);
+                self.redis_prefixes.push(key_prefix.clone());
+                Storage::Redis {
+                    url: self.redis_url.clone(),
+                    key_prefix,
+                }
+            }
+            "elasticsearch" => {
+                let index = format!("xtask-e2e-{}-{name}", self.run_id).to_lowercase();
+                self.es_indices.push(index.clone());
+                Storage::Elasticsearch {
+                    url: self.es_url.clone(),
+                    index,
+                }
+            }
+            other => bail!("unknown storage kind `{other}`"),
+        })
+    }
+
+    /// Writes a config for `storage` named `<name>.toml`; returns its path as a string.
+    pub fn config(&self, name: &str, storage: &Storage, extra: &str) -> Result<String> {
+        let path = write_config(
+            &self.dir.join(format!("{name}.toml")),
+            &self.es_url,
+            storage,
+            extra,
+        )?;
+        Ok(path.display().to_string())
+    }
+
+    fn cleanup(&self) {
+        for index in &self.es_indices {
+            let _ = net::http("DELETE", &self.es_url, &format!("/{index}"));
+        }
+        for prefix in &self.redis_prefixes {
+            let _ = net::redis_delete_prefix(&self.redis_url, prefix);
+        }
+    }
+}
+
+/// Parses a command's stdout as JSON.
+fn json(stdout: &str) -> Result<Value> {
+    serde_json::from_str(stdout.trim())
+        .with_context(|| format!("output is not JSON:\n{}", stdout.trim()))
+}
+
+/// An error listing where `actual` differs from `expected`.
+pub fn ensure_same_json(actual: &Value, expected: &Value) -> Result<()> {
+    let mut diffs = Vec::new();
+    json_diff("", actual, expected, &mut diffs);
+    if !diffs.is_empty() {
+        bail!(
+            "differs from the fixture:\n  {}\nfull output:\n{}",
+            diffs.join("\n  "),
+            serde_json::to_string_pretty(actual).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn json_diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, bv) in b {
+                match a.get(k) {
+                    Some(av) => json_diff(&format!("{path}/{k}"), av, bv, out),
+                    None => out.push(format!("{path}/{k}: missing (expected {bv})")),
+                }
+            }
+            for k in a.keys().filter(|k| !b.contains_key(*k)) {
+                out.push(format!("{path}/{k}: unexpected (= {})", a[k]));
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (av, bv)) in x.iter().zip(y).enumerate() {
+                json_diff(&format!("{path}/{i}"), av, bv, out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} (expected {b})")),
+        _ => {}
+    }
+}
+
+/// `cargo xtask e2e [--docker] [--list] [SCENARIO...]`.
+pub fn cmd(args: &[String]) -> Result<()> {
+    let mut opts = UpOptions::default();
+    let mut names = Vec::new();
+    for arg in args {
+        match arg.as_str() {
+            "--docker" => opts.docker = true,
+            "--list" => {
+                for (name, about, _) in SCENARIOS {
+                    println!("{name:<18} {about}");
+                }
+                return Ok(());
+            }
+            name if !name.starts_with('-') => names.push(name.to_string()),
+            other => bail!("e2e: unknown option `{other}` (see `cargo xtask help`)"),
+        }
+    }
+    let session = Session::start(opts, true)?;
+    let connector = Connector::build()?;
+    let summary = run(&session, &connector, &names);
+    session.finish()?;
+    let summary = summary?;
+    if summary.failed > 0 {
+        bail!("e2e: {} step(s) failed", summary.failed);
+    }
+    Ok(())
+}
+
+/// Runs the named scenarios (all when `names` is empty) and prints the summary line.
+pub fn run(session: &Session, connector: &Connector, names: &[String]) -> Result<Summary> {
+    for name in names {
+        ensure!(
+            SCENARIOS.iter().any(|(n, _, _)| n == name),
+            "e2e: no scenario `{name}` (`cargo xtask e2e --list` lists them)"
+        );
+    }
+    let fixture_text = std::fs::read_to_string(fixture_path())
+        .with_context(|| format!("cannot read {}", fixture_path().display()))?;
+    let run_id = run_id();
+    let dir = util::xtask_dir().join("e2e").join(&run_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut cx = Cx {
+        connector: connector.clone(),
+        es_url: session.get("ES_URL").context("ES_URL is not set")?.into(),
+        redis_url: session
+            .get("REDIS_URL")
+            .context("REDIS_URL is not set")?
+            .into(),
+        dir: dir.clone(),
+        run_id,
+        fixture: serde_json::from_str(&fixture_text)?,
+        es_indices: Vec::new(),
+        redis_prefixes: Vec::new(),
+        summary: Summary::default(),
+        scenario: "",
+    };
+    let mut failed_scenarios = Vec::new();
+    for (name, about, scenario) in SCENARIOS {
+        if !names.is_empty() && !names.iter().any(|n| n == name) {
+            continue;
+        }
+        step!("e2e: scenario {name}: {about}");
+        cx.scenario = name;
+        if let Err(e) = scenario(&mut cx) {
+            failed_scenarios.push(format!("{name}: {e:#}"));
+        }
+    }
+    cx.cleanup();
+    let summary = cx.summary;
+    if failed_scenarios.is_empty() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        step!("e2e: files of the failed run kept in {}", dir.display());
+        for f in &failed_scenarios {
+            step!("e2e: scenario {f}");
+        }
+    }
+    // Scenarios that fail before their first step still count as a failure.
+    let failed = summary.failed.max(failed_scenarios.len());
+    println!("e2e: {} passed, {failed} failed", summary.passed);
+    Ok(Summary {
+        passed: summary.passed,
+        failed,
+    })
+}
+
+const BACKENDS: [&str; 4] = ["file", "sled", "redis", "elasticsearch"];
+
+fn state_round_trip(cx: &mut Cx) -> Result<()> {
+    let fixture = fixture_path().display().to_string();
+    // The chain: file -> sled -> redis -> elasticsearch -> file2.
+    let mut chain = Vec::new();
+    for kind in BACKENDS {
+        let storage = cx.storage(kind, &format!("trip-{kind}"))?;
+        chain.push((
+            kind.to_string(),
+            cx.config(&format!("trip-{kind}"), &storage, "")?,
+        ));
+    }
+    let file2 = cx.storage("file", "trip-file2")?;
+    chain.push(("file2".into(), cx.config("trip-file2", &file2, "")?));
+
+    let first = chain[0].1.clone();
+    cx.step("import the documented state into file storage", |cx| {
+        cx.connector
+            .state_ok(&["import", &fixture, "--config", &first])
+            .map(|_| ())
+    })?;
+    cx.step("`state show` from file prints the documented state", |cx| {
+        let out = cx.connector.state_ok(&["show", "--config", &first])?;
+        ensure_same_json(&json(&out.stdout)?, &cx.fixture)
+    })?;
+    for pair in chain.windows(2) {
+        let [(from, from_cfg), (to, to_cfg)] = pair else {
+            continue;
+        };
+        cx.step(&format!("migrate {from} -> {to}"), |cx| {
+            cx.connector
+                .state_ok(&["migrate", "--to", to_cfg, "--config", from_cfg])
+                .map(|_| ())
+        })?;
+    }
+    for (name, cfg) in &chain {
+        cx.step(
+            &format!("`state export` from {name} equals the fixture"),
+            |cx| {
+                let exported = if name == "file2" {
+                    // Also cover --output.
+                    let out_path = cx.dir.join("exported-file2.json");
+                    let out_arg = out_path.display().to_string();
+                    cx.connector
+                        .state_ok(&["export", "--config", cfg, "--output", &out_arg])?;
+                    std::fs::read_to_string(&out_path)
+                        .with_context(|| format!("--output did not write {out_arg}"))?
+                } else {
+                    cx.connector.state_ok(&["export", "--config", cfg])?.stdout
+                };
+                ensure_same_json(&json(&exported)?, &cx.fixture)
+            },
+        )?;
+    }
+    for (name, cfg) in &chain {
+        cx.step(&format!("`state stats` of {name} counts 1 state"), |cx| {
+            let stats = json(&cx.connector.state_ok(&["stats", "--config", cfg])?.stdout)?;
+            ensure!(
+                stats["total_states"] == 1,
+                "total_states is {} (expected 1) in {stats}",
+                stats["total_states"]
+            );
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn state_reset(cx: &mut Cx) -> Result<()> {
+    let fixture = fixture_path().display().to_string();
+    for kind in BACKENDS {
+        let storage = cx.storage(kind, &format!("reset-{kind}"))?;
+        let cfg = cx.config(&format!("reset-{kind}"), &storage, "")?;
+        cx.step(
+            &format!("{kind}: import, reset, show zeroed counters"),
+            |cx| {
+                cx.connector
+                    .state_ok(&["import", &fixture, "--config", &cfg])?;
+                cx.connector.state_ok(&["reset", "--config", &cfg])?;
+                let shown = json(&cx.connector.state_ok(&["show", "--config", &cfg])?.stdout)?;
+                ensure_zeroed(&shown)
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn ensure_zeroed(state: &Value) -> Result<()> {
+    ensure!(
+        state["id"] == STATE_ID,
+        "id is {} (expected {STATE_ID})",
+        state["id"]
+    );
+    let counters = [
+        "/data/total_documents_fetched",
+        "/data/poll_count",
+        "/data/last_offset",
+        "/data/error_count",
+        "/data/processing_stats/total_bytes_processed",
+        "/data/processing_stats/empty_polls_count",
+        "/data/processing_stats/successful_polls_count",
+    ];
+    for pointer in counters {
+        let v = state.pointer(pointer).unwrap_or(&Value::Null);
+        ensure!(
+            v.is_null() || v == 0,
+            "{pointer} is {v} after reset (expected 0) in\n{state:#}"
+        );
+    }
+    Ok(())
+}
+
+fn state_errors(cx: &mut Cx) -> Result<()> {
+    let storage = cx.storage("file", "errors")?;
+    let bad_storage = cx.config(
+        "bad-storage-key",
+        &storage,
+        "no_such_storage_option = true\n",
+    )?;
+    cx.step(
+        "an unknown storage_config key is named in the error",
+        |cx| {
+            expect_failure_naming(
+                cx,
+                &["show", "--config", &bad_storage],
+                "no_such_storage_option",
+            )
+        },
+    )?;
+    let good = cx.config("errors", &storage, "")?;
+    let bad_state = bad_state_config(Path::new(&good), &cx.dir.join("bad-state-key.toml"))?;
+    cx.step("an unknown state key is named in the error", |cx| {
+        expect_failure_naming(
+            cx,
+            &["stats", "--config", &bad_state],
+            "no_such_state_option",
+        )
+    })?;
+    cx.step(
+        "`state show` with nothing stored fails with a message",
+        |cx| {
+            let out = cx.connector.state(&["show", "--config", &good])?;
+            ensure!(!out.status.success(), "it succeeded:\n{}", out.all());
+            ensure!(
+                !out.stderr.trim().is_empty(),
+                "it printed no message on stderr"
+            );
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// A copy of config `good` with an unknown key in `[plugin_config.state]`.
+fn bad_state_config(good: &Path, out: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(good)?.replacen(
+        "enabled = true\n",
+        "enabled = true\nno_such_state_option = 1\n",
+        1,
+    );
+    std::fs::write(out, text)?;
+    Ok(out.display().to_string())
+}
+
+fn expect_failure_naming(cx: &Cx, args: &[&str], key: &str) -> Result<()> {
+    let out = cx.connector.state(args)?;
+    ensure!(!out.status.success(), "it succeeded:\n{}", out.all().trim());
+    ensure!(
+        out.stderr.contains(key),
+        "the error does not name `{key}`:\n{}",
+        out.all().trim()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_diff_names_paths() {
+        let a = serde_json::json!({"a": 1, "b": {"c": 2}, "x": true});
+        let b = serde_json::json!({"a": 1, "b": {"c": 3}, "d": null});
+        let mut diffs = Vec::new();
+        json_diff("", &a, &b, &mut diffs);
+        assert_eq!(
+            diffs,
+            [
+                "/b/c: 2 (expected 3)",
+                "/d: missing (expected null)",
+                "/x: unexpected (= true)"
+            ]
+        );
+        assert!(ensure_same_json(&a, &a).is_ok());
+    }
+
+    #[test]
+    fn zeroed_counters() {
+        let fixture: Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture_path()).unwrap_or_default())
+                .unwrap_or_default();
+        assert!(ensure_zeroed(&fixture).is_err());
+        let reset = serde_json::json!({"id": STATE_ID, "data": {"poll_count": 0}});
+        assert!(ensure_zeroed(&reset).is_ok());
+    }
+}

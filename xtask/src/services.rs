@@ -1,0 +1,415 @@
+//! `cargo xtask services up|down|status`: the test services (an
+//! Elasticsearch-compatible server and Redis), their env file, and the
+//! [`Session`] other commands use to start what is missing and stop only that.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{self, xtask_dir};
+use crate::{docker, native, net, step};
+
+/// Set to `1` to use services someone else runs (CI service containers):
+/// every `*_URL` variable already set is used as is, checked, never started or stopped.
+pub const EXTERNAL_VAR: &str = "XTASK_EXTERNAL_SERVICES";
+
+/// A service xtask can start natively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Es,
+    Redis,
+}
+
+pub const KINDS: [Kind; 2] = [Kind::Es, Kind::Redis];
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Es => "elasticsearch",
+            Kind::Redis => "redis",
+        }
+    }
+
+    /// Stem of its pid, url and log files.
+    pub fn stem(self) -> &'static str {
+        match self {
+            Kind::Es => "es",
+            Kind::Redis => "redis",
+        }
+    }
+
+    /// The environment variable that carries its endpoint.
+    pub fn var(self) -> &'static str {
+        match self {
+            Kind::Es => "ES_URL",
+            Kind::Redis => "REDIS_URL",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        KINDS.into_iter().find(|k| k.stem() == s)
+    }
+}
+
+/// Whether the endpoint in variable `var` answers.
+fn answers(var: &str, value: &str) -> bool {
+    match var {
+        "ES_URL" | "OPENSEARCH_URL" => net::es_answers(value),
+        "REDIS_URL" => net::redis_answers(value),
+        "IGGY_TCP_ADDR" => value
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse().ok()?)))
+            .is_some_and(|(h, p)| net::tcp_answers(h, p)),
+        _ => true,
+    }
+}
+
+/// Polls until `var`'s endpoint answers or `timeout` passes.
+pub fn wait_answers(var: &str, value: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if answers(var, value) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn state_dir() -> PathBuf {
+    xtask_dir().join("services")
+}
+
+/// The file `services up` writes: `export VAR=value` lines to `source`.
+pub fn env_file() -> PathBuf {
+    xtask_dir().join("services.env")
+}
+
+/// Options of `services up` (and of commands that bring services up).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpOptions {
+    /// Use `docker compose` with real images instead of native processes.
+    pub docker: bool,
+}
+
+/// The endpoints a command runs against. On [`Session::finish`] (or drop) it
+/// stops the services it started itself, unless told to keep them.
+#[derive(Debug)]
+pub struct Session {
+    /// Variables to export to children: `ES_URL`, `REDIS_URL`, ...
+    pub vars: Vec<(String, String)>,
+    started: Vec<Kind>,
+    started_docker: bool,
+    keep: bool,
+    done: bool,
+    guard: Option<Child>,
+}
+
+impl Session {
+    /// Brings the services up (starting only what is not up yet). With
+    /// `guard`, a watchdog process stops what this call started if we die
+    /// without cleaning up (Ctrl-C, kill).
+    pub fn start(opts: UpOptions, guard: bool) -> Result<Session> {
+        let mut session = up(opts)?;
+        if guard && (!session.started.is_empty() || session.started_docker) {
+            session.guard = spawn_guard(&session.started, session.started_docker)
+                .map_err(|e| {
+                    step!("warning: no cleanup watchdog ({e:#}); Ctrl-C may leave services running")
+                })
+                .ok();
+        }
+        Ok(session)
+    }
+
+    /// The value of an exported variable.
+    pub fn get(&self, var: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == var)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Leave the services running when this session ends.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    /// Whether this session started anything.
+    pub fn started_any(&self) -> bool {
+        !self.started.is_empty() || self.started_docker
+    }
+
+    /// Stops what this session started (unless kept).
+    pub fn finish(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        if let Some(mut guard) = self.guard.take() {
+            let _ = guard.kill();
+            let _ = guard.wait();
+        }
+        if self.keep {
+            return Ok(());
+        }
+        stop_started(&self.started, self.started_docker)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            step!("warning: stopping services failed: {e:#}");
+        }
+    }
+}
+
+/// Stops the given native services (and the compose project), then drops
+/// their lines from the env file (removing it when nothing is left).
+fn stop_started(kinds: &[Kind], docker: bool) -> Result<()> {
+    if kinds.is_empty() && !docker {
+        return Ok(());
+    }
+    let mut result = Ok(());
+    for &kind in kinds {
+        if let Err(e) = native::stop(kind) {
+            result = Err(e);
+        }
+    }
+    if docker && let Err(e) = docker::down() {
+        result = Err(e);
+    }
+    let vars = read_env_file()
+        .into_iter()
+        .filter(|(k, _)| !docker && !kinds.iter().any(|kind| kind.var() == k))
+        .collect::<Vec<_>>();
+    if vars.iter().any(|(k, _)| k.ends_with("_URL")) {
+        write_env_file(&vars)?;
+    } else {
+        let _ = std::fs::remove_file(env_file());
+    }
+    result
+}
+
+fn external_mode() -> bool {
+    std::env::var(EXTERNAL_VAR).is_ok_and(|v| v == "1")
+}
+
+/// `services up`: start what is not up yet and write the env file.
+pub fn up(opts: UpOptions) -> Result<Session> {
+    std::fs::create_dir_all(state_dir())
+        .with_context(|| format!("cannot create {}", state_dir().display()))?;
+    let mut session = Session {
+        vars: Vec::new(),
+        started: Vec::new(),
+        started_docker: false,
+        keep: false,
+        done: false,
+        guard: None,
+    };
+    if opts.docker {
+        session.started_docker = docker::up()?;
+        session.vars = docker::vars();
+    } else if docker::marker_exists() && docker_vars_answer() {
+        step!("services are already up in docker mode (`cargo xtask services down` stops them)");
+        session.vars = read_env_file();
+        return Ok(session);
+    } else {
+        for kind in KINDS {
+            let url = match std::env::var(kind.var()) {
+                Ok(url) if external_mode() && !url.trim().is_empty() => {
+                    step!(
+                        "{}: using external {}={url} (waiting up to 120s for it to answer)",
+                        kind.name(),
+                        kind.var()
+                    );
+                    if !wait_answers(kind.var(), &url, Duration::from_secs(120)) {
+                        bail!(
+                            "{EXTERNAL_VAR}=1 and {}={url}, but nothing answers there. Start that \
+                             service, or unset {} to let xtask start one",
+                            kind.var(),
+                            kind.var()
+                        );
+                    }
+                    url
+                }
+                _ => match native::running(kind) {
+                    Some((pid, url)) => {
+                        step!("{}: already up at {url} (pid {pid})", kind.name());
+                        url
+                    }
+                    None => {
+                        let url = native::start(kind)?;
+                        session.started.push(kind);
+                        url
+                    }
+                },
+            };
+            session.vars.push((kind.var().to_string(), url));
+        }
+    }
+    if let Some(bin) = native::redis_server_on_path() {
+        session
+            .vars
+            .push(("REDIS_SERVER_BIN".into(), bin.display().to_string()));
+    }
+    write_env_file(&session.vars)?;
+    Ok(session)
+}
+
+fn docker_vars_answer() -> bool {
+    let vars = read_env_file();
+    !vars.is_empty() && vars.iter().all(|(k, v)| answers(k, v))
+}
+
+/// `services down`: stop everything `up` started; remove the env file.
+pub fn down() -> Result<()> {
+    let mut result = Ok(());
+    let mut stopped_any = false;
+    for kind in KINDS {
+        match native::stop(kind) {
+            Ok(stopped) => stopped_any |= stopped,
+            Err(e) => result = Err(e),
+        }
+    }
+    if docker::marker_exists() {
+        stopped_any = true;
+        if let Err(e) = docker::down() {
+            result = Err(e);
+        }
+    }
+    if external_mode() {
+        step!("{EXTERNAL_VAR}=1: external services are left alone");
+    }
+    if !stopped_any {
+        step!("no services were running");
+    }
+    let _ = std::fs::remove_file(env_file());
+    result
+}
+
+/// `services status`: each service, its URL and whether it answers.
+/// Returns whether all of them answer.
+pub fn status() -> Result<bool> {
+    let vars = read_env_file();
+    if vars.is_empty() {
+        println!(
+            "services are not up (no {}); run `cargo xtask services up`",
+            env_file().display()
+        );
+        return Ok(false);
+    }
+    let mut all_up = true;
+    for (var, value) in &vars {
+        if var == "REDIS_SERVER_BIN" {
+            continue;
+        }
+        let up = answers(var, value);
+        all_up &= up;
+        let recorded = KINDS
+            .into_iter()
+            .find(|k| k.var() == var)
+            .and_then(|k| native::recorded(k).filter(|(_, url)| url == value));
+        let origin = match recorded {
+            Some((pid, _)) if native::pid_alive(pid) => format!("native, pid {pid}"),
+            Some((pid, _)) => format!(
+                "native, pid {pid} has exited; see its log in {}",
+                state_dir().display()
+            ),
+            None if docker::marker_exists() => "docker".into(),
+            None => "external".into(),
+        };
+        let name = match var.as_str() {
+            "ES_URL" => "elasticsearch",
+            "OPENSEARCH_URL" => "opensearch",
+            "REDIS_URL" => "redis",
+            "IGGY_TCP_ADDR" => "iggy",
+            other => other,
+        };
+        let state = if up { "up" } else { "NOT ANSWERING" };
+        println!("{name:<14} {value:<28} {state:<14} ({origin})");
+    }
+    println!("env file: {}", env_file().display());
+    Ok(all_up)
+}
+
+/// Reads `export VAR=value` lines of the env file (empty when absent).
+pub fn read_env_file() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(env_file()).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+fn write_env_file(vars: &[(String, String)]) -> Result<()> {
+    let path = env_file();
+    let mut text = format!(
+        "# Written by `cargo xtask services up`; `cargo xtask services down` removes it.\n\
+         # Use: . {}\n",
+        path.display()
+    );
+    for (k, v) in vars {
+        text.push_str(&format!("export {k}='{}'\n", v.replace('\'', "")));
+    }
+    let tmp = path.with_extension("env.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// A detached `xtask services guard` that stops `kinds` once we are gone.
+fn spawn_guard(kinds: &[Kind], docker: bool) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["services", "guard", "--parent"])
+        .arg(std::process::id().to_string())
+        .arg("--kinds")
+        .arg(kinds.iter().map(|k| k.stem()).collect::<Vec<_>>().join(","));
+    if docker {
+        cmd.arg("--docker");
+    }
+    // Its own process group: the terminal's Ctrl-C must not reach it.
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .current_dir(util::root());
+    Ok(cmd.spawn()?)
+}
+
+/// `services guard --parent PID --kinds es,redis [--docker]` (internal).
+pub fn guard(args: &[String]) -> Result<()> {
+    let mut parent = None;
+    let mut kinds = Vec::new();
+    let mut docker = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--parent" => parent = it.next().and_then(|p| p.parse::<u32>().ok()),
+            "--kinds" => {
+                kinds = it
+                    .next()
+                    .map(|s| s.split(',').filter_map(Kind::parse).collect())
+                    .unwrap_or_default()
+            }
+            "--docker" => docker = true,
+            other => bail!("guard: unexpected argument `{other}`"),
+        }
+    }
+    let parent = parent.context("guard: --parent PID is required")?;
+    while native::pid_alive(parent) {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    step!("the command that started the test services is gone; stopping them");
+    stop_started(&kinds, docker)
+}
