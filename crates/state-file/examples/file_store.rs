@@ -1,7 +1,7 @@
 //! Saves a state into a directory (the first argument, or a fresh temp
 //! directory) and prints the file it wrote.
 //!
-//! `cargo run -p state-file --example quickstart [directory]`
+//! `cargo run -p state-file --example file_store [directory]`
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
