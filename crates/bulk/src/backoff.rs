@@ -40,7 +40,10 @@ impl Default for Backoff {
 impl Backoff {
     /// No retries at all.
     pub fn none() -> Self {
-        Backoff { max_retries: 0, ..Backoff::default() }
+        Backoff {
+            max_retries: 0,
+            ..Backoff::default()
+        }
     }
 
     /// The wait before retry number `retry` (1-based), or `None` to give up.
@@ -49,7 +52,10 @@ impl Backoff {
         if retry == 0 || retry > self.max_retries {
             return None;
         }
-        let exp = self.multiplier.max(1.0).powi(retry.saturating_sub(1).min(64) as i32);
+        let exp = self
+            .multiplier
+            .max(1.0)
+            .powi(retry.saturating_sub(1).min(64) as i32);
         let full = self.initial.as_secs_f64() * exp;
         let capped = full.min(self.max_delay.as_secs_f64());
         let jitter = self.jitter.clamp(0.0, 1.0);
@@ -97,7 +103,10 @@ mod tests {
 
     #[test]
     fn grows_caps_and_stops() {
-        let b = Backoff { jitter: 0.0, ..Backoff::default() };
+        let b = Backoff {
+            jitter: 0.0,
+            ..Backoff::default()
+        };
         let ms = |r| b.next_delay(r, Duration::ZERO, 0.7).map(|d| d.as_millis());
         assert_eq!(ms(1), Some(100));
         assert_eq!(ms(2), Some(200));
@@ -105,7 +114,11 @@ mod tests {
         assert_eq!(ms(8), Some(10_000), "capped at max_delay");
         assert_eq!(ms(10), Some(10_000));
         assert_eq!(ms(11), None, "max_retries");
-        assert_eq!(b.next_delay(1, Duration::from_secs(120), 0.0), None, "max_elapsed");
+        assert_eq!(
+            b.next_delay(1, Duration::from_secs(120), 0.0),
+            None,
+            "max_elapsed"
+        );
         assert_eq!(Backoff::none().next_delay(1, Duration::ZERO, 0.0), None);
     }
 
@@ -115,12 +128,21 @@ mod tests {
         let mut rng = JitterRng::seeded(42);
         for retry in 1..=6 {
             let full = 100.0 * 2f64.powi(retry as i32 - 1);
-            let d = b.next_delay(retry, Duration::ZERO, rng.unit()).map(|d| d.as_secs_f64() * 1000.0);
+            let d = b
+                .next_delay(retry, Duration::ZERO, rng.unit())
+                .map(|d| d.as_secs_f64() * 1000.0);
             let d = d.unwrap_or_default();
-            assert!(d >= full * 0.5 - 1e-6 && d <= full + 1e-6, "retry {retry}: {d} ms");
+            assert!(
+                d >= full * 0.5 - 1e-6 && d <= full + 1e-6,
+                "retry {retry}: {d} ms"
+            );
         }
         let mut a = JitterRng::seeded(7);
         let mut c = JitterRng::seeded(7);
-        assert_eq!(a.unit().to_bits(), c.unit().to_bits(), "same seed, same sequence");
+        assert_eq!(
+            a.unit().to_bits(),
+            c.unit().to_bits(),
+            "same seed, same sequence"
+        );
     }
 }

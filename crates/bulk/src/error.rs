@@ -24,7 +24,10 @@ pub enum BulkError {
         request: Box<BulkRequest>,
     },
     /// The request alone is larger than the memory bound.
-    #[error("bulk request {} is {size} bytes, more than max_buffered_bytes ({limit}); raise the limit", describe(request))]
+    #[error(
+        "bulk request {} is {size} bytes, more than max_buffered_bytes ({limit}); raise the limit",
+        describe(request)
+    )]
     TooLarge {
         /// Its NDJSON size.
         size: usize,
@@ -42,5 +45,9 @@ pub enum BulkError {
 }
 
 fn describe(r: &BulkRequest) -> String {
-    format!("{}/{}", r.index_name().unwrap_or("<no index>"), r.doc_id().unwrap_or("<no id>"))
+    format!(
+        "{}/{}",
+        r.index_name().unwrap_or("<no index>"),
+        r.doc_id().unwrap_or("<no id>")
+    )
 }

@@ -20,7 +20,9 @@ pub struct HttpTransport {
 
 impl fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpTransport").field("url", &self.shown_url).finish_non_exhaustive()
+        f.debug_struct("HttpTransport")
+            .field("url", &self.shown_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -33,7 +35,8 @@ impl HttpTransport {
 
     /// As [`HttpTransport::new`], with a per-request timeout.
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, TransportError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| TransportError(format!("invalid URL {}: {e}", redact(url))))?;
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| TransportError(format!("invalid URL {}: {e}", redact(url))))?;
         let auth = (!parsed.username().is_empty()).then(|| {
             let user = percent_decode(parsed.username());
             let pass = parsed.password().map(percent_decode).unwrap_or_default();
@@ -49,7 +52,12 @@ impl HttpTransport {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| TransportError(format!("cannot build the HTTP client: {e}")))?;
-        Ok(HttpTransport { client, bulk_url: format!("{base}/_bulk"), shown_url: base, auth })
+        Ok(HttpTransport {
+            client,
+            bulk_url: format!("{base}/_bulk"),
+            shown_url: base,
+            auth,
+        })
     }
 
     /// Authenticate with an API key (`Authorization: ApiKey <key>`) instead.
@@ -75,22 +83,28 @@ impl Transport for HttpTransport {
         if let Some(auth) = &self.auth {
             req = req.header("authorization", auth);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| TransportError(format!("POST {}/_bulk: {}", self.shown_url, describe(&e))))?;
+        let resp = req.send().await.map_err(|e| {
+            TransportError(format!("POST {}/_bulk: {}", self.shown_url, describe(&e)))
+        })?;
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| TransportError(format!("reading the _bulk answer of {}: {}", self.shown_url, describe(&e))))?;
+        let body = resp.bytes().await.map_err(|e| {
+            TransportError(format!(
+                "reading the _bulk answer of {}: {}",
+                self.shown_url,
+                describe(&e)
+            ))
+        })?;
         Ok(TransportResponse { status, body })
     }
 }
 
 fn describe(e: &reqwest::Error) -> String {
     use std::error::Error;
-    let mut text = if e.is_timeout() { "timed out".to_owned() } else { e.to_string() };
+    let mut text = if e.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        e.to_string()
+    };
     let mut source = e.source();
     while let Some(s) = source {
         text.push_str(": ");
@@ -130,7 +144,11 @@ fn base64(input: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
             if i <= chunk.len() {
@@ -158,7 +176,8 @@ mod tests {
 
     #[test]
     fn credentials_never_show() {
-        let t = HttpTransport::new("http://elastic:hunter2@127.0.0.1:9200/").unwrap_or_else(|e| panic!("{e}"));
+        let t = HttpTransport::new("http://elastic:hunter2@127.0.0.1:9200/")
+            .unwrap_or_else(|e| panic!("{e}"));
         let shown = format!("{t:?} {}", t.url());
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(t.url(), "http://127.0.0.1:9200");

@@ -157,8 +157,10 @@ impl BulkProcessorBuilder {
         self.retry_statuses = statuses.into();
         self
     }
-    /// Bound on bytes added and not yet finished (buffered + in flight); `add`
-    /// waits when it is reached. Default: the larger of 64 MiB and `bulk_size * (workers + 2)`.
+    /// Bound on NDJSON bytes added and not yet finished (buffered + in flight);
+    /// `add` waits when it is reached. Each worker also holds the body of its
+    /// current call (up to `bulk_size`) outside this bound.
+    /// Default: the larger of 64 MiB and `bulk_size * (workers + 2)`.
     pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
         self.max_buffered_bytes = Some(bytes);
         self
@@ -317,6 +319,8 @@ struct Tracker {
     unfinished: BTreeSet<u64>,
 }
 
+// Nearly every command is an `Add`: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
     Add(BulkRequest),
     Flush(oneshot::Sender<()>),

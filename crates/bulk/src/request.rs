@@ -160,7 +160,11 @@ impl BulkRequest {
     /// The document (index/create) or the partial document (update), serialised now.
     /// A document that cannot be serialised makes `add` fail with an error naming it.
     pub fn doc<T: Serialize + ?Sized>(mut self, doc: &T) -> Self {
-        self.source = Some(serde_json::to_vec(doc).map(Bytes::from).map_err(|e| e.to_string()));
+        self.source = Some(
+            serde_json::to_vec(doc)
+                .map(Bytes::from)
+                .map_err(|e| e.to_string()),
+        );
         self
     }
     /// The document as already-serialised JSON bytes (must be one line of JSON).
@@ -204,14 +208,23 @@ impl BulkRequest {
                 }
                 0
             }
-            (_, None) => return Err(format!("an {} request needs a document: call .doc(..)", self.op.as_str())),
+            (_, None) => {
+                return Err(format!(
+                    "an {} request needs a document: call .doc(..)",
+                    self.op.as_str()
+                ));
+            }
             (_, Some(Err(e))) => return Err(format!("the document cannot be serialised: {e}")),
             (OpType::Update, Some(Ok(doc))) => {
                 if self.id.is_none() {
                     return Err("an update needs an id".into());
                 }
                 // {"doc":<doc>,"doc_as_upsert":true}\n
-                let upsert = if self.doc_as_upsert { r#","doc_as_upsert":true"#.len() } else { 0 };
+                let upsert = if self.doc_as_upsert {
+                    r#","doc_as_upsert":true"#.len()
+                } else {
+                    0
+                };
                 r#"{"doc":"#.len() + doc.len() + upsert + "}\n".len()
             }
             (_, Some(Ok(doc))) => {
@@ -313,15 +326,27 @@ mod tests {
     fn encodes_every_operation_and_counts_exact_bytes() {
         let cases = [
             (
-                BulkRequest::index("logs").id("1").routing("r").pipeline("p").doc(&json!({"a": 1})),
+                BulkRequest::index("logs")
+                    .id("1")
+                    .routing("r")
+                    .pipeline("p")
+                    .doc(&json!({"a": 1})),
                 "{\"index\":{\"_index\":\"logs\",\"_id\":\"1\",\"routing\":\"r\",\"pipeline\":\"p\"}}\n{\"a\":1}\n",
             ),
             (
-                BulkRequest::create("logs").id("2").if_seq_no(3).if_primary_term(1).doc(&json!({"b": "x"})),
+                BulkRequest::create("logs")
+                    .id("2")
+                    .if_seq_no(3)
+                    .if_primary_term(1)
+                    .doc(&json!({"b": "x"})),
                 "{\"create\":{\"_index\":\"logs\",\"_id\":\"2\",\"if_seq_no\":3,\"if_primary_term\":1}}\n{\"b\":\"x\"}\n",
             ),
             (
-                BulkRequest::update("logs").id("3").doc_as_upsert(true).retry_on_conflict(2).doc(&json!({"c": true})),
+                BulkRequest::update("logs")
+                    .id("3")
+                    .doc_as_upsert(true)
+                    .retry_on_conflict(2)
+                    .doc(&json!({"c": true})),
                 "{\"update\":{\"_index\":\"logs\",\"_id\":\"3\",\"retry_on_conflict\":2}}\n{\"doc\":{\"c\":true},\"doc_as_upsert\":true}\n",
             ),
             (
@@ -329,7 +354,10 @@ mod tests {
                 "{\"update\":{\"_index\":\"logs\",\"_id\":\"3\"}}\n{\"doc\":{\"c\":1}}\n",
             ),
             (
-                BulkRequest::delete("logs").id("4").version(7).version_type(VersionType::External),
+                BulkRequest::delete("logs")
+                    .id("4")
+                    .version(7)
+                    .version_type(VersionType::External),
                 "{\"delete\":{\"_index\":\"logs\",\"_id\":\"4\",\"version\":7,\"version_type\":\"external\"}}\n",
             ),
         ];
@@ -347,6 +375,12 @@ mod tests {
         let mut no_id = BulkRequest::delete("logs");
         assert!(no_id.encode().err().unwrap_or_default().contains("id"));
         let mut newline = BulkRequest::index("logs").doc_json(&b"{\"a\":\n1}"[..]);
-        assert!(newline.encode().err().unwrap_or_default().contains("newline"));
+        assert!(
+            newline
+                .encode()
+                .err()
+                .unwrap_or_default()
+                .contains("newline")
+        );
     }
 }

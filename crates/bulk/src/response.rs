@@ -76,15 +76,21 @@ pub enum Decision {
 pub fn decide(status: u16, body: &Bytes, sent: usize, retryable: &[u16]) -> Decision {
     match status {
         200..=299 => {}
-        429 | 502 | 503 | 504 => return Decision::RetryAll(format!("HTTP {status}: {}", snippet(body))),
+        429 | 502 | 503 | 504 => {
+            return Decision::RetryAll(format!("HTTP {status}: {}", snippet(body)));
+        }
         _ => return Decision::FailAll(format!("HTTP {status}: {}", snippet(body))),
     }
     let wire: WireResponse<'_> = match serde_json::from_slice(body) {
         Ok(w) => w,
         // A cut-off answer: nothing is known of any item, and resending is safe
         // for idempotent requests, so treat it like a dropped connection.
-        Err(e) if e.is_eof() => return Decision::RetryAll(format!("truncated bulk response ({e})")),
-        Err(e) => return Decision::FailAll(format!("unreadable bulk response ({e}): {}", snippet(body))),
+        Err(e) if e.is_eof() => {
+            return Decision::RetryAll(format!("truncated bulk response ({e})"));
+        }
+        Err(e) => {
+            return Decision::FailAll(format!("unreadable bulk response ({e}): {}", snippet(body)));
+        }
     };
     if wire.items.len() != sent {
         return Decision::FailAll(format!(
@@ -112,7 +118,9 @@ pub fn decide(status: u16, body: &Bytes, sent: usize, retryable: &[u16]) -> Deci
                 match r.status {
                     200..=299 => ItemDecision::Success(result),
                     // A delete of a missing document is not a failure of the bulk.
-                    404 if op == OpType::Delete && result.error.is_none() => ItemDecision::Success(result),
+                    404 if op == OpType::Delete && result.error.is_none() => {
+                        ItemDecision::Success(result)
+                    }
                     s if retryable.contains(&s) => ItemDecision::Retry(result),
                     _ => ItemDecision::Fail(result),
                 }
@@ -161,7 +169,12 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["ok", "retry", "fail", "fail", "ok", "ok", "retry"]);
         match &got[3] {
-            ItemDecision::Fail(r) => assert!(r.error.as_deref().unwrap_or_default().contains("mapper_parsing_exception")),
+            ItemDecision::Fail(r) => assert!(
+                r.error
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("mapper_parsing_exception")
+            ),
             other => panic!("{other:?}"),
         }
     }
@@ -170,16 +183,29 @@ mod tests {
     fn whole_request_failures() {
         let empty = Bytes::new();
         for status in [429, 502, 503, 504] {
-            assert!(matches!(decide(status, &empty, 1, RETRYABLE), Decision::RetryAll(_)), "{status}");
+            assert!(
+                matches!(decide(status, &empty, 1, RETRYABLE), Decision::RetryAll(_)),
+                "{status}"
+            );
         }
         for status in [400, 401, 403, 404, 413, 500] {
-            assert!(matches!(decide(status, &empty, 1, RETRYABLE), Decision::FailAll(_)), "{status}");
+            assert!(
+                matches!(decide(status, &empty, 1, RETRYABLE), Decision::FailAll(_)),
+                "{status}"
+            );
         }
         let html = Bytes::from_static(b"<html><body>Bad Gateway</body></html>");
-        assert!(matches!(decide(200, &html, 1, RETRYABLE), Decision::FailAll(m) if m.contains("Bad Gateway")));
+        assert!(
+            matches!(decide(200, &html, 1, RETRYABLE), Decision::FailAll(m) if m.contains("Bad Gateway"))
+        );
         let cut = Bytes::from_static(br#"{"took":1,"errors":false,"items":[{"index":{"status":20"#);
-        assert!(matches!(decide(200, &cut, 1, RETRYABLE), Decision::RetryAll(_)));
+        assert!(matches!(
+            decide(200, &cut, 1, RETRYABLE),
+            Decision::RetryAll(_)
+        ));
         let short = Bytes::from_static(br#"{"errors":false,"items":[]}"#);
-        assert!(matches!(decide(200, &short, 2, RETRYABLE), Decision::FailAll(m) if m.contains("0 items for 2")));
+        assert!(
+            matches!(decide(200, &short, 2, RETRYABLE), Decision::FailAll(m) if m.contains("0 items for 2"))
+        );
     }
 }
