@@ -1,6 +1,7 @@
 //! Where messages go. An output acknowledges a batch only once it is durable
 //! there; the source advances its state only after that acknowledgement.
 
+mod elasticsearch;
 mod file;
 
 use std::fmt;
@@ -9,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::message::Message;
 
+pub use elasticsearch::ElasticsearchOutput;
 pub use file::{FileOutput, StdoutOutput};
 
 /// Why an output could not take a batch.

@@ -1,0 +1,98 @@
+//! The elasticsearch output against the test server: idempotent by `_id`.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+use connector::{Message, Output, output::ElasticsearchOutput};
+use serde_json::value::RawValue;
+use state_core::conformance::service_endpoint;
+
+fn msg(i: u32) -> Message {
+    let payload = RawValue::from_string(format!("{{\"n\":{i},\"msg\":\"doc {i}\"}}")).unwrap();
+    Message::new(
+        "source-index",
+        &format!("doc-{i}"),
+        Some(i64::from(i)),
+        None,
+        payload,
+    )
+}
+
+async fn count(url: &str, index: &str) -> u64 {
+    let v: serde_json::Value = reqwest::get(format!("{url}/{index}/_count"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elasticsearch_output_is_idempotent_by_id() {
+    let Some(url) = service_endpoint("ES_URL") else {
+        return;
+    };
+    let index = format!(
+        "out-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let mut out = ElasticsearchOutput::new(&url, &index, 1).unwrap();
+    let batch: Vec<Message> = (0..50).map(msg).collect();
+    out.send(&batch).await.unwrap();
+    assert_eq!(count(&url, &index).await, 50);
+    // The same batch again (a replay after a crash) adds nothing.
+    out.send(&batch[10..30]).await.unwrap();
+    assert_eq!(count(&url, &index).await, 50);
+    let doc: serde_json::Value = reqwest::get(format!("{url}/{index}/_doc/doc-7"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["_source"], serde_json::json!({"n": 7, "msg": "doc 7"}));
+    out.close().await.unwrap();
+    let _ = reqwest::Client::new()
+        .delete(format!("{url}/{index}"))
+        .send()
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elasticsearch_output_reports_refused_documents() {
+    let Some(url) = service_endpoint("ES_URL") else {
+        return;
+    };
+    let index = format!(
+        "out-bad-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let client = reqwest::Client::new();
+    let mapping = serde_json::json!({"mappings": {"properties": {"n": {"type": "integer"}}}});
+    client
+        .put(format!("{url}/{index}"))
+        .json(&mapping)
+        .send()
+        .await
+        .unwrap();
+    let mut out = ElasticsearchOutput::new(&url, &index, 1).unwrap();
+    let bad = Message::new(
+        "s",
+        "bad",
+        Some(1),
+        None,
+        RawValue::from_string(r#"{"n":"not a number"}"#.into()).unwrap(),
+    );
+    let err = out
+        .send(&[msg(1), bad])
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("1 of 2") && err.contains("bad"), "{err}");
+    out.close().await.unwrap();
+    let _ = client.delete(format!("{url}/{index}")).send().await;
+}
