@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod build;
+mod cursor;
+mod error;
+mod flavor;
+mod request;
+mod response;
+mod spec;
+
+pub use cursor::Cursor;
+pub use error::{QueryError, RECEIVED_SNIPPET_BYTES, Result};
+pub use flavor::Flavor;
+pub use request::{Method, Request};
+pub use response::{CONTEXT_MISSING, Hit, PitId, ScrollId, SearchPage, parse_close, parse_count};
+pub use spec::{
+    DEFAULT_BATCH_SIZE, DEFAULT_TIMESTAMP_FIELD, MAX_BATCH_SIZE, MissingTimestamp, QueryConfig,
+    QuerySpec, RANGE_DATE_FORMAT, Slice, Tiebreaker, TimeBound, TimestampKind,
+};
+
+/// Re-exported so callers name the same raw JSON type as [`Hit::source`].
+pub use serde_json::value::RawValue;
