@@ -15,7 +15,7 @@ pub struct HttpTransport {
     client: reqwest::Client,
     bulk_url: String,
     shown_url: String,
-    auth: Option<String>,
+    auth: Option<reqwest::header::HeaderValue>,
 }
 
 impl fmt::Debug for HttpTransport {
@@ -37,11 +37,6 @@ impl HttpTransport {
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, TransportError> {
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| TransportError(format!("invalid URL {}: {e}", redact(url))))?;
-        let auth = (!parsed.username().is_empty()).then(|| {
-            let user = percent_decode(parsed.username());
-            let pass = parsed.password().map(percent_decode).unwrap_or_default();
-            format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
-        });
         let mut clean = parsed.clone();
         let _ = clean.set_username("");
         let _ = clean.set_password(None);
@@ -52,6 +47,19 @@ impl HttpTransport {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| TransportError(format!("cannot build the HTTP client: {e}")))?;
+        // Let reqwest encode the credentials once; the header is marked sensitive.
+        let auth = if parsed.username().is_empty() {
+            None
+        } else {
+            let user = percent_decode(parsed.username());
+            let pass = parsed.password().map(percent_decode);
+            client
+                .get(clean.as_str())
+                .basic_auth(user, pass)
+                .build()
+                .ok()
+                .and_then(|r| r.headers().get(reqwest::header::AUTHORIZATION).cloned())
+        };
         Ok(HttpTransport {
             client,
             bulk_url: format!("{base}/_bulk"),
@@ -62,7 +70,12 @@ impl HttpTransport {
 
     /// Authenticate with an API key (`Authorization: ApiKey <key>`) instead.
     pub fn with_api_key(mut self, encoded_key: &str) -> Self {
-        self.auth = Some(format!("ApiKey {encoded_key}"));
+        self.auth = reqwest::header::HeaderValue::from_str(&format!("ApiKey {encoded_key}"))
+            .ok()
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
         self
     }
 
@@ -81,7 +94,7 @@ impl Transport for HttpTransport {
             .header("content-type", "application/x-ndjson")
             .body(body);
         if let Some(auth) = &self.auth {
-            req = req.header("authorization", auth);
+            req = req.header(reqwest::header::AUTHORIZATION, auth.clone());
         }
         let resp = req.send().await.map_err(|e| {
             TransportError(format!("POST {}/_bulk: {}", self.shown_url, describe(&e)))
@@ -140,36 +153,12 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn base64(input: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(TABLE[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn base64_and_percent_decoding() {
-        assert_eq!(base64(b"elastic:changeme"), "ZWxhc3RpYzpjaGFuZ2VtZQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"abc"), "YWJj");
+    fn percent_decoding() {
         assert_eq!(percent_decode("p%40ss%3Aword"), "p@ss:word");
         assert_eq!(percent_decode("100%"), "100%");
     }
@@ -181,6 +170,10 @@ mod tests {
         let shown = format!("{t:?} {}", t.url());
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(t.url(), "http://127.0.0.1:9200");
-        assert_eq!(t.auth.as_deref(), Some("Basic ZWxhc3RpYzpodW50ZXIy"));
+        assert_eq!(
+            t.auth.as_ref().and_then(|v| v.to_str().ok()),
+            Some("Basic ZWxhc3RpYzpodW50ZXIy")
+        );
+        assert!(t.auth.as_ref().is_some_and(|v| v.is_sensitive()));
     }
 }

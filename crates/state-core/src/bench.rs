@@ -70,6 +70,31 @@ where
     }
 }
 
+/// Measures `store_op` and `floor_op` in `rounds` alternating rounds of
+/// `round` each, so both see the same background load; the best round of each counts.
+pub async fn paired<S, SF, F, FF>(
+    mut store_op: S,
+    mut floor_op: F,
+    warmup: u64,
+    rounds: usize,
+    round: Duration,
+) -> (Sample, Sample)
+where
+    S: FnMut(u64) -> SF,
+    SF: Future<Output = ()>,
+    F: FnMut(u64) -> FF,
+    FF: Future<Output = ()>,
+{
+    let faster = |a: Sample, b: Sample| if a.ops_per_sec >= b.ops_per_sec { a } else { b };
+    let mut store = measure(&mut store_op, warmup, 50, round).await;
+    let mut floor = measure(&mut floor_op, warmup, 50, round).await;
+    for _ in 1..rounds {
+        store = faster(store, measure(&mut store_op, 0, 50, round).await);
+        floor = faster(floor, measure(&mut floor_op, 0, 50, round).await);
+    }
+    (store, floor)
+}
+
 /// One backend operation beside its floor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {

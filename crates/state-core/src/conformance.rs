@@ -43,6 +43,50 @@ pub fn sample_state(state_id: &str) -> ConnectorState {
     ConnectorState::from_value(value, "sample").expect("sample parses")
 }
 
+/// A store together with something that must live exactly as long as it (a
+/// temporary directory, a guard deleting test keys or an index on drop).
+/// Backend tests hand it to the suite instead of writing a delegating wrapper each.
+#[derive(Debug)]
+pub struct Guarded<S, G> {
+    /// The store under test.
+    pub store: S,
+    /// Dropped with the store.
+    pub guard: G,
+}
+
+impl<S, G> Guarded<S, G> {
+    /// Pairs `store` with `guard`.
+    pub fn new(store: S, guard: G) -> Self {
+        Guarded { store, guard }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: StateStore, G: Send + Sync + std::fmt::Debug> StateStore for Guarded<S, G> {
+    fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+    async fn load(&self, id: &StateId) -> crate::Result<crate::Stored> {
+        self.store.load(id).await
+    }
+    async fn save(
+        &self,
+        state: &ConnectorState,
+        expect: &Precondition,
+    ) -> crate::Result<crate::Revision> {
+        self.store.save(state, expect).await
+    }
+    async fn delete(&self, id: &StateId) -> crate::Result<bool> {
+        self.store.delete(id).await
+    }
+    async fn list(&self) -> crate::Result<Vec<crate::StateEntry>> {
+        self.store.list().await
+    }
+    async fn stats(&self) -> crate::Result<crate::StoreStats> {
+        self.store.stats().await
+    }
+}
+
 /// Save, load: equal, unknown fields included; the revision moves on each save.
 pub async fn round_trip(store: DynStore) {
     let state = sample_state("round-trip");

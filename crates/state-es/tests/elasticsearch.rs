@@ -9,7 +9,7 @@ use state_core::conformance::sample_state;
 use state_core::{ConnectorState, Precondition, StateError, StateId, StateStore};
 use state_es::{EsStore, index_mapping};
 
-use common::{IndexGuard, Raw, TestStore, es_url, unique_index};
+use common::{IndexGuard, Raw, es_url, test_store, unique_index};
 
 fn id(s: &str) -> StateId {
     StateId::new(s).unwrap()
@@ -18,7 +18,7 @@ fn id(s: &str) -> StateId {
 #[tokio::test]
 async fn index_is_created_with_the_explicit_mapping() {
     let Some(url) = es_url() else { return };
-    let t = TestStore::new(&url, "mapping").await;
+    let t = test_store(&url, "mapping").await;
     let (status, body) = t
         .guard
         .raw
@@ -74,7 +74,7 @@ async fn concurrent_connects_share_one_index() {
 #[tokio::test]
 async fn awkward_ids_round_trip() {
     let Some(url) = es_url() else { return };
-    let t = TestStore::new(&url, "ids").await;
+    let t = test_store(&url, "ids").await;
     let ids = [
         "with space",
         "question?mark",
@@ -164,7 +164,7 @@ async fn put_raw(raw: &Raw, index: &str, doc_id: &str, doc: serde_json::Value) {
 #[tokio::test]
 async fn garbage_in_the_state_field_is_corrupt_naming_index_and_id() {
     let Some(url) = es_url() else { return };
-    let t = TestStore::new(&url, "corrupt").await;
+    let t = test_store(&url, "corrupt").await;
     let base = json!({"last_updated": "2024-01-15T10:30:00Z", "size_bytes": 7});
     let cases = [
         ("string state", json!("garbage")),
@@ -208,7 +208,7 @@ async fn garbage_in_the_state_field_is_corrupt_naming_index_and_id() {
 #[tokio::test]
 async fn a_newer_version_is_refused_naming_the_document() {
     let Some(url) = es_url() else { return };
-    let t = TestStore::new(&url, "newer").await;
+    let t = test_store(&url, "newer").await;
     let mut state = sample_state("future").to_value();
     state["version"] = 9.into();
     let doc = json!({"id": "future", "last_updated": "2024-01-15T10:30:00Z", "size_bytes": 1, "state": state});
@@ -277,7 +277,7 @@ async fn missing_index_reads_as_empty() {
 #[tokio::test]
 async fn a_foreign_revision_conflicts() {
     let Some(url) = es_url() else { return };
-    let t = TestStore::new(&url, "foreign").await;
+    let t = test_store(&url, "foreign").await;
     t.store
         .save(&sample_state("s"), &Precondition::Absent)
         .await

@@ -15,22 +15,22 @@ mod conformance_file {
     use state_core::InMemoryStore;
     use state_core::conformance::export_import_between;
 
-    use super::common::TempFileStore;
+    use super::common::temp_dyn_store;
 
-    state_core::conformance_tests!(|| async { TempFileStore::dyn_store() });
+    state_core::conformance_tests!(|| async { temp_dyn_store() });
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn export_import_file_to_memory() {
-        export_import_between(TempFileStore::dyn_store(), Arc::new(InMemoryStore::new())).await;
+        export_import_between(temp_dyn_store(), Arc::new(InMemoryStore::new())).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn export_import_memory_to_file() {
-        export_import_between(Arc::new(InMemoryStore::new()), TempFileStore::dyn_store()).await;
+        export_import_between(Arc::new(InMemoryStore::new()), temp_dyn_store()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn export_import_file_to_file() {
-        export_import_between(TempFileStore::dyn_store(), TempFileStore::dyn_store()).await;
+        export_import_between(temp_dyn_store(), temp_dyn_store()).await;
     }
 }

@@ -18,11 +18,11 @@ use state_core::conformance::sample_state;
 use state_core::{Precondition, StateError, StateStore};
 use state_file::FileStore;
 
-use common::{TempFileStore, id, names_in};
+use common::{id, names_in, temp_file_store};
 
 #[tokio::test]
 async fn state_is_one_pretty_json_file_named_after_its_id() {
-    let t = TempFileStore::new();
+    let t = temp_file_store();
     let state = sample_state("c1");
     t.store
         .save(&state, &Precondition::Absent)
@@ -72,7 +72,7 @@ async fn base_path_that_is_a_file_is_refused_naming_it() {
 
 #[tokio::test]
 async fn corrupt_files_are_reported_with_their_path_and_left_untouched() {
-    let t = TempFileStore::new();
+    let t = temp_file_store();
     let good = sample_state("c1");
     let pretty = good.to_pretty_json();
     let truncated = pretty[..pretty.len() / 2].to_vec();
@@ -137,7 +137,7 @@ async fn corrupt_files_are_reported_with_their_path_and_left_untouched() {
 
 #[tokio::test]
 async fn no_temp_files_are_left_after_saves_and_deletes() {
-    let t = TempFileStore::new();
+    let t = temp_file_store();
     let mut state = sample_state("busy");
     let mut revision = t
         .store
@@ -162,7 +162,7 @@ async fn no_temp_files_are_left_after_saves_and_deletes() {
 
 #[tokio::test]
 async fn stale_temp_files_are_removed_when_a_store_opens() {
-    let t = TempFileStore::new();
+    let t = temp_file_store();
     let stale = t.store.base_path().join(".state-file-4242-7.tmp");
     std::fs::write(&stale, b"{\"half\": ").expect("write stale temp");
     t.store
@@ -176,7 +176,7 @@ async fn stale_temp_files_are_removed_when_a_store_opens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_on_one_directory_conflict_on_a_stale_revision() {
     // Two stores with their own lock file handles behave like two processes.
-    let t = TempFileStore::new();
+    let t = temp_file_store();
     let a = t.store.clone();
     let b = FileStore::new(t.store.base_path()).expect("second store");
     let mut state = sample_state("shared");
@@ -227,7 +227,7 @@ async fn two_stores_on_one_directory_conflict_on_a_stale_revision() {
 #[tokio::test]
 async fn saving_identical_content_still_gives_a_new_revision() {
     // Revisions are not a bare content hash: an old revision of identical bytes must not win.
-    let t = TempFileStore::new();
+    let t = temp_file_store();
     let state = sample_state("same");
     let r1 = t
         .store
@@ -256,7 +256,7 @@ async fn saving_identical_content_still_gives_a_new_revision() {
 
 #[tokio::test]
 async fn a_hand_edited_file_invalidates_revisions_read_before() {
-    let t = TempFileStore::new();
+    let t = temp_file_store();
     let state = sample_state("edited");
     let r1 = t
         .store
@@ -278,7 +278,7 @@ async fn a_hand_edited_file_invalidates_revisions_read_before() {
 
 #[tokio::test]
 async fn long_ids_get_a_shortened_file_name_and_list_their_real_id() {
-    let t = TempFileStore::new();
+    let t = temp_file_store();
     let longest = "x".repeat(state_core::MAX_STATE_ID_BYTES);
     let almost = "x".repeat(state_core::MAX_STATE_ID_BYTES - 1) + "y";
     for long in [&longest, &almost] {
@@ -320,7 +320,7 @@ async fn long_ids_get_a_shortened_file_name_and_list_their_real_id() {
 
 #[tokio::test]
 async fn list_skips_foreign_hidden_and_misnamed_files() {
-    let t = TempFileStore::new();
+    let t = temp_file_store();
     let base = t.store.base_path().to_owned();
     t.store
         .save(&sample_state("real"), &Precondition::Absent)
@@ -359,7 +359,7 @@ async fn list_skips_foreign_hidden_and_misnamed_files() {
 
 #[tokio::test]
 async fn an_unreadable_state_path_is_a_backend_error_naming_it() {
-    let t = TempFileStore::new();
+    let t = temp_file_store();
     let path = t.store.path_of(&id("dir"));
     std::fs::create_dir(&path).expect("a directory where the file should be");
     match t.store.load(&id("dir")).await {

@@ -11,10 +11,9 @@
 )]
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::time::Duration;
 
-use state_core::bench::{Comparison, Sample, bench_state, measure};
+use state_core::bench::{Comparison, bench_state, measure, paired};
 use state_core::{Precondition, StateId, StateStore};
 use state_redis::RedisStore;
 
@@ -22,37 +21,6 @@ use state_redis::RedisStore;
 /// floor so both see the same background load; the best round of each counts.
 const ROUNDS: usize = 3;
 const ROUND: Duration = Duration::from_secs(1);
-
-/// Measures `store_op` and `floor_op` in alternating rounds; the best round of each.
-async fn paired<S, SF, F, FF>(mut store_op: S, mut floor_op: F, warmup: u64) -> (Sample, Sample)
-where
-    S: FnMut(u64) -> SF,
-    SF: Future<Output = ()>,
-    F: FnMut(u64) -> FF,
-    FF: Future<Output = ()>,
-{
-    let mut best: Option<(Sample, Sample)> = None;
-    for _ in 0..ROUNDS {
-        let store = measure(&mut store_op, warmup, 50, ROUND).await;
-        let floor = measure(&mut floor_op, warmup, 50, ROUND).await;
-        best = Some(match best {
-            None => (store, floor),
-            Some((s, f)) => (
-                if store.ops_per_sec > s.ops_per_sec {
-                    store
-                } else {
-                    s
-                },
-                if floor.ops_per_sec > f.ops_per_sec {
-                    floor
-                } else {
-                    f
-                },
-            ),
-        });
-    }
-    best.expect("ROUNDS > 0")
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -104,6 +72,8 @@ async fn main() {
             }
         },
         100,
+        ROUNDS,
+        ROUND,
     )
     .await;
     let (load, floor_load) = paired(
@@ -122,6 +92,8 @@ async fn main() {
             }
         },
         100,
+        ROUNDS,
+        ROUND,
     )
     .await;
     assert!(store.load(&id).await.expect("load").revision == *revision.borrow());

@@ -8,7 +8,10 @@ use state_core::conformance::sample_state;
 use state_core::{Precondition, StateError, StateId, StateStore};
 use state_redis::RedisStore;
 
-use common::{CleanStore, OwnRedis, free_port, plain_probe, redis_server_bin, redis_url};
+use common::{
+    OwnRedis, clean_store, clean_store_with_prefix, free_port, plain_probe, redis_server_bin,
+    redis_url,
+};
 
 fn id(s: &str) -> StateId {
     StateId::new(s).unwrap_or_else(|e| panic!("{e}"))
@@ -166,9 +169,9 @@ async fn glob_characters_in_the_prefix_list_only_that_prefix() {
     let Some(url) = redis_url() else { return };
     let base = common::unique_prefix("glob");
     // Unescaped, `base[ab]*:*` would also match `baseaZZ:...` and `baseb\:...`.
-    let globby = CleanStore::with_prefix(&url, &format!("{base}[ab]*:")).await;
-    let lookalike = CleanStore::with_prefix(&url, &format!("{base}aZZ:")).await;
-    let backslash = CleanStore::with_prefix(&url, &format!("{base}b\\:")).await;
+    let globby = clean_store_with_prefix(&url, &format!("{base}[ab]*:")).await;
+    let lookalike = clean_store_with_prefix(&url, &format!("{base}aZZ:")).await;
+    let backslash = clean_store_with_prefix(&url, &format!("{base}b\\:")).await;
     for (store, ids) in [
         (&globby, ["one", "id*with?[glob]"]),
         (&lookalike, ["two", "x"]),
@@ -212,7 +215,7 @@ async fn glob_characters_in_the_prefix_list_only_that_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_not_written_by_the_store_are_refused_naming_the_key() {
     let Some(url) = redis_url() else { return };
-    let clean = CleanStore::connect(&url, "foreign").await;
+    let clean = clean_store(&url, "foreign").await;
     let store = &clean.store;
     let mut con = store.connection();
     let string_key = format!("{}plain", store.key_prefix());

@@ -4,10 +4,9 @@
 #![allow(clippy::print_stdout, clippy::expect_used, clippy::unwrap_used)]
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::time::Duration;
 
-use state_core::bench::{Comparison, Sample, bench_state, measure};
+use state_core::bench::{Comparison, bench_state, measure, paired};
 use state_core::{Precondition, StateId, StateStore};
 use state_sled::SledStore;
 
@@ -15,37 +14,6 @@ use state_sled::SledStore;
 /// floor so both see the same background load; the best round of each counts.
 const ROUNDS: usize = 3;
 const ROUND: Duration = Duration::from_secs(1);
-
-/// Measures `store_op` and `floor_op` in alternating rounds; the best round of each.
-async fn paired<S, SF, F, FF>(mut store_op: S, mut floor_op: F, warmup: u64) -> (Sample, Sample)
-where
-    S: FnMut(u64) -> SF,
-    SF: Future<Output = ()>,
-    F: FnMut(u64) -> FF,
-    FF: Future<Output = ()>,
-{
-    let mut best: Option<(Sample, Sample)> = None;
-    for _ in 0..ROUNDS {
-        let store = measure(&mut store_op, warmup, 50, ROUND).await;
-        let floor = measure(&mut floor_op, warmup, 50, ROUND).await;
-        best = Some(match best {
-            None => (store, floor),
-            Some((s, f)) => (
-                if store.ops_per_sec > s.ops_per_sec {
-                    store
-                } else {
-                    s
-                },
-                if floor.ops_per_sec > f.ops_per_sec {
-                    floor
-                } else {
-                    f
-                },
-            ),
-        });
-    }
-    best.expect("ROUNDS > 0")
-}
 
 /// The store's database cannot be opened a second time (sled's lock), so the
 /// floor uses a plain sled database in a sibling directory on the same filesystem.
@@ -93,6 +61,8 @@ async fn main() {
             }
         },
         20,
+        ROUNDS,
+        ROUND,
     )
     .await;
     let (load, floor_load) = paired(
@@ -103,6 +73,8 @@ async fn main() {
             std::hint::black_box(floor_tree.1.get("bench").expect("get"));
         },
         100,
+        ROUNDS,
+        ROUND,
     )
     .await;
     assert!(store.load(&id).await.expect("load").revision == *revision.borrow());

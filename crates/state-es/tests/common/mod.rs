@@ -11,10 +11,7 @@
 use std::sync::{Arc, Mutex};
 
 use rand::Rng;
-use state_core::conformance::DynStore;
-use state_core::{
-    ConnectorState, Precondition, Result, Revision, StateEntry, StateId, StateStore, Stored,
-};
+use state_core::conformance::{DynStore, Guarded};
 use state_es::EsStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -125,51 +122,25 @@ impl Drop for IndexGuard {
 }
 
 /// An [`EsStore`] on its own index, which goes away with the store.
-#[derive(Debug)]
-pub struct TestStore {
-    pub store: EsStore,
-    pub guard: IndexGuard,
+pub type TestStore = Guarded<EsStore, IndexGuard>;
+
+pub async fn test_store(url: &str, label: &str) -> TestStore {
+    let index = unique_index(label);
+    let guard = IndexGuard {
+        raw: Raw::new(url),
+        index: index.clone(),
+    };
+    let store = EsStore::connect(url, index)
+        .await
+        .unwrap_or_else(|e| panic!("ES_URL is set but the store cannot connect: {e}"));
+    Guarded::new(store, guard)
 }
 
-impl TestStore {
-    pub async fn new(url: &str, label: &str) -> TestStore {
-        let index = unique_index(label);
-        let guard = IndexGuard {
-            raw: Raw::new(url),
-            index: index.clone(),
-        };
-        let store = EsStore::connect(url, index)
-            .await
-            .unwrap_or_else(|e| panic!("ES_URL is set but the store cannot connect: {e}"));
-        TestStore { store, guard }
-    }
-}
-
-#[state_core::async_trait]
-impl StateStore for TestStore {
-    fn backend(&self) -> &'static str {
-        self.store.backend()
-    }
-    async fn load(&self, id: &StateId) -> Result<Stored> {
-        self.store.load(id).await
-    }
-    async fn save(&self, state: &ConnectorState, expect: &Precondition) -> Result<Revision> {
-        self.store.save(state, expect).await
-    }
-    async fn delete(&self, id: &StateId) -> Result<bool> {
-        self.store.delete(id).await
-    }
-    async fn list(&self) -> Result<Vec<StateEntry>> {
-        self.store.list().await
-    }
-}
-
-/// A store for the shared suite: on `ES_URL` when set, else (after
-/// `service_endpoint` said the Elasticsearch cases were not run) the in-memory
-/// store, because the conformance macro has no way to skip a case.
+/// A store for the shared suite on `ES_URL`; `None` (the case does not run)
+/// when it is unset outside `cargo xtask test`.
 pub async fn conformance_store() -> Option<DynStore> {
     let url = es_url()?;
-    Some(Arc::new(TestStore::new(&url, "conf").await))
+    Some(Arc::new(test_store(&url, "conf").await))
 }
 
 /// One request as the fake server saw it.

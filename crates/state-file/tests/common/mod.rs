@@ -3,54 +3,23 @@
 
 use std::sync::Arc;
 
-use state_core::conformance::DynStore;
-use state_core::{
-    ConnectorState, Precondition, Result, Revision, StateEntry, StateId, StateStore, StoreStats,
-    Stored, async_trait,
-};
+use state_core::StateId;
+use state_core::conformance::{DynStore, Guarded};
 use state_file::FileStore;
 use tempfile::TempDir;
 
 /// A [`FileStore`] in its own temp directory, removed when the store is dropped:
 /// the directory lives exactly as long as the last `Arc` of the store.
-#[derive(Debug)]
-pub struct TempFileStore {
-    pub store: FileStore,
-    pub dir: TempDir,
+pub type TempFileStore = Guarded<FileStore, TempDir>;
+
+pub fn temp_file_store() -> TempFileStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = FileStore::new(dir.path().join("states")).expect("file store");
+    Guarded::new(store, dir)
 }
 
-impl TempFileStore {
-    pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = FileStore::new(dir.path().join("states")).expect("file store");
-        TempFileStore { store, dir }
-    }
-
-    pub fn dyn_store() -> DynStore {
-        Arc::new(Self::new())
-    }
-}
-
-#[async_trait]
-impl StateStore for TempFileStore {
-    fn backend(&self) -> &'static str {
-        self.store.backend()
-    }
-    async fn load(&self, id: &StateId) -> Result<Stored> {
-        self.store.load(id).await
-    }
-    async fn save(&self, state: &ConnectorState, expect: &Precondition) -> Result<Revision> {
-        self.store.save(state, expect).await
-    }
-    async fn delete(&self, id: &StateId) -> Result<bool> {
-        self.store.delete(id).await
-    }
-    async fn list(&self) -> Result<Vec<StateEntry>> {
-        self.store.list().await
-    }
-    async fn stats(&self) -> Result<StoreStats> {
-        self.store.stats().await
-    }
+pub fn temp_dyn_store() -> DynStore {
+    Arc::new(temp_file_store())
 }
 
 pub fn id(s: &str) -> StateId {

@@ -13,10 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use state_core::{
-    ConnectorState, Precondition, Result, Revision, StateEntry, StateId, StateStore, Stored,
-    async_trait,
-};
+use state_core::conformance::Guarded;
 use state_redis::RedisStore;
 
 /// `REDIS_URL`, or `None` (with a line on stderr) when unset outside `cargo xtask test`.
@@ -30,31 +27,36 @@ pub fn unique_prefix(label: &str) -> String {
 }
 
 /// A store under a unique prefix whose keys are deleted when it is dropped.
+/// A Redis store on its own key prefix; its keys are deleted when it is dropped.
+pub type CleanStore = Guarded<RedisStore, KeyCleanup>;
+
+/// Deletes every key under `prefix` on drop.
 #[derive(Debug)]
-pub struct CleanStore {
-    pub store: RedisStore,
+pub struct KeyCleanup {
     url: String,
+    prefix: String,
 }
 
-impl CleanStore {
-    pub async fn connect(url: &str, label: &str) -> CleanStore {
-        Self::with_prefix(url, &unique_prefix(label)).await
-    }
+pub async fn clean_store(url: &str, label: &str) -> CleanStore {
+    clean_store_with_prefix(url, &unique_prefix(label)).await
+}
 
-    pub async fn with_prefix(url: &str, prefix: &str) -> CleanStore {
-        let store = RedisStore::connect(url, prefix)
-            .await
-            .unwrap_or_else(|e| panic!("REDIS_URL is set but Redis cannot be used: {e}"));
-        CleanStore {
-            store,
+pub async fn clean_store_with_prefix(url: &str, prefix: &str) -> CleanStore {
+    let store = RedisStore::connect(url, prefix)
+        .await
+        .unwrap_or_else(|e| panic!("REDIS_URL is set but Redis cannot be used: {e}"));
+    Guarded::new(
+        store,
+        KeyCleanup {
             url: url.to_owned(),
-        }
-    }
+            prefix: prefix.to_owned(),
+        },
+    )
 }
 
-impl Drop for CleanStore {
+impl Drop for KeyCleanup {
     fn drop(&mut self) {
-        let pattern = state_redis::escape_glob(self.store.key_prefix()) + "*";
+        let pattern = state_redis::escape_glob(&self.prefix) + "*";
         let cleaned = redis::Client::open(self.url.as_str()).and_then(|c| {
             let mut con = c.get_connection()?;
             let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(&pattern).query(&mut con)?;
@@ -66,25 +68,6 @@ impl Drop for CleanStore {
         if let Err(e) = cleaned {
             eprintln!("could not clean up keys {pattern}: {e}");
         }
-    }
-}
-
-#[async_trait]
-impl StateStore for CleanStore {
-    fn backend(&self) -> &'static str {
-        self.store.backend()
-    }
-    async fn load(&self, id: &StateId) -> Result<Stored> {
-        self.store.load(id).await
-    }
-    async fn save(&self, state: &ConnectorState, expect: &Precondition) -> Result<Revision> {
-        self.store.save(state, expect).await
-    }
-    async fn delete(&self, id: &StateId) -> Result<bool> {
-        self.store.delete(id).await
-    }
-    async fn list(&self) -> Result<Vec<StateEntry>> {
-        self.store.list().await
     }
 }
 
