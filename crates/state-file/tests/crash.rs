@@ -3,7 +3,8 @@
 //! the states that was saved, never a partial one.
 //!
 //! The child is this test binary itself, re-run with `--exact
-//! child_saves_until_killed` and [`CHILD_DIR_VAR`] set.
+//! sigkill_during_saves_never_leaves_a_partial_state` and [`CHILD_DIR_VAR`] set:
+//! in the child the same test runs [`child_saves_until_killed`] instead.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -52,13 +53,8 @@ fn deterministic_state(n: u64) -> ConnectorState {
 }
 
 /// Child mode: saves `deterministic_state(n)` for n = stored + 1, + 2, ...
-/// chaining revisions, printing `saved <n>` after each save returns. Without
-/// [`CHILD_DIR_VAR`] (a normal test run) there is nothing to do.
-#[test]
-fn child_saves_until_killed() {
-    let Some(dir) = std::env::var_os(CHILD_DIR_VAR) else {
-        return;
-    };
+/// chaining revisions, printing `saved <n>` after each save returns, until killed.
+fn child_saves_until_killed(dir: std::ffi::OsString) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -86,8 +82,8 @@ fn child_saves_until_killed() {
 
 #[test]
 fn sigkill_during_saves_never_leaves_a_partial_state() {
-    if std::env::var_os(CHILD_DIR_VAR).is_some() {
-        return; // We are a child: only `child_saves_until_killed` runs.
+    if let Some(dir) = std::env::var_os(CHILD_DIR_VAR) {
+        return child_saves_until_killed(dir); // We are the child: save until killed.
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let base = dir.path().join("states");
@@ -100,7 +96,7 @@ fn sigkill_during_saves_never_leaves_a_partial_state() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "child_saves_until_killed",
+                "sigkill_during_saves_never_leaves_a_partial_state",
                 "--nocapture",
                 "--test-threads=1",
             ])
