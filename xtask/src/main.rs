@@ -35,7 +35,7 @@ COMMANDS
                            build es-connector and run end-to-end scenarios with it
   bench <target> [--docker]
                            run benchmarks against the services and print one table;
-                           targets: state (more to come: bulk, source)
+                           targets: state, bulk (more to come: source)
   demo [--keep-services] [--docker]
                            a guided tour of the es-connector state CLI across backends
   help                     this text

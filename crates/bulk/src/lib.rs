@@ -21,6 +21,6 @@ pub use processor::{
     DEFAULT_BULK_SIZE, DEFAULT_RETRY_STATUSES, FailedItem, FailureFn,
 };
 pub use request::{BulkRequest, OpType, VersionType};
-pub use response::{Decision, ItemDecision, ItemResult, decide};
+pub use response::{Decision, ItemDecision, ItemResult, ResultKind, decide};
 pub use stats::{BulkStats, WorkerStats};
 pub use transport::{Transport, TransportError, TransportResponse};

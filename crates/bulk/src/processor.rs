@@ -488,12 +488,16 @@ impl Shared {
         self.watermark.send_replace(watermark);
     }
 
-    fn release(&self, request: &BulkRequest) {
-        self.memory.add_permits(request.encoded_len());
+    /// Gives memory back; called once per attempt with the bytes of every
+    /// request that reached its outcome (one semaphore operation, not one per request).
+    fn release(&self, bytes: usize) {
+        if bytes > 0 {
+            self.memory.add_permits(bytes);
+        }
     }
 
+    /// Reports a request that failed for good. The caller releases its memory.
     fn fail(&self, request: BulkRequest, status: Option<u16>, error: String, attempts: u32) {
-        self.release(&request);
         self.count(&self.counters.failed, 1);
         let item = FailedItem {
             request,
@@ -518,16 +522,21 @@ impl Shared {
         }
     }
 
-    fn succeed(&self, request: &BulkRequest) {
-        self.release(request);
-        let by_op = match request.op() {
-            OpType::Index => &self.counters.indexed,
-            OpType::Create => &self.counters.created,
-            OpType::Update => &self.counters.updated,
-            OpType::Delete => &self.counters.deleted,
-        };
-        self.count(by_op, 1);
-        self.count(&self.counters.succeeded, 1);
+    /// Counts the successes of one attempt, by operation.
+    fn succeeded(&self, by_op: [u64; 4]) {
+        let [index, create, update, delete] = by_op;
+        let c = &self.counters;
+        for (counter, n) in [
+            (&c.indexed, index),
+            (&c.created, create),
+            (&c.updated, update),
+            (&c.deleted, delete),
+        ] {
+            if n > 0 {
+                self.count(counter, n);
+            }
+        }
+        self.count(&c.succeeded, index + create + update + delete);
     }
 
     fn hand_back(&self, requests: impl IntoIterator<Item = BulkRequest>) {
@@ -746,14 +755,20 @@ async fn commit(
         {
             tracing::error!(name = %shared.name, "the after callback panicked");
         }
+        let mut finished_bytes = 0usize;
         let (retry, last_error) = match decision {
             Decision::Items(items) => {
                 let mut retry = Vec::new();
                 let mut last_error = String::new();
+                let mut by_op = [0u64; 4];
                 for (request, item) in requests.drain(..).zip(items) {
                     match item {
-                        ItemDecision::Success(_) => shared.succeed(&request),
+                        ItemDecision::Success(_) => {
+                            finished_bytes += request.encoded_len();
+                            by_op[op_slot(request.op())] += 1;
+                        }
                         ItemDecision::Fail(r) => {
+                            finished_bytes += request.encoded_len();
                             let error = r.error.unwrap_or_else(|| format!("status {}", r.status));
                             shared.fail(request, Some(r.status), error, attempt);
                         }
@@ -763,16 +778,19 @@ async fn commit(
                         }
                     }
                 }
+                shared.succeeded(by_op);
                 (retry, last_error)
             }
             Decision::RetryAll(error) => (std::mem::take(&mut requests), error),
             Decision::FailAll(error) => {
                 for request in requests.drain(..) {
+                    finished_bytes += request.encoded_len();
                     shared.fail(request, None, error.clone(), attempt);
                 }
                 (Vec::new(), String::new())
             }
         };
+        shared.release(finished_bytes);
         if retry.is_empty() {
             break;
         }
@@ -798,13 +816,24 @@ async fn commit(
                     "gave up after {attempt} attempts in {:.1?}: {last_error}",
                     first_attempt.elapsed()
                 );
+                let bytes = retry.iter().map(BulkRequest::encoded_len).sum();
                 for request in retry {
                     shared.fail(request, None, why.clone(), attempt);
                 }
+                shared.release(bytes);
             }
         }
     }
     counters.queued.store(0, Relaxed);
+}
+
+fn op_slot(op: OpType) -> usize {
+    match op {
+        OpType::Index => 0,
+        OpType::Create => 1,
+        OpType::Update => 2,
+        OpType::Delete => 3,
+    }
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub struct BulkRequest {
     retry_on_conflict: Option<u32>,
     doc_as_upsert: bool,
     source: Option<Result<Bytes, String>>,
-    action: Option<Bytes>,
+    action: Option<Vec<u8>>,
     encoded_len: usize,
 }
 
@@ -228,7 +228,7 @@ impl BulkRequest {
                 r#"{"doc":"#.len() + doc.len() + upsert + "}\n".len()
             }
             (_, Some(Ok(doc))) => {
-                if doc.contains(&b'\n') {
+                if memchr::memchr(b'\n', doc).is_some() {
                     return Err("the document's JSON contains a newline; bulk bodies are one line per document".into());
                 }
                 doc.len() + 1
@@ -251,7 +251,7 @@ impl BulkRequest {
         serde_json::to_writer(&mut line, &meta).map_err(|e| e.to_string())?;
         line.extend_from_slice(b"}\n");
         let len = line.len() + body_len;
-        self.action = Some(Bytes::from(line));
+        self.action = Some(line);
         self.encoded_len = len;
         Ok(len)
     }

@@ -44,9 +44,39 @@ pub struct ItemResult {
     /// HTTP status of the item.
     pub status: u16,
     /// `created`, `updated`, `deleted`, `noop`, `not_found`...
-    pub result: Option<String>,
+    pub result: Option<ResultKind>,
     /// The item's `error` object as JSON text, when it failed.
     pub error: Option<String>,
+}
+
+/// The `result` of an item (no allocation for the usual ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultKind {
+    /// `created`
+    Created,
+    /// `updated`
+    Updated,
+    /// `deleted`
+    Deleted,
+    /// `noop`
+    Noop,
+    /// `not_found`
+    NotFound,
+    /// Anything else the server said.
+    Other(String),
+}
+
+impl ResultKind {
+    fn parse(text: &str) -> Self {
+        match text {
+            "created" => ResultKind::Created,
+            "updated" => ResultKind::Updated,
+            "deleted" => ResultKind::Deleted,
+            "noop" => ResultKind::Noop,
+            "not_found" => ResultKind::NotFound,
+            other => ResultKind::Other(other.to_owned()),
+        }
+    }
 }
 
 /// The decision for one item of an attempt.
@@ -112,7 +142,7 @@ pub fn decide(status: u16, body: &Bytes, sent: usize, retryable: &[u16]) -> Deci
                 let result = ItemResult {
                     op,
                     status: r.status,
-                    result: r.result.map(str::to_owned),
+                    result: r.result.map(ResultKind::parse),
                     error: r.error.map(|e| e.get().to_owned()),
                 };
                 match r.status {
