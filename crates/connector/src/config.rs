@@ -4,15 +4,22 @@
 //! inline tables, which TOML does not allow; write them as tables instead
 //! (`[plugin_config.state]`) or as single-line inline tables. See `docs/configuration.md`.
 
+mod output;
+mod secret;
+
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use es_query::{MissingTimestamp, Slice, TimestampKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use state_core::{StateConfig, StorageSettings, humantime_duration, redact_url};
 
 use crate::error::{ConnectorError, Result};
+
+pub use output::{DEFAULT_OUTPUT_WORKERS, OutputConfig};
+pub use secret::Secret;
 
 /// Default `polling_interval`.
 pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_secs(30);
@@ -22,6 +29,10 @@ pub const DEFAULT_BATCH_SIZE: usize = 100;
 pub const DEFAULT_TIMESTAMP_FIELD: &str = "@timestamp";
 /// Largest accepted `batch_size` (Elasticsearch's default `index.max_result_window`).
 pub const MAX_BATCH_SIZE: usize = 10_000;
+/// Default `request_timeout`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `keep_alive` of point-in-time and scroll contexts.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(60);
 
 /// A whole configuration file. The Iggy connectors runtime keys (`type`, `key`,
 /// `enabled`, `version`, `name`, `path`, `[[streams]]`) are accepted so one file
@@ -47,6 +58,24 @@ pub struct ConnectorConfig {
     pub streams: Vec<StreamConfig>,
     /// The source's own settings.
     pub plugin_config: PluginConfig,
+    /// Where `es-connector run` sends messages. Default: stdout.
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+/// `pagination`: how pages are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pagination {
+    /// `search_after` on `[timestamp, tiebreaker]`, inside a point in time when the
+    /// server supports one (Elasticsearch >= 7.10, OpenSearch >= 2.4). Default.
+    #[default]
+    SearchAfter,
+    /// The scroll API, sorted on `[timestamp, tiebreaker]`; needs `tiebreaker_field`.
+    Scroll,
+    /// `search_after` without a point in time, the cursor ending in the document id
+    /// field `tiebreaker_field` (required).
+    Cursor,
 }
 
 /// One `[[streams]]` entry.
@@ -88,6 +117,43 @@ pub struct PluginConfig {
     /// State management; absent means no state is kept.
     #[serde(default)]
     pub state: Option<StateConfig>,
+    /// `search_after` (default), `scroll` or `cursor`.
+    #[serde(default)]
+    pub pagination: Pagination,
+    /// A unique keyword field present in every document, ordering documents that share
+    /// a timestamp. Default none: `_shard_doc` inside a point in time (Elasticsearch >=
+    /// 7.12, OpenSearch >= 3.3); required for `scroll` and `cursor`.
+    #[serde(default)]
+    pub tiebreaker_field: Option<String>,
+    /// `date` (default; RFC 3339 strings or epoch millis in a `date` field),
+    /// `date_nanos`, or `epoch_millis` (a `long` field).
+    #[serde(default)]
+    pub timestamp_type: TimestampKind,
+    /// Documents without `timestamp_field`: `skip` (default, never read) or `first`.
+    #[serde(default)]
+    pub missing_timestamp: MissingTimestamp,
+    /// Basic authentication user. Default none.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic authentication password. Default none; never printed.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// API key (`Authorization: ApiKey ...`), the base64 `id:key` form. Default none; never printed.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// PEM file of a CA certificate to trust for `https://`. Default: the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `{ id, max }`: read only slice `id` of `max` (point in time or scroll), so
+    /// `max` instances each read their own slice under their own `state_id`. Default none.
+    #[serde(default)]
+    pub slice: Option<Slice>,
+    /// Time limit of one HTTP request. Default `30s`.
+    #[serde(default = "default_request_timeout", with = "humantime_duration")]
+    pub request_timeout: Duration,
+    /// How long an idle point in time or scroll stays open between pages. Default `1m`.
+    #[serde(default = "default_keep_alive", with = "humantime_duration")]
+    pub keep_alive: Duration,
 }
 
 /// `query` as written: a TOML table, or a string of JSON.
@@ -110,6 +176,17 @@ impl fmt::Debug for PluginConfig {
             .field("timestamp_field", &self.timestamp_field)
             .field("query", &self.query)
             .field("state", &self.state)
+            .field("pagination", &self.pagination)
+            .field("tiebreaker_field", &self.tiebreaker_field)
+            .field("timestamp_type", &self.timestamp_type)
+            .field("missing_timestamp", &self.missing_timestamp)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("api_key", &self.api_key)
+            .field("ca_file", &self.ca_file)
+            .field("slice", &self.slice)
+            .field("request_timeout", &self.request_timeout)
+            .field("keep_alive", &self.keep_alive)
             .finish()
     }
 }
@@ -133,16 +210,38 @@ impl ConnectorConfig {
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Self> {
         let config: ConnectorConfig = toml::from_str(text).map_err(|e| {
-            let field = e.message().split('`').nth(1);
-            let table = e.span().map(|span| enclosing_table(text, span.start));
-            let key = match (table, field) {
-                (Some(table), Some(field)) if !table.is_empty() => format!("{table}.{field}"),
-                (_, Some(field)) => field.to_owned(),
-                _ => "config".into(),
+            let message = e.message();
+            // "unknown field `x`" names the key; other messages (unknown variant `v`)
+            // name a value, so the key is the one written on the offending line.
+            let unknown_field = message
+                .starts_with("unknown field")
+                .then(|| message.split('`').nth(1))
+                .flatten();
+            let line_key = e.span().and_then(|span| key_on_line(text, span.start));
+            let table = e
+                .span()
+                .map(|span| enclosing_table(text, span.start))
+                .unwrap_or_default();
+            let mut parts: Vec<&str> = Vec::new();
+            if !table.is_empty() {
+                parts.push(&table);
+            }
+            match (line_key.as_deref(), unknown_field) {
+                // An inline table: `slice = { id = 0, bogus = 1 }`.
+                (Some(line), Some(field)) if line != field => parts.extend([line, field]),
+                (_, Some(field)) => parts.push(field),
+                (Some(line), None) => parts.push(line),
+                (None, None) => {}
+            }
+            let key = if parts.is_empty() {
+                "config".to_owned()
+            } else {
+                parts.join(".")
             };
             ConnectorError::invalid(key, e.to_string().trim_end())
         })?;
         config.plugin_config.validate()?;
+        config.output.validate()?;
         Ok(config)
     }
 }
@@ -179,6 +278,84 @@ impl PluginConfig {
         }
         self.query_json()?;
         self.state_settings()?;
+        self.validate_source()?;
+        Ok(())
+    }
+
+    fn validate_source(&self) -> Result<()> {
+        if let Some(field) = &self.tiebreaker_field
+            && (field.trim().is_empty() || field == &self.timestamp_field)
+        {
+            return Err(ConnectorError::invalid(
+                "plugin_config.tiebreaker_field",
+                "must name a unique keyword field present in every document, other than timestamp_field",
+            ));
+        }
+        if self.pagination != Pagination::SearchAfter && self.tiebreaker_field.is_none() {
+            return Err(ConnectorError::invalid(
+                "plugin_config.tiebreaker_field",
+                format!(
+                    "is required with pagination = \"{}\": name a unique keyword field (e.g. a document id) present in every document",
+                    pagination_name(self.pagination)
+                ),
+            ));
+        }
+        if self.pagination == Pagination::Cursor && self.slice.is_some() {
+            return Err(ConnectorError::invalid(
+                "plugin_config.slice",
+                "needs pagination = \"search_after\" (in a point in time) or \"scroll\"",
+            ));
+        }
+        if let Some(slice) = self.slice
+            && (slice.max < 2 || slice.id >= slice.max)
+        {
+            return Err(ConnectorError::invalid(
+                "plugin_config.slice",
+                format!(
+                    "needs max >= 2 and 0 <= id < max, got id {} max {}",
+                    slice.id, slice.max
+                ),
+            ));
+        }
+        let url_has_password = url_credentials(&self.url).is_some_and(|(_, p)| p.is_some());
+        if self.password.is_some() && self.username.is_none() {
+            return Err(ConnectorError::invalid(
+                "plugin_config.password",
+                "is set without username",
+            ));
+        }
+        if self.username.is_some() && url_credentials(&self.url).is_some() {
+            return Err(ConnectorError::invalid(
+                "plugin_config.username",
+                "credentials are given both in url and as username/password; keep one",
+            ));
+        }
+        if self.api_key.is_some() && (self.username.is_some() || url_has_password) {
+            return Err(ConnectorError::invalid(
+                "plugin_config.api_key",
+                "is set together with a password (username/password or in url); keep one",
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ConnectorError::invalid(
+                "plugin_config.request_timeout",
+                "must be more than 0, e.g. \"30s\"",
+            ));
+        }
+        if self.keep_alive < Duration::from_secs(1) {
+            return Err(ConnectorError::invalid(
+                "plugin_config.keep_alive",
+                "must be at least 1s, e.g. \"1m\"",
+            ));
+        }
+        if let Some(path) = &self.ca_file
+            && !path.is_file()
+        {
+            return Err(ConnectorError::invalid(
+                "plugin_config.ca_file",
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
         Ok(())
     }
 
@@ -216,9 +393,22 @@ impl PluginConfig {
     }
 }
 
+/// The key assigned on the line holding byte `offset` (`key = ...`), if any.
+fn key_on_line(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_owned())
+}
+
 /// The `[table.path]` header in force at byte `offset` of `text` ("" at top level).
 fn enclosing_table(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
+    // The span may start on the header line itself (a whole-table error).
+    let offset = offset.min(text.len());
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let before = &text[..end];
     before
         .lines()
         .rev()
@@ -226,6 +416,57 @@ fn enclosing_table(text: &str, offset: usize) -> String {
         .find(|line| line.starts_with('[') && !line.starts_with("[["))
         .map(|line| line.trim_matches(['[', ']']).trim().to_owned())
         .unwrap_or_default()
+}
+
+/// The `user` and optional `password` in `scheme://user:password@host`, percent-decoded.
+pub(crate) fn url_credentials(url: &str) -> Option<(String, Option<String>)> {
+    let after = &url[url.find("://")? + 3..];
+    let authority = &after[..after.find(['/', '?', '#']).unwrap_or(after.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    Some(match userinfo.split_once(':') {
+        Some((user, password)) => (percent_decode(user), Some(percent_decode(password))),
+        None => (percent_decode(userinfo), None),
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The name of a pagination mode as written in the configuration.
+pub fn pagination_name(p: Pagination) -> &'static str {
+    match p {
+        Pagination::SearchAfter => "search_after",
+        Pagination::Scroll => "scroll",
+        Pagination::Cursor => "cursor",
+    }
+}
+
+fn default_request_timeout() -> Duration {
+    DEFAULT_REQUEST_TIMEOUT
+}
+
+fn default_keep_alive() -> Duration {
+    DEFAULT_KEEP_ALIVE
 }
 
 fn default_polling_interval() -> Duration {
@@ -316,6 +557,80 @@ mod tests {
     }
 
     #[test]
+    fn source_keys_parse_with_defaults() {
+        let base = "[plugin_config]\nurl = \"http://h:9200\"\nindex = \"a\"\n";
+        let cfg = ConnectorConfig::from_toml(base).unwrap_or_else(|e| panic!("{e}"));
+        let p = &cfg.plugin_config;
+        assert_eq!(p.pagination, Pagination::SearchAfter);
+        assert_eq!(p.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(p.timestamp_type, TimestampKind::Date);
+        assert!(matches!(cfg.output, OutputConfig::Stdout));
+        let cfg = ConnectorConfig::from_toml(&format!(
+            "{base}pagination = \"scroll\"\ntiebreaker_field = \"id\"\ntimestamp_type = \"date_nanos\"\nmissing_timestamp = \"first\"\nslice = {{ id = 1, max = 3 }}\nrequest_timeout = \"5s\"\n[output]\nkind = \"file\"\npath = \"out.jsonl\"\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let p = &cfg.plugin_config;
+        assert_eq!(p.pagination, Pagination::Scroll);
+        assert_eq!(p.slice, Some(Slice { id: 1, max: 3 }));
+        assert_eq!(p.missing_timestamp, MissingTimestamp::First);
+        assert!(matches!(cfg.output, OutputConfig::File { .. }));
+    }
+
+    #[test]
+    fn bad_source_keys_are_named() {
+        let base = "[plugin_config]\nurl = \"http://h:9200\"\nindex = \"a\"\n";
+        for (extra, key) in [
+            ("pagination = \"pages\"\n", "plugin_config.pagination"),
+            (
+                "pagination = \"scroll\"\n",
+                "plugin_config.tiebreaker_field",
+            ),
+            ("slice = { id = 3, max = 3 }\n", "plugin_config.slice"),
+            (
+                "slice = { id = 0, max = 3, x = 1 }\n",
+                "plugin_config.slice.x",
+            ),
+            ("password = \"p\"\n", "plugin_config.password"),
+            (
+                "request_timeout = \"0s\"\n",
+                "plugin_config.request_timeout",
+            ),
+            (
+                "ca_file = \"/nonexistent/ca.pem\"\n",
+                "plugin_config.ca_file",
+            ),
+            ("[output]\nkind = \"kafka\"\n", "output.kind"),
+            (
+                "[output]\nkind = \"file\"\npath = \"x\"\nurl = \"y\"\n",
+                "output.url",
+            ),
+            (
+                "[output]\nkind = \"elasticsearch\"\nurl = \"ftp://x\"\nindex = \"i\"\n",
+                "output.url",
+            ),
+        ] {
+            let text = format!("{base}{extra}");
+            let got = match ConnectorConfig::from_toml(&text) {
+                Err(ConnectorError::InvalidConfig { key, reason }) => format!("{key}: {reason}"),
+                other => format!("{other:?}"),
+            };
+            assert!(got.starts_with(key), "{extra:?}: expected {key}, got {got}");
+        }
+        let both =
+            "[plugin_config]\nurl = \"http://u:pw@h:9200\"\nindex = \"a\"\napi_key = \"k\"\n";
+        assert_eq!(err_key(both), "plugin_config.api_key");
+    }
+
+    #[test]
+    fn url_credentials_are_decoded() {
+        assert_eq!(
+            url_credentials("https://el%40stic:p%3Ass@h:9200/x"),
+            Some(("el@stic".into(), Some("p:ss".into())))
+        );
+        assert_eq!(url_credentials("http://h:9200/a@b"), None);
+    }
+
+    #[test]
     fn debug_hides_url_credentials() {
         let cfg = ConnectorConfig::from_toml(
             "[plugin_config]\nurl = \"https://elastic:hunter2@h:9200\"\nindex = \"a\"\n",
@@ -323,5 +638,19 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        let cfg = ConnectorConfig::from_toml(
+            "[plugin_config]\nurl = \"https://h:9200\"\nindex = \"a\"\nusername = \"u\"\npassword = \"hunter3\"\n[output]\nkind = \"elasticsearch\"\nurl = \"http://x:hunter4@h\"\nindex = \"o\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("hunter3") && !shown.contains("hunter4"),
+            "{shown}"
+        );
+        let cfg = ConnectorConfig::from_toml(
+            "[plugin_config]\nurl = \"https://h:9200\"\nindex = \"a\"\napi_key = \"hunter5\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!format!("{cfg:?}").contains("hunter5"));
     }
 }

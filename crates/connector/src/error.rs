@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+use es_query::QueryError;
 use state_core::StateError;
+
+use crate::output::OutputError;
 
 /// Result alias of this crate.
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
@@ -30,6 +33,43 @@ pub enum ConnectorError {
     /// State management failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The server could not be reached, or the connection broke.
+    #[error("cannot reach {url} ({what}): {reason}; retrying with backoff")]
+    Unreachable {
+        /// The cluster URL, without credentials.
+        url: String,
+        /// The request (`search logs-*`, `open point in time`...).
+        what: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The server answered, but the answer was refused (an error, malformed, incomplete).
+    #[error("{what} at {url}: {source}")]
+    Search {
+        /// The cluster URL, without credentials.
+        url: String,
+        /// The request (`search logs-*`, `open point in time`...).
+        what: String,
+        /// What was wrong with the answer.
+        #[source]
+        source: QueryError,
+    },
+    /// An output failed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// A method that needs [`crate::ElasticsearchSource::open`] was called before it.
+    #[error("the source is not open: call open() first")]
+    NotOpen,
+    /// [`crate::ElasticsearchSource::commit`] was given a batch out of order.
+    #[error(
+        "batch {got} cannot be committed: the next batch to commit is {expected}; commit batches in the order poll returned them"
+    )]
+    OutOfOrder {
+        /// The sequence number of the next batch to commit.
+        expected: u64,
+        /// The sequence number of the batch given.
+        got: u64,
+    },
 }
 
 impl ConnectorError {
@@ -37,8 +77,19 @@ impl ConnectorError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ConnectorError::State(e) => e.is_retryable(),
+            ConnectorError::Unreachable { .. } => true,
+            ConnectorError::Search { source, .. } => !matches!(
+                source,
+                QueryError::InvalidConfig { .. } | QueryError::InvalidCursor { .. }
+            ),
+            ConnectorError::Output(e) => e.is_retryable(),
             _ => false,
         }
+    }
+
+    /// Whether this is a state compare-and-set conflict: another writer owns the state.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ConnectorError::State(StateError::Conflict { .. }))
     }
 
     pub(crate) fn invalid(key: impl Into<String>, reason: impl std::fmt::Display) -> Self {

@@ -4,9 +4,13 @@ pub mod config;
 mod error;
 pub mod message;
 pub mod output;
+pub mod run;
+pub mod source;
 pub mod state;
 
-pub use config::{ConnectorConfig, PluginConfig, QuerySpec};
+pub use config::{ConnectorConfig, OutputConfig, Pagination, PluginConfig, QuerySpec, Secret};
 pub use error::{ConnectorError, Result};
 pub use message::{Message, MessageId};
-pub use output::{FileOutput, Output, OutputError, StdoutOutput};
+pub use output::{ElasticsearchOutput, FileOutput, Output, OutputError, StdoutOutput};
+pub use run::{RunOptions, RunSummary, open_with_retry, run};
+pub use source::{Ack, Batch, ElasticsearchSource, ReadMode, ServerInfo, StateManagerExt};

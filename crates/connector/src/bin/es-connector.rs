@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use connector::ConnectorConfig;
 use connector::state::{open_manager, open_store, require_state};
+use connector::{ConnectorConfig, ElasticsearchSource, RunOptions};
 use serde_json::json;
 use state_core::{StateError, StateManager, format_timestamp, migrate_states};
 
@@ -25,6 +25,21 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Read documents and send them to the configured `[output]`.
+    Run {
+        /// The connector configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Stop after the first empty poll (caught up) and print a summary.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Validate the configuration and report the server's flavour and version.
+    Check {
+        /// The connector configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Inspect and manage the connector's stored state.
     State {
         #[command(subcommand)]
@@ -78,6 +93,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -101,6 +117,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run { config, once } => run_command(&config, once).await,
+        Command::Check { config } => check_command(&config).await,
         Command::State { action, config } => {
             let Some(config) = config else {
                 bail!("--config FILE is required: the configuration names the state store");
@@ -108,6 +126,88 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state_command(action, &config).await
         }
     }
+}
+
+async fn run_command(path: &Path, once: bool) -> anyhow::Result<()> {
+    let config = ConnectorConfig::from_file(path)?;
+    let mut output = config.output.open()?;
+    let mut source = ElasticsearchSource::new(0, config.plugin_config.clone());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::warn!("shutdown requested: finishing the current batch");
+        let _ = stop.send(true);
+    });
+    let mut options = RunOptions::default().once(once).with_shutdown(shutdown);
+    if !connector::open_with_retry(&mut source, &mut options).await? {
+        eprintln!("stopped before the source could open");
+        return Ok(());
+    }
+    let outcome = connector::run(&mut source, output.as_mut(), options).await;
+    let closed = source.close().await;
+    let output_closed = output.close().await;
+    let summary = outcome?;
+    closed?;
+    output_closed?;
+    let cursor = summary
+        .cursor
+        .as_ref()
+        .map(|c| serde_json::to_string(&c.sort).unwrap_or_default())
+        .unwrap_or_else(|| "none".into());
+    eprintln!(
+        "{}: {} documents in {} batches, {:.1}s, {:.0} docs/s, {} errors retried, cursor {cursor}",
+        if summary.interrupted {
+            "stopped"
+        } else {
+            "done"
+        },
+        summary.documents,
+        summary.batches,
+        summary.elapsed.as_secs_f64(),
+        summary.docs_per_second(),
+        summary.errors,
+    );
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn check_command(path: &Path) -> anyhow::Result<()> {
+    let config = ConnectorConfig::from_file(path)?;
+    let server = ElasticsearchSource::check(&config.plugin_config).await?;
+    let source = ElasticsearchSource::new(0, config.plugin_config.clone());
+    out(&format!(
+        "configuration {} is valid\nserver {} is {} (version {})\nindex {}, pagination {}, output {:?}",
+        path.display(),
+        source.url(),
+        server.flavor,
+        server.version,
+        config.plugin_config.index,
+        connector::config::pagination_name(config.plugin_config.pagination),
+        config.output,
+    ))?;
+    Ok(())
 }
 
 async fn manager_for(path: &Path) -> anyhow::Result<StateManager> {

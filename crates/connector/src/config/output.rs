@@ -1,0 +1,108 @@
+//! The top-level `[output]` table: where `es-connector run` sends messages.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use state_core::redact_url;
+
+use crate::error::{ConnectorError, Result};
+use crate::output::{ElasticsearchOutput, FileOutput, Output, StdoutOutput};
+
+/// Default `workers` of `kind = "elasticsearch"`.
+pub const DEFAULT_OUTPUT_WORKERS: usize = 2;
+
+/// `[output]`: `kind = "file"` with `path`, `kind = "stdout"`, or
+/// `kind = "elasticsearch"` with `url` and `index`. Default: `stdout`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OutputConfig {
+    /// JSON lines appended to `path`, fsynced before each acknowledgement.
+    File {
+        /// The file (created with its parent directories).
+        path: PathBuf,
+    },
+    /// JSON lines on standard output.
+    #[default]
+    Stdout,
+    /// Every message indexed into `index` at `url`, with the source's `_id`.
+    Elasticsearch {
+        /// Cluster URL; credentials in it are used, never shown.
+        url: String,
+        /// Target index.
+        index: String,
+        /// Concurrent bulk requests. Default 2.
+        #[serde(default = "default_workers")]
+        workers: usize,
+    },
+}
+
+fn default_workers() -> usize {
+    DEFAULT_OUTPUT_WORKERS
+}
+
+impl fmt::Debug for OutputConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutputConfig::File { path } => f.debug_struct("File").field("path", path).finish(),
+            OutputConfig::Stdout => f.write_str("Stdout"),
+            OutputConfig::Elasticsearch {
+                url,
+                index,
+                workers,
+            } => f
+                .debug_struct("Elasticsearch")
+                .field("url", &redact_url(url))
+                .field("index", index)
+                .field("workers", workers)
+                .finish(),
+        }
+    }
+}
+
+impl OutputConfig {
+    /// Checks every value; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            OutputConfig::File { path } if path.as_os_str().is_empty() => Err(
+                ConnectorError::invalid("output.path", "is empty; name the file to append to"),
+            ),
+            OutputConfig::Elasticsearch {
+                url,
+                index,
+                workers,
+            } => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConnectorError::invalid(
+                        "output.url",
+                        format!("{} is not an http:// or https:// URL", redact_url(url)),
+                    ));
+                }
+                if index.trim().is_empty() {
+                    return Err(ConnectorError::invalid("output.index", "is empty"));
+                }
+                if *workers == 0 {
+                    return Err(ConnectorError::invalid(
+                        "output.workers",
+                        "must be at least 1",
+                    ));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens the output this table describes.
+    pub fn open(&self) -> Result<Box<dyn Output>> {
+        Ok(match self {
+            OutputConfig::File { path } => Box::new(FileOutput::open(path.clone())?),
+            OutputConfig::Stdout => Box::new(StdoutOutput),
+            OutputConfig::Elasticsearch {
+                url,
+                index,
+                workers,
+            } => Box::new(ElasticsearchOutput::new(url, index, *workers)?),
+        })
+    }
+}

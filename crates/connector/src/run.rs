@@ -1,0 +1,307 @@
+//! The run loop: poll, send, commit; sleep when caught up; retry with backoff.
+
+use std::time::{Duration, Instant};
+
+use es_query::Cursor;
+use tokio::sync::watch;
+
+use crate::error::{ConnectorError, Result};
+use crate::output::Output;
+use crate::source::{Batch, ElasticsearchSource};
+
+/// Shortest pause after a failure.
+pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest pause after repeated failures.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How [`run`] behaves.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stop after the first empty poll (caught up) instead of waiting for more.
+    pub once: bool,
+    /// When the value becomes `true`: finish the current batch, save, return.
+    pub shutdown: Option<watch::Receiver<bool>>,
+    /// Pause after the first failure; doubled (with jitter) up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest pause between retries.
+    pub max_backoff: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            once: false,
+            shutdown: None,
+            min_backoff: DEFAULT_MIN_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+        }
+    }
+}
+
+impl RunOptions {
+    /// Stop once caught up.
+    pub fn once(mut self, once: bool) -> Self {
+        self.once = once;
+        self
+    }
+
+    /// Stop cleanly when `shutdown` turns `true`.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// Backoff bounds.
+    pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max.max(min);
+        self
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RunSummary {
+    /// Documents delivered and committed.
+    pub documents: u64,
+    /// Non-empty batches delivered and committed.
+    pub batches: u64,
+    /// Errors met and retried.
+    pub errors: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// The cursor of the last committed batch.
+    pub cursor: Option<Cursor>,
+    /// Whether the run ended because shutdown was requested.
+    pub interrupted: bool,
+}
+
+impl RunSummary {
+    /// Documents per second over the whole run.
+    pub fn docs_per_second(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.documents as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Exponential backoff with jitter: `min`, then doubling up to `max`, each pause
+/// drawn from [pause/2, pause].
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// A backoff between `min` and `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max: max.max(min),
+            next: min,
+        }
+    }
+
+    /// The next pause.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let half = ceiling / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+
+    /// Back to `min` after a success.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// Opens `source`, retrying with backoff while the server is unreachable or
+/// failing (counted nowhere yet: the state is not loaded). Returns `false` when
+/// shutdown was requested before it could open.
+pub async fn open_with_retry(
+    source: &mut ElasticsearchSource,
+    options: &mut RunOptions,
+) -> Result<bool> {
+    let mut backoff = Backoff::new(options.min_backoff, options.max_backoff);
+    loop {
+        match source.open().await {
+            Ok(()) => return Ok(true),
+            Err(e) if e.is_retryable() => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot open the source yet");
+                if !pause(delay, &mut options.shutdown).await {
+                    return Ok(false);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Polls `source`, sends each batch to `output`, commits it once sent, until
+/// shutdown (or, with `once`, until caught up). Errors from Elasticsearch and
+/// retryable output errors are counted in the state and retried with backoff; a
+/// state conflict (another instance owns the state), an invalid configuration or a
+/// refused batch stop the run with the error. The source is not closed.
+pub async fn run(
+    source: &mut ElasticsearchSource,
+    output: &mut dyn Output,
+    mut options: RunOptions,
+) -> Result<RunSummary> {
+    let started = Instant::now();
+    let mut summary = RunSummary::default();
+    let mut backoff = Backoff::new(options.min_backoff, options.max_backoff);
+    let polling_interval = source.config().polling_interval;
+    loop {
+        if stop_requested(&options.shutdown) {
+            summary.interrupted = true;
+            break;
+        }
+        let batch = match source.poll_batch().await {
+            Ok(batch) => batch,
+            Err(e) if e.is_retryable() => {
+                summary.errors += 1;
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "poll failed");
+                if !pause(delay, &mut options.shutdown).await {
+                    summary.interrupted = true;
+                    break;
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        backoff.reset();
+        if batch.is_empty() {
+            if options.once {
+                break;
+            }
+            tracing::debug!(wait = ?polling_interval, "caught up");
+            if !pause(polling_interval, &mut options.shutdown).await {
+                summary.interrupted = true;
+                break;
+            }
+            continue;
+        }
+        deliver(source, output, &batch, &mut backoff, &mut summary).await?;
+        summary.documents += batch.len() as u64;
+        summary.batches += 1;
+        tracing::info!(
+            documents = summary.documents,
+            batches = summary.batches,
+            batch = batch.len(),
+            "batch committed"
+        );
+    }
+    summary.cursor = source.committed_cursor().cloned();
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Sends until the output acknowledges, then commits. A shutdown request does not
+/// interrupt a batch: it is finished first.
+async fn deliver(
+    source: &mut ElasticsearchSource,
+    output: &mut dyn Output,
+    batch: &Batch,
+    backoff: &mut Backoff,
+    summary: &mut RunSummary,
+) -> Result<()> {
+    loop {
+        match output.send(&batch.messages).await {
+            Ok(()) => break,
+            Err(e) if e.is_retryable() => {
+                summary.errors += 1;
+                let e = source.record_error(ConnectorError::from(e)).await;
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "output failed; sending the batch again");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(source.record_error(ConnectorError::from(e)).await),
+        }
+    }
+    backoff.reset();
+    let Some(ack) = &batch.ack else {
+        return Ok(());
+    };
+    loop {
+        match source.commit(ack).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() => {
+                summary.errors += 1;
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "saving the state failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn stop_requested(shutdown: &Option<watch::Receiver<bool>>) -> bool {
+    shutdown.as_ref().is_some_and(|rx| *rx.borrow())
+}
+
+/// Waits `delay`; `false` when shutdown was requested meanwhile.
+async fn pause(delay: Duration, shutdown: &mut Option<watch::Receiver<bool>>) -> bool {
+    match shutdown {
+        None => {
+            tokio::time::sleep(delay).await;
+            true
+        }
+        Some(rx) => {
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            let stopped = tokio::select! {
+                () = &mut sleep => None,
+                changed = rx.wait_for(|stop| *stop) => Some(changed.is_ok()),
+            };
+            match stopped {
+                Some(true) => false,
+                // Nobody can ask for a shutdown any more: just wait.
+                Some(false) => {
+                    sleep.await;
+                    true
+                }
+                None => !*rx.borrow(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_within_bounds_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
+        for (d, ceiling) in delays.iter().zip([100u64, 200, 400, 800, 800, 800]) {
+            assert!(*d <= Duration::from_millis(ceiling), "{d:?} > {ceiling}ms");
+            assert!(
+                *d >= Duration::from_millis(ceiling / 2),
+                "{d:?} < {ceiling}/2 ms"
+            );
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_ends_early_on_shutdown() {
+        let (tx, rx) = watch::channel(false);
+        let mut rx = Some(rx);
+        let waiter = tokio::spawn(async move { pause(Duration::from_secs(3600), &mut rx).await });
+        tokio::task::yield_now().await;
+        let _ = tx.send(true);
+        assert_eq!(waiter.await.ok(), Some(false));
+    }
+}

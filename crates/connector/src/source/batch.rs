@@ -1,0 +1,66 @@
+//! A polled batch and the acknowledgement that advances the state.
+
+use std::time::Instant;
+
+use es_query::{Cursor, Hit, QuerySpec, RawValue};
+use state_core::format_timestamp;
+
+use crate::message::Message;
+
+/// What committing a batch records: everything but the messages.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub(crate) seq: u64,
+    pub(crate) cursor: Cursor,
+    pub(crate) last_document_id: String,
+    pub(crate) documents: u64,
+    pub(crate) bytes: u64,
+    pub(crate) polled_at: Instant,
+    pub(crate) scroll_id: Option<String>,
+}
+
+impl Ack {
+    /// The cursor the state advances to when this batch is committed.
+    pub fn cursor(&self) -> &Cursor {
+        &self.cursor
+    }
+
+    /// The position of this batch among the batches polled since open (0-based).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// The documents of one poll, in order, and the acknowledgement to commit once an
+/// output has them. An empty batch has no acknowledgement: the source is caught up.
+#[derive(Debug)]
+pub struct Batch {
+    /// The messages, in cursor order.
+    pub messages: Vec<Message>,
+    /// `None` when the batch is empty.
+    pub ack: Option<Ack>,
+}
+
+impl Batch {
+    /// Number of messages.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether the poll found nothing new.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The cursor a commit advances to (`None` for an empty batch).
+    pub fn cursor(&self) -> Option<&Cursor> {
+        self.ack.as_ref().map(Ack::cursor)
+    }
+}
+
+/// The message for one hit: `_source` untouched, the timestamp read from its sort value.
+pub(crate) fn to_message(spec: &QuerySpec, hit: Hit) -> Message {
+    let timestamp = spec.hit_timestamp(&hit).map(|t| format_timestamp(&t));
+    let payload = hit.source.unwrap_or_else(|| RawValue::NULL.to_owned());
+    Message::new(&hit.index, &hit.id, hit.seq_no, timestamp, payload)
+}

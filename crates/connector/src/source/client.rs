@@ -1,0 +1,190 @@
+//! The HTTP side of the source: one `reqwest` client, credentials attached per
+//! request and never part of a URL that could end up in a message.
+
+use es_query::{Flavor, Method, QueryError, Request, SearchPage};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use state_core::strip_userinfo;
+
+use crate::config::{PluginConfig, url_credentials};
+use crate::error::{ConnectorError, Result};
+
+/// What `GET /` said about the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Elasticsearch or OpenSearch, major.minor.
+    pub flavor: Flavor,
+    /// The full version number, e.g. `8.11.1`.
+    pub version: String,
+}
+
+enum Auth {
+    None,
+    Basic { user: String, password: String },
+    ApiKey(HeaderValue),
+}
+
+/// A client of one cluster.
+pub(crate) struct EsClient {
+    http: reqwest::Client,
+    /// The URL without userinfo and trailing `/`: safe to show.
+    base: String,
+    auth: Auth,
+}
+
+impl std::fmt::Debug for EsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EsClient")
+            .field("url", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EsClient {
+    /// A client for `config.url` with its authentication, TLS and time-out settings.
+    pub(crate) fn new(config: &PluginConfig) -> Result<Self> {
+        let base = strip_userinfo(&config.url).trim_end_matches('/').to_owned();
+        let auth = match (
+            &config.api_key,
+            &config.username,
+            url_credentials(&config.url),
+        ) {
+            (Some(key), _, _) => {
+                let mut value = HeaderValue::from_str(&format!("ApiKey {}", key.expose()))
+                    .map_err(|_| {
+                        ConnectorError::invalid(
+                            "plugin_config.api_key",
+                            "contains characters not allowed in an HTTP header",
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Auth::ApiKey(value)
+            }
+            (None, Some(user), _) => Auth::Basic {
+                user: user.clone(),
+                password: config
+                    .password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned())
+                    .unwrap_or_default(),
+            },
+            (None, None, Some((user, password))) => Auth::Basic {
+                user,
+                password: password.unwrap_or_default(),
+            },
+            (None, None, None) => Auth::None,
+        };
+        let mut builder = reqwest::Client::builder().timeout(config.request_timeout);
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                ConnectorError::invalid(
+                    "plugin_config.ca_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                ConnectorError::invalid(
+                    "plugin_config.ca_file",
+                    format!(
+                        "{} is not a PEM certificate: {}",
+                        path.display(),
+                        e.without_url()
+                    ),
+                )
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| {
+            ConnectorError::invalid(
+                "plugin_config.url",
+                format!(
+                    "cannot build an HTTP client: {}",
+                    describe(&e.without_url())
+                ),
+            )
+        })?;
+        Ok(EsClient { http, base, auth })
+    }
+
+    /// The cluster URL, without credentials.
+    pub(crate) fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends `request`; `what` names it in errors. Returns the status and body.
+    pub(crate) async fn send(&self, request: &Request, what: &str) -> Result<(u16, Vec<u8>)> {
+        let url = format!("{}{}", self.base, request.path_and_query());
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut builder = self.http.request(method, url);
+        builder = match &self.auth {
+            Auth::None => builder,
+            Auth::Basic { user, password } => builder.basic_auth(user, Some(password)),
+            Auth::ApiKey(value) => builder.header(AUTHORIZATION, value.clone()),
+        };
+        if let Some(body) = &request.body {
+            builder = builder.json(body);
+        }
+        let unreachable = |e: reqwest::Error| ConnectorError::Unreachable {
+            url: self.base.clone(),
+            what: what.to_owned(),
+            reason: describe(&e.without_url()),
+        };
+        let response = builder.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(unreachable)?;
+        Ok((status, body.to_vec()))
+    }
+
+    /// Sends a search or scroll request and checks the answer strictly.
+    pub(crate) async fn search(&self, request: &Request, what: &str) -> Result<SearchPage> {
+        let (status, body) = self.send(request, what).await?;
+        SearchPage::from_response(status, &body).map_err(|e| self.refused(what, e))
+    }
+
+    /// `GET /`: the server's flavour and version.
+    pub(crate) async fn server_info(&self) -> Result<ServerInfo> {
+        const WHAT: &str = "GET /";
+        let request = Request {
+            method: Method::Get,
+            path: "/".into(),
+            query: Vec::new(),
+            body: None,
+        };
+        let (status, body) = self.send(&request, WHAT).await?;
+        if !(200..300).contains(&status) {
+            return Err(self.refused(WHAT, QueryError::from_error_response(status, &body)));
+        }
+        let flavor = Flavor::from_root_response(&body).map_err(|e| self.refused(WHAT, e))?;
+        let version = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["version"]["number"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Ok(ServerInfo { flavor, version })
+    }
+
+    pub(crate) fn refused(&self, what: &str, source: QueryError) -> ConnectorError {
+        ConnectorError::Search {
+            url: self.base.clone(),
+            what: what.to_owned(),
+            source,
+        }
+    }
+}
+
+/// An error and its causes on one line (`error sending request: connection refused`).
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

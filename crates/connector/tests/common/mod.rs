@@ -1,0 +1,189 @@
+//! Shared helpers of the tests that need the Elasticsearch/OpenSearch test server.
+
+#![allow(dead_code, clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use connector::{Ack, ConnectorConfig, ElasticsearchSource, Message, PluginConfig};
+use serde_json::{Value, json};
+
+/// `ES_URL`, or `None` (the test then does nothing, as `service_endpoint` reports).
+pub fn es_url() -> Option<String> {
+    state_core::conformance::service_endpoint("ES_URL")
+}
+
+/// A fresh index name for this test.
+pub fn unique_index(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "conn-src-{tag}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An index on the test server, deleted on drop.
+pub struct TestIndex {
+    pub url: String,
+    pub name: String,
+    http: reqwest::Client,
+}
+
+impl TestIndex {
+    /// Creates `name` with the `properties` mapping.
+    pub async fn create(url: &str, tag: &str, properties: Value) -> TestIndex {
+        let name = unique_index(tag);
+        let http = reqwest::Client::new();
+        let r = http
+            .put(format!("{url}/{name}"))
+            .json(&json!({"mappings": {"properties": properties}}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("ES_URL={url} is set but the server is down: {e}"));
+        assert!(
+            r.status().is_success(),
+            "create {name}: {}",
+            r.text().await.unwrap_or_default()
+        );
+        TestIndex {
+            url: url.to_owned(),
+            name,
+            http,
+        }
+    }
+
+    /// A keyword `id`, a date `@timestamp`, a long `n`.
+    pub async fn standard(url: &str, tag: &str) -> TestIndex {
+        Self::create(
+            url,
+            tag,
+            json!({"id": {"type": "keyword"}, "@timestamp": {"type": "date"}, "n": {"type": "long"}}),
+        )
+        .await
+    }
+
+    /// Indexes `docs` (each needs an `id` field, used as `_id`) via `_bulk`.
+    pub async fn load(&self, docs: &[Value]) {
+        for chunk in docs.chunks(2000) {
+            let mut body = String::new();
+            for doc in chunk {
+                let id = doc["id"].as_str().unwrap_or_default();
+                body.push_str(&json!({"index": {"_index": self.name, "_id": id}}).to_string());
+                body.push('\n');
+                body.push_str(&doc.to_string());
+                body.push('\n');
+            }
+            let r = self
+                .http
+                .post(format!("{}/_bulk?refresh=true", self.url))
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("bulk: {e}"));
+            let answer: Value = r.json().await.unwrap_or_default();
+            assert_eq!(answer["errors"], json!(false), "bulk errors: {answer}");
+        }
+    }
+
+    /// Raw request helper.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl Drop for TestIndex {
+    fn drop(&mut self) {
+        // Best effort, blocking, no runtime needed: one raw HTTP/1.1 DELETE.
+        use std::io::{Read, Write};
+        let host = self
+            .url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if let Ok(mut stream) = std::net::TcpStream::connect(&host) {
+            let request = format!(
+                "DELETE /{} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                self.name
+            );
+            let _ = stream.write_all(request.as_bytes());
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer);
+        }
+    }
+}
+
+/// `n` documents `d00000..` with timestamps from `ts(i)`.
+pub fn docs(n: usize, start: usize, ts: impl Fn(usize) -> Value) -> Vec<Value> {
+    (start..start + n)
+        .map(|i| json!({"id": format!("d{i:06}"), "@timestamp": ts(i), "n": i}))
+        .collect()
+}
+
+/// A `[plugin_config]` for `index`, plus `extra` TOML lines.
+pub fn plugin_config(url: &str, index: &str, extra: &str) -> PluginConfig {
+    let text = format!(
+        "[plugin_config]\nurl = \"{url}\"\nindex = \"{index}\"\npolling_interval = \"100ms\"\n{extra}"
+    );
+    ConnectorConfig::from_toml(&text)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+        .plugin_config
+}
+
+/// File state lines for `plugin_config` (`extra`).
+pub fn file_state(dir: &std::path::Path, state_id: &str) -> String {
+    format!(
+        "[plugin_config.state]\nstorage_type = \"file\"\nstate_id = \"{state_id}\"\nauto_save_interval = \"0s\"\n[plugin_config.state.storage_config]\nbase_path = \"{}\"\n",
+        dir.display()
+    )
+}
+
+/// The `es_id` header.
+pub fn doc_id(m: &Message) -> String {
+    m.headers.get("es_id").cloned().unwrap_or_default()
+}
+
+/// Polls and commits until an empty poll; returns every delivered `_id`, in order.
+pub async fn drain(source: &mut ElasticsearchSource) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..100_000 {
+        let batch = source
+            .poll_batch()
+            .await
+            .unwrap_or_else(|e| panic!("poll: {e}"));
+        let Some(ack) = batch.ack.clone() else {
+            return ids;
+        };
+        ids.extend(batch.messages.iter().map(doc_id));
+        commit(source, &ack).await;
+    }
+    panic!(
+        "the source never caught up (looping?) after {} ids",
+        ids.len()
+    );
+}
+
+pub async fn commit(source: &mut ElasticsearchSource, ack: &Ack) {
+    source
+        .commit(ack)
+        .await
+        .unwrap_or_else(|e| panic!("commit: {e}"));
+}
+
+/// Asserts every id of `expected` appears exactly once in `got`.
+pub fn assert_exactly_once(got: &[String], expected: usize) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for id in got {
+        *counts.entry(id).or_default() += 1;
+    }
+    let dupes: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).take(5).collect();
+    assert!(dupes.is_empty(), "duplicates: {dupes:?}");
+    assert_eq!(counts.len(), expected, "distinct documents delivered");
+}

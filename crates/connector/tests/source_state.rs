@@ -1,0 +1,196 @@
+//! The source's state against the test server (`ES_URL`): resume after a crash,
+//! the acknowledgement watermark, conflicts, the documented state API.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use connector::{ConnectorError, ElasticsearchSource, StateManagerExt};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_restart_rereads_at_most_the_unacknowledged_batch() {
+    let Some(url) = es_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::standard(&url, "resume").await;
+    index
+        .load(&docs(1000, 0, |i| {
+            json!(format!("2024-01-15T10:30:{:02}Z", i % 5))
+        }))
+        .await;
+    let extra = format!(
+        "batch_size = 100\ntiebreaker_field = \"id\"\n{}",
+        file_state(dir.path(), "resume")
+    );
+    let mut delivered = Vec::new();
+    {
+        let mut source = ElasticsearchSource::new(7, plugin_config(&url, &index.name, &extra));
+        source.open().await.unwrap();
+        for _ in 0..3 {
+            let batch = source.poll_batch().await.unwrap();
+            delivered.extend(batch.messages.iter().map(doc_id));
+            commit(&mut source, batch.ack.as_ref().unwrap()).await;
+        }
+        // Polled, "sent", never acknowledged: then the process dies (no close).
+        let lost = source.poll_batch().await.unwrap();
+        delivered.extend(lost.messages.iter().map(doc_id));
+    }
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("resume.json")).unwrap()).unwrap();
+    assert_eq!(stored["data"]["total_documents_fetched"], 300);
+    assert_eq!(stored["data"]["last_document_id"], json!(delivered[299]));
+    assert!(stored["data"]["cursor"]["sort"].is_array(), "{stored}");
+    assert_eq!(stored["metadata"]["connector_type"], "elasticsearch_source");
+    assert_eq!(stored["metadata"]["connector_id"], 7);
+
+    let mut source = ElasticsearchSource::new(7, plugin_config(&url, &index.name, &extra));
+    source.open().await.unwrap();
+    delivered.extend(drain(&mut source).await);
+    source.close().await.unwrap();
+    let distinct: std::collections::HashSet<_> = delivered.iter().collect();
+    assert_eq!(distinct.len(), 1000, "every document delivered");
+    assert_eq!(
+        delivered.len(),
+        1100,
+        "exactly the unacknowledged batch again"
+    );
+    let state = source.get_state().await.unwrap();
+    assert_eq!(state.data.total_documents_fetched, 1000);
+}
+
+#[tokio::test]
+async fn the_documented_poll_commits_the_previous_batch_and_close_saves() {
+    let Some(url) = es_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::standard(&url, "poll").await;
+    index
+        .load(&docs(250, 0, |_| json!("2024-01-15T10:30:00Z")))
+        .await;
+    let extra = format!(
+        "batch_size = 100\ntiebreaker_field = \"id\"\n{}",
+        file_state(dir.path(), "poll")
+    );
+    let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
+    source.open().await.unwrap();
+    let mut seen = 0;
+    for _ in 0..3 {
+        seen += source.poll().await.unwrap().len();
+    }
+    assert_eq!(seen, 250);
+    source.close().await.unwrap();
+    // The third batch was returned but not yet confirmed by another poll().
+    let mut again = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
+    let state = again.load_state().await.unwrap();
+    assert_eq!(state.data.total_documents_fetched, 200);
+    assert_eq!(state.data.poll_count, 3);
+    assert!(again.get_state_manager().is_some());
+    let stats = again
+        .get_state_manager()
+        .unwrap()
+        .get_state_stats()
+        .await
+        .unwrap();
+    assert_eq!(stats.total_states, 1);
+    assert_eq!(
+        again
+            .get_state_manager()
+            .unwrap()
+            .cleanup_old_states(30)
+            .await
+            .unwrap(),
+        0
+    );
+    let exported = again.export_state().await.unwrap();
+    again.reset_state().await.unwrap();
+    assert_eq!(
+        again
+            .get_state()
+            .await
+            .unwrap()
+            .data
+            .total_documents_fetched,
+        0
+    );
+    again.import_state(exported).await.unwrap();
+    again.open().await.unwrap();
+    let rest = drain(&mut again).await;
+    assert_eq!(rest.len(), 50, "import restored the cursor");
+}
+
+#[tokio::test]
+async fn two_instances_with_one_state_id_cannot_both_advance_it() {
+    let Some(url) = es_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::standard(&url, "conflict").await;
+    index
+        .load(&docs(300, 0, |_| json!("2024-01-15T10:30:00Z")))
+        .await;
+    let extra = format!(
+        "batch_size = 100\ntiebreaker_field = \"id\"\n{}",
+        file_state(dir.path(), "shared")
+    );
+    let mut a = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
+    let mut b = ElasticsearchSource::new(2, plugin_config(&url, &index.name, &extra));
+    a.open().await.unwrap();
+    b.open().await.unwrap();
+    let batch_a = a.poll_batch().await.unwrap();
+    commit(&mut a, batch_a.ack.as_ref().unwrap()).await;
+    let batch_b = b.poll_batch().await.unwrap();
+    let err = b.commit(batch_b.ack.as_ref().unwrap()).await.unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert!(
+        err.to_string().contains("shared"),
+        "names the state id: {err}"
+    );
+    assert!(matches!(err, ConnectorError::State(_)));
+    // The run loop stops on it too.
+    let mut out = connector::FileOutput::open(dir.path().join("b.jsonl")).unwrap();
+    let err = connector::run(
+        &mut b,
+        &mut out,
+        connector::RunOptions::default().once(true),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+}
+
+#[tokio::test]
+async fn the_run_loop_delivers_everything_and_stops_once_caught_up() {
+    let Some(url) = es_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::standard(&url, "runloop").await;
+    index
+        .load(&docs(450, 0, |i| {
+            json!(format!("2024-01-15T10:30:{:02}Z", i % 9))
+        }))
+        .await;
+    let extra = format!("batch_size = 100\n{}", file_state(dir.path(), "runloop"));
+    let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
+    source.open().await.unwrap();
+    let path = dir.path().join("out.jsonl");
+    let mut out = connector::FileOutput::open(&path).unwrap();
+    let summary = connector::run(
+        &mut source,
+        &mut out,
+        connector::RunOptions::default().once(true),
+    )
+    .await
+    .unwrap();
+    source.close().await.unwrap();
+    assert_eq!(summary.documents, 450);
+    assert_eq!(summary.batches, 5);
+    assert!(summary.cursor.is_some());
+    let lines = std::fs::read_to_string(&path).unwrap();
+    let ids: Vec<String> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["headers"]["es_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_exactly_once(&ids, 450);
+}
