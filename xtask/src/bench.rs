@@ -10,6 +10,8 @@ use crate::{step, util};
 
 #[path = "bench_bulk.rs"]
 mod bulk;
+#[path = "bench_source.rs"]
+mod source;
 
 /// Bench targets: name and what it measures.
 pub const TARGETS: &[(&str, &str)] = &[
@@ -20,6 +22,10 @@ pub const TARGETS: &[(&str, &str)] = &[
     (
         "bulk",
         "the bulk processor against olivere/elastic, opensearch-py and a raw replay [--quick]",
+    ),
+    (
+        "source",
+        "es-connector reading an index against a raw search_after loop and helpers.scan [--docs N]",
     ),
 ];
 
@@ -39,6 +45,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("state") => bench_state(&args[1..]),
         Some("bulk") => bulk::cmd(&args[1..]),
+        Some("source") => source::cmd(&args[1..]),
         Some(other) => bail!("no bench target `{other}`; targets:\n{}", targets_list()),
         None => bail!(
             "which benchmark? `cargo xtask bench <target>`; targets:\n{}",

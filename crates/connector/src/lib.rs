@@ -3,7 +3,9 @@
 pub mod config;
 mod error;
 pub mod message;
+pub mod metrics;
 pub mod output;
+pub mod progress;
 pub mod run;
 pub mod source;
 pub mod state;
@@ -11,6 +13,8 @@ pub mod state;
 pub use config::{ConnectorConfig, OutputConfig, Pagination, PluginConfig, QuerySpec, Secret};
 pub use error::{ConnectorError, Result};
 pub use message::{Message, MessageId};
+pub use metrics::{Metrics, MetricsServer};
 pub use output::{ElasticsearchOutput, FileOutput, Output, OutputError, StdoutOutput};
+pub use progress::{ProgressBar, RunObserver};
 pub use run::{RunOptions, RunSummary, open_with_retry, run};
 pub use source::{Ack, Batch, ElasticsearchSource, ReadMode, ServerInfo, StateManagerExt};

@@ -1,12 +1,16 @@
 //! The run loop: poll, send, commit; sleep when caught up; retry with backoff.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use es_query::Cursor;
 use tokio::sync::watch;
 
 use crate::error::{ConnectorError, Result};
+use crate::message::HEADER_TIMESTAMP;
+use crate::metrics::Metrics;
 use crate::output::Output;
+use crate::progress::RunObserver;
 use crate::source::{Batch, ElasticsearchSource};
 
 /// Shortest pause after a failure.
@@ -25,6 +29,10 @@ pub struct RunOptions {
     pub min_backoff: Duration,
     /// Longest pause between retries.
     pub max_backoff: Duration,
+    /// Counters updated per batch, error and state save (see [`crate::metrics`]).
+    pub metrics: Option<Metrics>,
+    /// Told about each committed batch (e.g. a progress bar).
+    pub observer: Option<Arc<dyn RunObserver>>,
 }
 
 impl Default for RunOptions {
@@ -34,6 +42,8 @@ impl Default for RunOptions {
             shutdown: None,
             min_backoff: DEFAULT_MIN_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
+            metrics: None,
+            observer: None,
         }
     }
 }
@@ -55,6 +65,18 @@ impl RunOptions {
     pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.min_backoff = min;
         self.max_backoff = max.max(min);
+        self
+    }
+
+    /// Update `metrics` as the run goes.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Tell `observer` about each committed batch.
+    pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Self {
+        self.observer = Some(observer);
         self
     }
 }
@@ -153,9 +175,27 @@ pub async fn open_with_retry(
 pub async fn run(
     source: &mut ElasticsearchSource,
     output: &mut dyn Output,
+    options: RunOptions,
+) -> Result<RunSummary> {
+    let observer = options.observer.clone();
+    let outcome = run_loop(source, output, options).await;
+    if let Some(observer) = &observer {
+        observer.finished();
+    }
+    outcome
+}
+
+async fn run_loop(
+    source: &mut ElasticsearchSource,
+    output: &mut dyn Output,
     mut options: RunOptions,
 ) -> Result<RunSummary> {
     let started = Instant::now();
+    let hooks = Hooks {
+        metrics: options.metrics.take(),
+        // Saves happen in commit only when a state block is enabled.
+        persistent: matches!(source.config().state_settings(), Ok(Some(_))),
+    };
     let mut summary = RunSummary::default();
     let mut backoff = Backoff::new(options.min_backoff, options.max_backoff);
     let polling_interval = source.config().polling_interval;
@@ -168,6 +208,7 @@ pub async fn run(
             Ok(batch) => batch,
             Err(e) if e.is_retryable() => {
                 summary.errors += 1;
+                hooks.error();
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "poll failed");
                 if !pause(delay, &mut options.shutdown).await {
@@ -190,9 +231,23 @@ pub async fn run(
             }
             continue;
         }
-        deliver(source, output, &batch, &mut backoff, &mut summary).await?;
+        deliver(source, output, &batch, &mut backoff, &mut summary, &hooks).await?;
         summary.documents += batch.len() as u64;
         summary.batches += 1;
+        let bytes = batch.ack.as_ref().map_or(0, |a| a.bytes);
+        if let Some(metrics) = &hooks.metrics {
+            metrics.record_batch(batch.len() as u64, bytes);
+            if let Some(ts) = batch
+                .messages
+                .last()
+                .and_then(|m| m.headers.get(HEADER_TIMESTAMP))
+            {
+                metrics.observe_timestamp(ts);
+            }
+        }
+        if let Some(observer) = &options.observer {
+            observer.batch_committed(batch.len() as u64, bytes);
+        }
         tracing::info!(
             documents = summary.documents,
             batches = summary.batches,
@@ -213,12 +268,14 @@ async fn deliver(
     batch: &Batch,
     backoff: &mut Backoff,
     summary: &mut RunSummary,
+    hooks: &Hooks,
 ) -> Result<()> {
     loop {
         match output.send(&batch.messages).await {
             Ok(()) => break,
             Err(e) if e.is_retryable() => {
                 summary.errors += 1;
+                hooks.error();
                 let e = source.record_error(ConnectorError::from(e)).await;
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "output failed; sending the batch again");
@@ -232,15 +289,42 @@ async fn deliver(
         return Ok(());
     };
     loop {
+        let saving = Instant::now();
         match source.commit(ack).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                hooks.saved(saving.elapsed());
+                return Ok(());
+            }
             Err(e) if e.is_retryable() => {
                 summary.errors += 1;
+                hooks.error();
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "saving the state failed; retrying");
                 tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The run's metrics hooks.
+struct Hooks {
+    metrics: Option<Metrics>,
+    persistent: bool,
+}
+
+impl Hooks {
+    fn error(&self) {
+        if let Some(m) = &self.metrics {
+            m.record_error();
+        }
+    }
+
+    fn saved(&self, took: Duration) {
+        if let Some(m) = &self.metrics
+            && self.persistent
+        {
+            m.record_state_save(took);
         }
     }
 }

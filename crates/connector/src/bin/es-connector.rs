@@ -3,12 +3,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use connector::state::{open_manager, open_store, require_state};
-use connector::{ConnectorConfig, ElasticsearchSource, RunOptions};
+use connector::{
+    ConnectorConfig, ElasticsearchSource, Metrics, MetricsServer, ProgressBar, RunOptions,
+};
 use serde_json::json;
 use state_core::{StateError, StateManager, format_timestamp, migrate_states};
 
@@ -33,6 +36,12 @@ enum Command {
         /// Stop after the first empty poll (caught up) and print a summary.
         #[arg(long)]
         once: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
+        /// No progress bar, even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
     },
     /// Validate the configuration and report the server's flavour and version.
     Check {
@@ -117,7 +126,12 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, once } => run_command(&config, once).await,
+        Command::Run {
+            config,
+            once,
+            metrics_addr,
+            no_progress,
+        } => run_command(&config, once, metrics_addr, !no_progress).await,
         Command::Check { config } => check_command(&config).await,
         Command::State { action, config } => {
             let Some(config) = config else {
@@ -128,7 +142,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn run_command(path: &Path, once: bool) -> anyhow::Result<()> {
+async fn run_command(
+    path: &Path,
+    once: bool,
+    metrics_addr: Option<std::net::SocketAddr>,
+    progress: bool,
+) -> anyhow::Result<()> {
     let config = ConnectorConfig::from_file(path)?;
     let mut output = config.output.open()?;
     let mut source = ElasticsearchSource::new(0, config.plugin_config.clone());
@@ -139,9 +158,32 @@ async fn run_command(path: &Path, once: bool) -> anyhow::Result<()> {
         let _ = stop.send(true);
     });
     let mut options = RunOptions::default().once(once).with_shutdown(shutdown);
+    let _metrics_server = match metrics_addr {
+        Some(addr) => {
+            let metrics = Metrics::new();
+            let server = MetricsServer::bind(addr, metrics.clone())
+                .await
+                .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
+            tracing::info!(addr = %server.local_addr(), "serving metrics at /metrics");
+            options = options.with_metrics(metrics);
+            Some(server)
+        }
+        None => None,
+    };
     if !connector::open_with_retry(&mut source, &mut options).await? {
         eprintln!("stopped before the source could open");
         return Ok(());
+    }
+    if progress && ProgressBar::stderr_is_terminal() {
+        // The backfill's size; without it the bar still shows docs and docs/s.
+        let total = match source.count_remaining().await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "_count failed: progress without ETA");
+                None
+            }
+        };
+        options = options.with_observer(Arc::new(ProgressBar::new(total)));
     }
     let outcome = connector::run(&mut source, output.as_mut(), options).await;
     let closed = source.close().await;

@@ -341,6 +341,28 @@ impl ElasticsearchSource {
         Ok(())
     }
 
+    /// Documents left to read from the read position: `_count` with the same query
+    /// and window, from the cursor's timestamp inclusive (an upper estimate). For
+    /// progress reporting only.
+    pub async fn count_remaining(&self) -> Result<u64> {
+        const WHAT: &str = "count";
+        let (Some(client), Some(reader)) = (&self.client, &self.reader) else {
+            return Err(ConnectorError::NotOpen);
+        };
+        let request = reader
+            .spec()
+            .count(self.read_position.as_ref())
+            .map_err(|e| client.refused(WHAT, e))?;
+        let (status, body) = client.send(&request, WHAT).await?;
+        if !(200..300).contains(&status) {
+            return Err(client.refused(
+                WHAT,
+                es_query::QueryError::from_error_response(status, &body),
+            ));
+        }
+        es_query::parse_count(&body).map_err(|e| client.refused(WHAT, e))
+    }
+
     /// The cursor of the last committed batch.
     pub fn committed_cursor(&self) -> Option<&Cursor> {
         self.committed.as_ref()

@@ -1,0 +1,384 @@
+//! Run metrics: a registry of atomics updated by the run loop through a cheap
+//! [`Metrics`] handle, and a tiny HTTP/1.1 endpoint serving them at `GET /metrics`
+//! in the Prometheus text format (version 0.0.4).
+//!
+//! | metric | type | what |
+//! |---|---|---|
+//! | `es_connector_documents_total` | counter | documents delivered and committed |
+//! | `es_connector_bytes_total` | counter | `_source` bytes of those documents |
+//! | `es_connector_batches_total` | counter | non-empty batches delivered and committed |
+//! | `es_connector_errors_total` | counter | errors met and retried (search, output, state) |
+//! | `es_connector_state_saves_total` | counter | successful state saves (persistent state only) |
+//! | `es_connector_state_save_seconds` | histogram | latency of those saves |
+//! | `es_connector_lag_seconds` | gauge | now − timestamp of the last delivered document |
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Upper bounds (seconds) of the `es_connector_state_save_seconds` buckets.
+pub const SAVE_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// No document delivered yet.
+const NO_TIMESTAMP: i64 = i64::MIN;
+
+#[derive(Debug)]
+struct Registry {
+    documents: AtomicU64,
+    bytes: AtomicU64,
+    batches: AtomicU64,
+    errors: AtomicU64,
+    saves: AtomicU64,
+    save_nanos: AtomicU64,
+    save_buckets: [AtomicU64; SAVE_BUCKETS.len()],
+    /// Milliseconds since the epoch of the last delivered document's timestamp.
+    last_timestamp_ms: AtomicI64,
+}
+
+/// A handle on one metrics registry; clones share it. Updating is a few relaxed
+/// atomic additions.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    inner: Arc<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Metrics {
+            inner: Arc::new(Registry {
+                documents: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                batches: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                saves: AtomicU64::new(0),
+                save_nanos: AtomicU64::new(0),
+                save_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+                last_timestamp_ms: AtomicI64::new(NO_TIMESTAMP),
+            }),
+        }
+    }
+
+    /// A batch of `documents` documents (`bytes` of `_source`) was delivered and committed.
+    pub fn record_batch(&self, documents: u64, bytes: u64) {
+        let r = &self.inner;
+        r.documents.fetch_add(documents, Ordering::Relaxed);
+        r.bytes.fetch_add(bytes, Ordering::Relaxed);
+        r.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An error was met (and retried).
+    pub fn record_error(&self) {
+        self.inner.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A state save succeeded after `took`.
+    pub fn record_state_save(&self, took: Duration) {
+        let r = &self.inner;
+        r.saves.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        r.save_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        if let Some(i) = SAVE_BUCKETS.iter().position(|le| secs <= *le) {
+            r.save_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The last delivered document's timestamp, in milliseconds since the epoch.
+    pub fn set_last_timestamp_millis(&self, millis: i64) {
+        self.inner
+            .last_timestamp_ms
+            .store(millis.max(NO_TIMESTAMP + 1), Ordering::Relaxed);
+    }
+
+    /// The last delivered document's timestamp as text (the `es_timestamp` header:
+    /// RFC 3339, or epoch milliseconds/microseconds/nanoseconds); ignored when
+    /// unreadable.
+    pub fn observe_timestamp(&self, text: &str) {
+        if let Some(millis) = parse_timestamp_millis(text) {
+            self.set_last_timestamp_millis(millis);
+        }
+    }
+
+    /// Documents delivered so far.
+    pub fn documents(&self) -> u64 {
+        self.inner.documents.load(Ordering::Relaxed)
+    }
+
+    /// Bytes delivered so far.
+    pub fn bytes(&self) -> u64 {
+        self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Batches delivered so far.
+    pub fn batches(&self) -> u64 {
+        self.inner.batches.load(Ordering::Relaxed)
+    }
+
+    /// Errors met so far.
+    pub fn errors(&self) -> u64 {
+        self.inner.errors.load(Ordering::Relaxed)
+    }
+
+    /// State saves so far.
+    pub fn state_saves(&self) -> u64 {
+        self.inner.saves.load(Ordering::Relaxed)
+    }
+
+    /// Now minus the last delivered document's timestamp (`None` before the first).
+    pub fn lag(&self) -> Option<f64> {
+        let ts = self.inner.last_timestamp_ms.load(Ordering::Relaxed);
+        if ts == NO_TIMESTAMP {
+            return None;
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        Some(now.saturating_sub(ts) as f64 / 1000.0)
+    }
+
+    /// The registry in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let r = &self.inner;
+        let mut out = String::with_capacity(2048);
+        let counters = [
+            (
+                "es_connector_documents_total",
+                "Documents delivered and committed.",
+                &r.documents,
+            ),
+            (
+                "es_connector_bytes_total",
+                "Bytes of _source delivered and committed.",
+                &r.bytes,
+            ),
+            (
+                "es_connector_batches_total",
+                "Non-empty batches delivered and committed.",
+                &r.batches,
+            ),
+            (
+                "es_connector_errors_total",
+                "Errors met and retried (search, output, state save).",
+                &r.errors,
+            ),
+            (
+                "es_connector_state_saves_total",
+                "Successful state saves.",
+                &r.saves,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        let name = "es_connector_state_save_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Latency of state saves.\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (le, bucket) in SAVE_BUCKETS.iter().zip(&r.save_buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let count = r.saves.load(Ordering::Relaxed);
+        let sum = r.save_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        let name = "es_connector_lag_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Now minus the timestamp of the last delivered document (NaN before the first).\n# TYPE {name} gauge"
+        );
+        match self.lag() {
+            Some(lag) => {
+                let _ = writeln!(out, "{name} {lag}");
+            }
+            None => {
+                let _ = writeln!(out, "{name} NaN");
+            }
+        }
+        out
+    }
+}
+
+/// Milliseconds since the epoch from RFC 3339 text or an epoch number (seconds,
+/// milliseconds, microseconds or nanoseconds, told apart by magnitude).
+pub fn parse_timestamp_millis(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis());
+    }
+    let n: f64 = text.parse().ok()?;
+    if !n.is_finite() {
+        return None;
+    }
+    let abs = n.abs();
+    let millis = if abs >= 1e17 {
+        n / 1e6
+    } else if abs >= 1e14 {
+        n / 1e3
+    } else if abs >= 1e11 {
+        n
+    } else {
+        n * 1e3
+    };
+    Some(millis as i64)
+}
+
+/// The metrics endpoint: serving until dropped or [`MetricsServer::shutdown`].
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl MetricsServer {
+    /// Binds `addr` (port 0 picks one) and serves `metrics` at `GET /metrics`.
+    pub async fn bind(addr: SocketAddr, metrics: Metrics) -> std::io::Result<MetricsServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(serve(listener, metrics));
+        Ok(MetricsServer { addr, task })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving.
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Accepts connections on `listener` and answers each with the metrics.
+pub async fn serve(listener: TcpListener, metrics: Metrics) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let metrics = metrics.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = answer(stream, &metrics).await {
+                        tracing::debug!(error = %e, "metrics connection failed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Largest request head read.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// One request per connection (`Connection: close`): enough for a scraper.
+async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return Ok(());
+    }
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.render(),
+        ),
+        ("GET" | "HEAD", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found: try /metrics\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "only GET\n".to_owned(),
+        ),
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != "HEAD" {
+        response.push_str(&body);
+    }
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_timestamps() {
+        let ms = 1_700_000_000_123;
+        assert_eq!(parse_timestamp_millis("2023-11-14T22:13:20.123Z"), Some(ms));
+        assert_eq!(parse_timestamp_millis("1700000000123"), Some(ms));
+        assert_eq!(parse_timestamp_millis("1700000000123000"), Some(ms));
+        assert_eq!(parse_timestamp_millis("1700000000123000000"), Some(ms));
+        assert_eq!(parse_timestamp_millis("1700000000"), Some(ms - 123));
+        assert_eq!(parse_timestamp_millis("yesterday"), None);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::new();
+        m.record_state_save(Duration::from_micros(300));
+        m.record_state_save(Duration::from_millis(30));
+        let text = m.render();
+        assert!(
+            text.contains("es_connector_state_save_seconds_bucket{le=\"0.0005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("es_connector_state_save_seconds_bucket{le=\"0.05\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("es_connector_state_save_seconds_count 2"));
+        assert!(text.contains("es_connector_lag_seconds NaN"));
+    }
+}
