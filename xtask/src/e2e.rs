@@ -12,6 +12,11 @@ use crate::services::{Session, UpOptions};
 use crate::util::{self, run_id};
 use crate::{net, step};
 
+#[path = "e2e_source.rs"]
+mod e2e_source;
+#[path = "source_kit.rs"]
+pub mod source_kit;
+
 type Scenario = fn(&mut Cx) -> Result<()>;
 
 /// Every scenario: name, what it shows, function.
@@ -31,6 +36,31 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
         "state-errors",
         "an unknown config key is named in the error; showing a missing state fails",
         state_errors,
+    ),
+    (
+        "source-shared-timestamps",
+        "10000 documents with ONE timestamp, batch 100: search_after and scroll each write \
+         exactly 10000 distinct ids",
+        e2e_source::shared_timestamps,
+    ),
+    (
+        "source-sigkill-restart",
+        "SIGKILL `run` three times mid-read, finish with --once: every document delivered, \
+         duplicates <= kills x batch",
+        e2e_source::sigkill_restart,
+    ),
+    (
+        "source-server-down-and-back",
+        "a private server dies under a running connector (it retries, stays alive), comes back \
+         empty; of old and new documents indexed there only the new are delivered; SIGTERM \
+         exits 0 with the state saved",
+        e2e_source::server_down_and_back,
+    ),
+    (
+        "source-es-to-es",
+        "output into another index: _count equal, and equal again after `state reset` and a \
+         second run (idempotent by _id)",
+        e2e_source::es_to_es,
     ),
 ];
 
@@ -120,6 +150,11 @@ impl Cx {
         Ok(path.display().to_string())
     }
 
+    /// Deletes `index` after the run.
+    pub fn track_index(&mut self, index: &str) {
+        self.es_indices.push(index.to_string());
+    }
+
     fn cleanup(&self) {
         for index in &self.es_indices {
             let _ = net::http("DELETE", &self.es_url, &format!("/{index}"));
@@ -182,7 +217,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
             "--docker" => opts.docker = true,
             "--list" => {
                 for (name, about, _) in SCENARIOS {
-                    println!("{name:<18} {about}");
+                    println!("{name:<28} {about}");
                 }
                 return Ok(());
             }

@@ -35,9 +35,11 @@ COMMANDS
                            build es-connector and run end-to-end scenarios with it
   bench <target> [--docker]
                            run benchmarks against the services and print one table;
-                           targets: state, bulk (more to come: source)
-  demo [--keep-services] [--docker]
-                           a guided tour of the es-connector state CLI across backends
+                           targets: state, bulk, source
+  demo [source|state] [--keep-services] [--docker]
+                           source (default): index 100k generated logs with shared timestamps,
+                           read them all with `es-connector run --once`, then 1000 new ones;
+                           state: a tour of the es-connector state CLI across backends
   help                     this text
 
 SERVICES

@@ -1,0 +1,490 @@
+//! Source scenarios of `cargo xtask e2e`: the built `es-connector run` reading
+//! an index of the test server (each scenario its own index) into a JSON-lines
+//! file or another index, checked for loss and duplicates.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+
+use crate::e2e::Cx;
+use crate::e2e::source_kit::{
+    self, Http, Output, Running, SourceConfig, create_logs_index, ensure_all_events, line_count,
+    load_logs, read_output, run_once, wait_lines,
+};
+use crate::{native, net, services, step, util};
+
+/// Echo prefix for the connector's own lines.
+const ECHO: Option<&str> = Some("    | ");
+
+impl Cx {
+    /// A fresh logs index on the shared server, deleted after the run.
+    fn logs_index(&mut self, name: &str) -> Result<String> {
+        let index = format!("xtask-e2e-{}-{name}", self.run_id).to_lowercase();
+        self.track_index(&index);
+        create_logs_index(&mut Http::new(&self.es_url)?, &index)?;
+        Ok(index)
+    }
+
+    /// A file-output source config `<name>.toml` reading `index` from `es_url`.
+    fn source_config(
+        &self,
+        name: &str,
+        es_url: &str,
+        index: &str,
+        batch_size: u32,
+        pagination: &str,
+    ) -> Result<(String, PathBuf)> {
+        let out = self.dir.join(format!("{name}.jsonl"));
+        let cfg = SourceConfig {
+            es_url: es_url.into(),
+            index: index.into(),
+            batch_size,
+            pagination: pagination.into(),
+            state_dir: self.dir.join(format!("{name}-states")),
+            state_id: name.into(),
+            output: Output::File(out.clone()),
+        };
+        Ok((cfg.write(&self.dir.join(format!("{name}.toml")))?, out))
+    }
+}
+
+/// Loads `count` documents numbered from 0, all at the timestamp `second_of(n)`.
+fn load(es_url: &str, index: &str, count: u64, second_of: impl Fn(u64) -> u64) -> Result<()> {
+    let started = Instant::now();
+    load_logs(
+        &mut Http::new(es_url)?,
+        index,
+        0,
+        count,
+        5_000,
+        second_of,
+        |_| {},
+    )?;
+    step!(
+        "  loaded {count} documents into {index} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// 10k documents, one timestamp, batch 100: every page boundary falls inside
+/// the same timestamp, so only the tiebreaker keeps pages apart.
+pub fn shared_timestamps(cx: &mut Cx) -> Result<()> {
+    const DOCS: u64 = 10_000;
+    let index = cx.step("load 10000 documents sharing ONE timestamp", |cx| {
+        let index = cx.logs_index("shared-ts")?;
+        load(&cx.es_url, &index, DOCS, |_| 0)?;
+        Ok(index)
+    })?;
+    for pagination in ["search_after", "scroll"] {
+        cx.step(
+            &format!("{pagination}, batch 100: `run --once` writes exactly {DOCS} distinct ids"),
+            |cx| {
+                let es_url = cx.es_url.clone();
+                let (cfg, out) = cx.source_config(
+                    &format!("shared-{pagination}"),
+                    &es_url,
+                    &index,
+                    100,
+                    pagination,
+                )?;
+                run_once(&cx.connector, &cfg, ECHO)?;
+                let stats = read_output(&out)?;
+                step!(
+                    "  {} lines, {} distinct ids, {} distinct event_ids, {} bad lines",
+                    stats.lines,
+                    stats.ids,
+                    stats.events.len(),
+                    stats.bad
+                );
+                ensure!(stats.bad == 0, "{} lines are not messages", stats.bad);
+                ensure!(
+                    stats.lines as u64 == DOCS && stats.ids as u64 == DOCS,
+                    "expected {DOCS} lines with {DOCS} distinct ids, got {} lines, {} ids",
+                    stats.lines,
+                    stats.ids
+                );
+                ensure_all_events(&stats, DOCS)
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// SIGKILL mid-run three times, then finish with `--once`: nothing lost, at
+/// most one batch per kill delivered twice.
+pub fn sigkill_restart(cx: &mut Cx) -> Result<()> {
+    const DOCS: u64 = 5_000;
+    const BATCH: usize = 100;
+    let index = cx.step("load 5000 documents (10 per timestamp)", |cx| {
+        let index = cx.logs_index("sigkill")?;
+        load(&cx.es_url, &index, DOCS, |n| n / 10)?;
+        Ok(index)
+    })?;
+    let es_url = cx.es_url.clone();
+    let (cfg, out) = cx.source_config("sigkill", &es_url, &index, BATCH as u32, "search_after")?;
+    let mut kills = 0;
+    for target in [1_500, 2_600, 3_700] {
+        cx.step(
+            &format!("start `run`, SIGKILL it once the output has >= {target} lines"),
+            |cx| {
+                let mut running = Running::spawn(&cx.connector, &["run", "--config", &cfg], None)?;
+                let seen = wait_lines(&out, target, Duration::from_secs(120), &mut running)?;
+                running.kill()?;
+                kills += 1;
+                step!(
+                    "  killed at >= {seen} lines; after the kill the file has {} lines",
+                    line_count(&out)
+                );
+                Ok(())
+            },
+        )?;
+    }
+    cx.step(
+        "`run --once` to completion: every id present, duplicates <= kills x batch",
+        |cx| {
+            run_once(&cx.connector, &cfg, ECHO)?;
+            let stats = read_output(&out)?;
+            let dups = stats.duplicates();
+            step!(
+                "  {} lines, {} distinct ids, {} distinct event_ids, {dups} duplicates \
+                 (bound {kills} x {BATCH} = {}), {} bad lines",
+                stats.lines,
+                stats.ids,
+                stats.events.len(),
+                kills * BATCH,
+                stats.bad
+            );
+            ensure!(
+                stats.bad == 0,
+                "{} lines are not complete messages",
+                stats.bad
+            );
+            ensure_all_events(&stats, DOCS)?;
+            ensure!(
+                stats.ids as u64 == DOCS,
+                "{} distinct ids (expected {DOCS})",
+                stats.ids
+            );
+            ensure!(
+                dups <= kills * BATCH,
+                "{dups} duplicates exceed {kills} kills x batch {BATCH}"
+            );
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// The osmem-server binary: `OSMEM_SERVER_BIN`, else the executable of the
+/// natively started test server, else the one in xtask's cached venv.
+fn osmem_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("OSMEM_SERVER_BIN").filter(|b| !b.is_empty()) {
+        return Ok(PathBuf::from(bin));
+    }
+    if let Some((pid, _)) = native::recorded(services::Kind::Es) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+        let bin = PathBuf::from(String::from_utf8_lossy(argv0).into_owned());
+        if bin.is_file() && bin.to_string_lossy().contains("osmem") {
+            return Ok(bin);
+        }
+    }
+    // The venv native.rs creates (same location rules).
+    let venv = match std::env::var_os("XTASK_OSMEM_VENV").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .context("no HOME to find the osmem-server venv in; set OSMEM_SERVER_BIN")?
+            .join("es-state")
+            .join(native::OSMEM_PACKAGE.replace("==", "-")),
+    };
+    let out = util::capture(
+        Command::new(venv.join("bin").join("python")).args([
+            "-c",
+            "import osmem_server; print(osmem_server.resolve_binary())",
+        ]),
+        Duration::from_secs(60),
+    )?;
+    ensure!(
+        out.status.success(),
+        "no osmem-server found (not in {}); run `cargo xtask services up` once or set \
+         OSMEM_SERVER_BIN",
+        venv.display()
+    );
+    Ok(PathBuf::from(out.stdout.trim()))
+}
+
+/// A private osmem-server on a fixed port, started and stopped by a scenario.
+#[derive(Debug)]
+struct Server {
+    bin: PathBuf,
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let log = File::options().create(true).append(true).open(&self.log)?;
+        let child = Command::new(&self.bin)
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(["--no-stdin-watch", "--no-ja"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.bin.display()))?;
+        step!("  osmem-server pid {} on {}", child.id(), self.url());
+        self.child = Some(child);
+        ensure!(
+            services::wait_answers("ES_URL", &self.url(), Duration::from_secs(30)),
+            "osmem-server did not answer at {}; log {}:\n{}",
+            self.url(),
+            self.log.display(),
+            util::tail(&self.log, 10)
+        );
+        Ok(())
+    }
+
+    fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// The server dies under a running connector and comes back empty.
+///
+/// What this proves: with the server gone the connector neither exits nor
+/// gives up (it logs retries and stays alive); when a server answers again on
+/// the same URL it re-opens its reading there (a new point in time: the old one
+/// died with the server) and continues from its cursor: the restarted server
+/// gets again the last 500 documents it already delivered (same `_id`, same
+/// timestamps, at or before the cursor) plus 500 later ones, and only the later
+/// ones come out (a connector that started over would repeat the 500).
+/// SIGTERM then stops it cleanly (exit 0) with the state saved at the last
+/// document. It does not prove anything about data surviving a server restart
+/// (osmem keeps nothing) nor about a restart of the connector itself (that is
+/// `source-sigkill-restart`).
+pub fn server_down_and_back(cx: &mut Cx) -> Result<()> {
+    const BACKFILL: u64 = 2_000;
+    const LATER: u64 = 500;
+    let mut server = cx.step("start a private osmem-server on a free port", |cx| {
+        let mut server = Server {
+            bin: osmem_bin()?,
+            port: net::free_port()?,
+            log: cx.dir.join("down-and-back-osmem.log"),
+            child: None,
+        };
+        server.start()?;
+        Ok(server)
+    })?;
+    let url = server.url();
+    let index = format!("xtask-e2e-{}-down", cx.run_id);
+    let (cfg, out) = cx.source_config("down-and-back", &url, &index, 100, "search_after")?;
+    cx.step("load 2000 documents into it", |_| {
+        create_logs_index(&mut Http::new(&url)?, &index)?;
+        load(&url, &index, BACKFILL, |n| n / 10)
+    })?;
+    let mut running = cx.step("start `run` (not --once) and wait for the backfill", |cx| {
+        let mut running = Running::spawn(&cx.connector, &["run", "--config", &cfg], ECHO)?;
+        wait_lines(
+            &out,
+            BACKFILL as usize,
+            Duration::from_secs(120),
+            &mut running,
+        )?;
+        Ok(running)
+    })?;
+    cx.step(
+        "kill the server: the connector logs retries and stays alive",
+        |_| {
+            server.kill()?;
+            let before = running.lines().len();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let lines = running.lines();
+                let retries = lines[before.min(lines.len())..]
+                    .iter()
+                    .filter(|l| l.contains("WARN") && (l.contains("retry") || l.contains("failed")))
+                    .count();
+                ensure!(
+                    running.alive(),
+                    "the connector exited with the server down:\n{}",
+                    source_kit::last(&lines, 15)
+                );
+                if retries >= 3 {
+                    step!("  {retries} retry lines so far; the connector is alive");
+                    return Ok(());
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "no retry lines within 60s:\n{}",
+                    source_kit::last(&lines, 15)
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        },
+    )?;
+    cx.step(
+        "restart the server (empty), index the last 500 again plus 500 later ones: only the later \
+         ones are delivered",
+        |_| {
+            server.start()?;
+            create_logs_index(&mut Http::new(&url)?, &index)?;
+            let mut http = Http::new(&url)?;
+            // Again the last 500 already delivered (at or before the cursor) ...
+            load_logs(
+                &mut http,
+                &index,
+                BACKFILL - 500,
+                500,
+                5_000,
+                |n| n / 10,
+                |_| {},
+            )?;
+            // ... and 500 later ones (timestamps after the backfill's last, second 199).
+            load_logs(
+                &mut http,
+                &index,
+                BACKFILL,
+                LATER,
+                5_000,
+                |n| n / 10,
+                |_| {},
+            )?;
+            let total = (BACKFILL + LATER) as usize;
+            let have = wait_lines(&out, total, Duration::from_secs(120), &mut running)?;
+            step!("  output has {have} lines");
+            Ok(())
+        },
+    )?;
+    cx.step("SIGTERM: exit 0, state saved at the end", |cx| {
+        running.terminate()?;
+        let (status, lines) = running.wait(Duration::from_secs(60))?;
+        ensure!(
+            status.success(),
+            "exit {status} after SIGTERM:\n{}",
+            source_kit::last(&lines, 15)
+        );
+        let stats = read_output(&out)?;
+        step!(
+            "  {} lines, {} distinct ids, {} bad",
+            stats.lines,
+            stats.ids,
+            stats.bad
+        );
+        ensure_all_events(&stats, BACKFILL + LATER)?;
+        // Re-indexed documents get new `_seq_no`s, hence new message ids:
+        // count repeats by event_id.
+        let repeats = stats.lines - stats.events.len();
+        ensure!(
+            repeats == 0 && stats.bad == 0,
+            "{repeats} documents delivered twice (the re-indexed old ones?), {} bad lines",
+            stats.bad
+        );
+        let state = source_kit::state_show(&cx.connector, &cfg)?;
+        let sort = &state["data"]["cursor"]["sort"];
+        let fetched = state["data"]["total_documents_fetched"]
+            .as_u64()
+            .unwrap_or(0);
+        step!("  state: cursor {sort}, total_documents_fetched {fetched}");
+        ensure!(
+            sort.get(1).and_then(|v| v.as_str())
+                == Some(source_kit::event_id(BACKFILL + LATER - 1).as_str()),
+            "the saved cursor {sort} is not at the last document"
+        );
+        ensure!(
+            fetched == BACKFILL + LATER,
+            "total_documents_fetched is {fetched}"
+        );
+        Ok(())
+    })?;
+    server.kill()?;
+    step!(
+        "  proven: the connector outlived its server (retrying, not exiting), re-opened its \
+         reading on the restarted server and went on from its cursor (the re-indexed old \
+         documents were not delivered again), and SIGTERM saved the state at the last \
+         document with exit 0"
+    );
+    Ok(())
+}
+
+/// Output into another index: `_count` matches, and a full re-read after
+/// `state reset` overwrites by `_id` instead of adding.
+pub fn es_to_es(cx: &mut Cx) -> Result<()> {
+    const DOCS: u64 = 3_000;
+    let source = cx.step("load 3000 documents", |cx| {
+        let index = cx.logs_index("es2es-source")?;
+        load(&cx.es_url, &index, DOCS, |n| n / 50)?;
+        Ok(index)
+    })?;
+    let target = format!("xtask-e2e-{}-es2es-target", cx.run_id);
+    cx.track_index(&target);
+    let cfg = SourceConfig {
+        es_url: cx.es_url.clone(),
+        index: source.clone(),
+        batch_size: 500,
+        pagination: "search_after".into(),
+        state_dir: cx.dir.join("es2es-states"),
+        state_id: "es2es".into(),
+        output: Output::Elasticsearch {
+            url: cx.es_url.clone(),
+            index: target.clone(),
+        },
+    }
+    .write(&cx.dir.join("es2es.toml"))?;
+    let check = |cx: &Cx| -> Result<()> {
+        let (s, t) = (
+            source_kit::count(&cx.es_url, &source)?,
+            source_kit::count(&cx.es_url, &target)?,
+        );
+        step!("  _count: source {s}, target {t}");
+        ensure!(s == t && t == DOCS, "target has {t} documents, source {s}");
+        Ok(())
+    };
+    cx.step(
+        "`run --once`: the target's _count equals the source's",
+        |cx| {
+            run_once(&cx.connector, &cfg, ECHO)?;
+            check(cx)
+        },
+    )?;
+    cx.step(
+        "`state reset`, `run --once` again: _count unchanged (idempotent by _id)",
+        |cx| {
+            cx.connector.state_ok(&["reset", "--config", &cfg])?;
+            run_once(&cx.connector, &cfg, ECHO)?;
+            // `reset` zeroed the counters: the run re-read (and re-sent) everything.
+            let state = source_kit::state_show(&cx.connector, &cfg)?;
+            let fetched = state["data"]["total_documents_fetched"].as_u64();
+            ensure!(
+                fetched == Some(DOCS),
+                "after the reset the second run fetched {fetched:?} documents (expected {DOCS})"
+            );
+            check(cx)
+        },
+    )?;
+    Ok(())
+}
