@@ -57,8 +57,11 @@ impl SledStore {
     /// the database is damaged.
     pub fn open(path: impl AsRef<Path>) -> Result<SledStore> {
         let path = path.as_ref().to_path_buf();
+        // Every save flushes itself, so no background flusher: without its
+        // thread, dropping the store releases the database lock at once.
         let db = sled::Config::new()
             .path(&path)
+            .flush_every_ms(None)
             .open()
             .map_err(|e| open_error(&path, e))?;
         let tree = db

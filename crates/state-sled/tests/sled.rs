@@ -76,7 +76,12 @@ async fn damaged_value_is_corrupt_naming_the_key() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("states.db");
     {
-        let db = sled::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        // No background flusher, so the lock is released when `db` is dropped.
+        let db = sled::Config::new()
+            .path(&path)
+            .flush_every_ms(None)
+            .open()
+            .unwrap_or_else(|e| panic!("{e}"));
         let tree = db.open_tree("states").unwrap_or_else(|e| panic!("{e}"));
         tree.insert("short", b"xx".as_slice())
             .unwrap_or_else(|e| panic!("{e}"));
