@@ -29,6 +29,8 @@ pub const DEFAULT_BATCH_SIZE: usize = 100;
 pub const DEFAULT_TIMESTAMP_FIELD: &str = "@timestamp";
 /// Largest accepted `batch_size` (Elasticsearch's default `index.max_result_window`).
 pub const MAX_BATCH_SIZE: usize = 10_000;
+/// Most concurrent sliced readers (`slices`) of one source.
+pub const MAX_SLICES: u32 = 64;
 /// Default `request_timeout`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `keep_alive` of point-in-time and scroll contexts.
@@ -148,6 +150,10 @@ pub struct PluginConfig {
     /// `max` instances each read their own slice under their own `state_id`. Default none.
     #[serde(default)]
     pub slice: Option<Slice>,
+    /// Sliced readers run concurrently inside this process (point in time or scroll),
+    /// their cursors stored together in the one state. Default 1 (no slicing).
+    #[serde(default = "default_slices")]
+    pub slices: u32,
     /// Time limit of one HTTP request. Default `30s`.
     #[serde(default = "default_request_timeout", with = "humantime_duration")]
     pub request_timeout: Duration,
@@ -185,6 +191,7 @@ impl fmt::Debug for PluginConfig {
             .field("api_key", &self.api_key)
             .field("ca_file", &self.ca_file)
             .field("slice", &self.slice)
+            .field("slices", &self.slices)
             .field("request_timeout", &self.request_timeout)
             .field("keep_alive", &self.keep_alive)
             .finish()
@@ -304,6 +311,24 @@ impl PluginConfig {
             return Err(ConnectorError::invalid(
                 "plugin_config.slice",
                 "needs pagination = \"search_after\" (in a point in time) or \"scroll\"",
+            ));
+        }
+        if self.slices == 0 || self.slices > MAX_SLICES {
+            return Err(ConnectorError::invalid(
+                "plugin_config.slices",
+                format!("{} is out of range: 1 to {MAX_SLICES}", self.slices),
+            ));
+        }
+        if self.slices > 1 && self.pagination == Pagination::Cursor {
+            return Err(ConnectorError::invalid(
+                "plugin_config.slices",
+                "needs pagination = \"search_after\" (in a point in time) or \"scroll\"; pagination = \"cursor\" cannot be sliced",
+            ));
+        }
+        if self.slices > 1 && self.slice.is_some() {
+            return Err(ConnectorError::invalid(
+                "plugin_config.slices",
+                "cannot be combined with slice = { id, max }: use one or the other",
             ));
         }
         if let Some(slice) = self.slice
@@ -463,6 +488,10 @@ pub fn pagination_name(p: Pagination) -> &'static str {
 
 fn default_request_timeout() -> Duration {
     DEFAULT_REQUEST_TIMEOUT
+}
+
+fn default_slices() -> u32 {
+    1
 }
 
 fn default_keep_alive() -> Duration {

@@ -11,6 +11,8 @@ use crate::message::Message;
 #[derive(Debug, Clone)]
 pub struct Ack {
     pub(crate) seq: u64,
+    pub(crate) slice: usize,
+    pub(crate) slice_seq: u64,
     pub(crate) cursor: Cursor,
     pub(crate) last_document_id: String,
     pub(crate) documents: u64,
@@ -28,6 +30,11 @@ impl Ack {
     /// The position of this batch among the batches polled since open (0-based).
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// The slice this batch was read from (`0..slices`; always 0 without `slices`).
+    pub fn slice(&self) -> usize {
+        self.slice
     }
 }
 

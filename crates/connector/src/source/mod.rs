@@ -14,16 +14,29 @@
 //! [`ElasticsearchSource::poll`] first commits the previous batch, then polls. The
 //! last batch polled before [`ElasticsearchSource::close`] is not committed: it was
 //! perhaps never delivered, and is read again after a restart.
+//!
+//! # `slices`
+//!
+//! With `slices = N` (> 1) the source runs N sliced readers (slice `i` of `N`, each
+//! with its own point in time or scroll and its own cursor). A poll fetches the next
+//! page of every slice that has none waiting, concurrently, and returns the waiting
+//! page of one slice (round-robin); its [`Ack`] carries the slice. Committing it
+//! advances that slice's cursor only, all of them stored together in
+//! `data.slice_cursors`. Batches must be committed in poll order within a slice; a
+//! restart re-reads at most the batches polled but not committed, at most one per
+//! slice with the poll, send, commit loop. A state written with another number of
+//! slices is refused (its cursors mean nothing here) until it is reset.
 
 mod batch;
 mod client;
 mod dedup;
 mod reader;
+mod slots;
 mod state_ext;
 
 use std::sync::Arc;
 
-use es_query::{Cursor, Flavor, PitId, QueryConfig, QueryError, QuerySpec, ScrollId, Tiebreaker};
+use es_query::{Cursor, Flavor, PitId, QueryConfig, QueryError, QuerySpec, ScrollId};
 use serde_json::Value;
 use state_core::{
     ConnectorState, InMemoryStore, ManagerOptions, StateId, StateManager, StateMetadata,
@@ -50,6 +63,10 @@ pub const CURSOR_FIELD: &str = "cursor";
 /// `data.batches_acknowledged`: committed non-empty batches (the average's weight).
 pub const BATCHES_FIELD: &str = "batches_acknowledged";
 
+/// Where the cursors of a sliced source (`slices` > 1) live:
+/// `data.slice_cursors = [{"sort": [...]} or null, ...]`, one per slice.
+pub const SLICE_CURSORS_FIELD: &str = "slice_cursors";
+
 /// The Elasticsearch/OpenSearch source.
 #[derive(Debug)]
 pub struct ElasticsearchSource {
@@ -57,56 +74,55 @@ pub struct ElasticsearchSource {
     config: PluginConfig,
     client: Option<EsClient>,
     server: Option<ServerInfo>,
-    reader: Option<Reader>,
+    /// One per slice (`slices`, default 1).
+    slots: Vec<slots::Slot>,
+    /// The slot the next ready batch is looked for first (round-robin).
+    next_slot: usize,
     state: Option<StateManager>,
     /// State is persisted (a `state` block is enabled), not only kept in memory.
     persistent: bool,
-    /// The cursor of the last committed batch.
-    committed: Option<Cursor>,
-    /// The cursor of the last batch returned by a poll.
-    read_position: Option<Cursor>,
+    /// The cursor of the batch committed last, whatever its slice.
+    last_committed: Option<Cursor>,
     next_seq: u64,
-    next_commit: u64,
     unsaved: bool,
     /// The batch `poll()` returned last, committed by the next `poll()`.
     outstanding: Option<Ack>,
-    /// Documents already returned at the read position's timestamp (`_shard_doc` only).
-    seen: dedup::SeenAtTimestamp,
 }
 
 impl ElasticsearchSource {
     /// A source for connector `id`. No IO: [`ElasticsearchSource::open`] connects.
     pub fn new(id: u64, config: PluginConfig) -> Self {
+        let slices = config.slices.max(1) as usize;
         ElasticsearchSource {
             id,
             config,
             client: None,
             server: None,
-            reader: None,
+            slots: (0..slices).map(|_| slots::Slot::default()).collect(),
+            next_slot: 0,
             state: None,
             persistent: false,
-            committed: None,
-            read_position: None,
+            last_committed: None,
             next_seq: 0,
-            next_commit: 0,
             unsaved: false,
             outstanding: None,
-            seen: dedup::SeenAtTimestamp::default(),
         }
     }
 
     /// Validates the configuration, detects the server's flavour, loads the state
-    /// (when enabled) and resumes from its cursor.
+    /// (when enabled) and resumes from its cursor(s).
     pub async fn open(&mut self) -> Result<()> {
         self.config.validate()?;
         let client = EsClient::new(&self.config)?;
         let server = client.server_info().await?;
         let mode = self.mode_for(server.flavor)?;
-        let spec = self.query_spec(server.flavor)?;
-        tracing::info!(url = client.url(), server = %server.flavor, version = %server.version, ?mode, index = %self.config.index, "source opened");
+        let specs = self.query_specs(server.flavor)?;
+        tracing::info!(url = client.url(), server = %server.flavor, version = %server.version, ?mode, index = %self.config.index, slices = self.slots.len(), "source opened");
         self.client = Some(client);
         self.server = Some(server);
-        self.reader = Some(Reader::new(spec, mode, self.config.keep_alive));
+        for (slot, spec) in self.slots.iter_mut().zip(specs) {
+            slot.reader = Some(Reader::new(spec, mode, self.config.keep_alive));
+        }
         self.load_state().await?;
         if let Some(manager) = &self.state {
             manager.start_auto_save();
@@ -121,7 +137,7 @@ impl ElasticsearchSource {
         let server = client.server_info().await?;
         let source = ElasticsearchSource::new(0, config.clone());
         source.mode_for(server.flavor)?;
-        source.query_spec(server.flavor)?;
+        source.query_specs(server.flavor)?;
         Ok(server)
     }
 
@@ -136,30 +152,50 @@ impl ElasticsearchSource {
                     format!("{flavor} has no point in time to slice; use pagination = \"scroll\""),
                 ));
             }
+            Pagination::SearchAfter if self.config.slices > 1 => {
+                return Err(ConnectorError::invalid(
+                    "plugin_config.slices",
+                    format!("{flavor} has no point in time to slice; use pagination = \"scroll\""),
+                ));
+            }
             Pagination::SearchAfter => ReadMode::Plain,
         })
     }
 
-    fn query_spec(&self, flavor: Flavor) -> Result<QuerySpec> {
+    /// One query per slice: `slice = {id: i, max: slices}` when `slices` > 1.
+    fn query_specs(&self, flavor: Flavor) -> Result<Vec<QuerySpec>> {
         let c = &self.config;
-        let mut query = QueryConfig::new(c.index.clone())
+        let slices = self.slots.len();
+        let mut base = QueryConfig::new(c.index.clone())
             .with_timestamp_field(c.timestamp_field.clone())
             .with_timestamp_type(c.timestamp_type)
             .with_missing_timestamp(c.missing_timestamp)
             .with_query(c.query_json()?)
             .with_batch_size(c.batch_size);
         if let Some(field) = &c.tiebreaker_field {
-            query = query.with_tiebreaker_field(field.clone());
+            base = base.with_tiebreaker_field(field.clone());
         }
         if let Some(slice) = c.slice {
-            query = query.with_slice(slice.id, slice.max);
+            base = base.with_slice(slice.id, slice.max);
         }
-        query.build(flavor).map_err(|e| match e {
-            QueryError::InvalidConfig { key, reason } => {
-                ConnectorError::invalid(format!("plugin_config.{key}"), reason)
-            }
-            other => ConnectorError::invalid("plugin_config", other),
-        })
+        (0..slices)
+            .map(|i| {
+                let mut query = base.clone();
+                let key = if slices > 1 {
+                    query = query.with_slice(i as u32, slices as u32);
+                    Some("plugin_config.slices")
+                } else {
+                    None
+                };
+                query.build(flavor).map_err(|e| match e {
+                    QueryError::InvalidConfig { key: k, reason } => match (key, k.as_str()) {
+                        (Some(key), "slice") => ConnectorError::invalid(key, reason),
+                        _ => ConnectorError::invalid(format!("plugin_config.{k}"), reason),
+                    },
+                    other => ConnectorError::invalid("plugin_config", other),
+                })
+            })
+            .collect()
     }
 
     /// Polls and commits the previous batch first (see the module docs): the
@@ -178,37 +214,40 @@ impl ElasticsearchSource {
 
     /// The next documents after the last polled batch; does not move the stored state.
     /// Errors are counted in `error_count`/`last_error`; the read position stays put.
+    ///
+    /// With `slices` > 1, the next page of every slice without one waiting is fetched
+    /// concurrently; each call returns the waiting page of one slice (round-robin).
+    /// The batch is empty once every slice is caught up.
     pub async fn poll_batch(&mut self) -> Result<Batch> {
-        let (Some(client), Some(reader), Some(state)) =
-            (&self.client, &mut self.reader, &self.state)
-        else {
+        let (Some(client), Some(state)) = (&self.client, &self.state) else {
             return Err(ConnectorError::NotOpen);
         };
+        if self.slots.iter().any(|s| s.reader.is_none()) {
+            return Err(ConnectorError::NotOpen);
+        }
         let polled_at = std::time::Instant::now();
-        let dedup = matches!(reader.spec().tiebreaker(), Tiebreaker::ShardDoc);
-        let mut page = loop {
-            let mut page = match reader.next_page(client, self.read_position.as_ref()).await {
-                Ok(page) => page,
-                Err(e) => {
-                    let e = self.record_error(e).await;
-                    return Err(e);
-                }
-            };
-            if !dedup || page.hits.is_empty() {
-                break page;
+        if !self.slots.iter().any(|s| s.ready.is_some()) {
+            let fetches: Vec<_> = self
+                .slots
+                .iter_mut()
+                .filter(|s| !s.caught_up)
+                .map(|s| s.fetch(client))
+                .collect();
+            let failure = slots::join_all(fetches)
+                .await
+                .into_iter()
+                .find_map(Result::err);
+            if let Some(e) = failure {
+                let e = self.record_error(e).await;
+                return Err(e);
             }
-            let last = page.last_cursor();
-            page.hits = self.seen.filter(std::mem::take(&mut page.hits));
-            if !page.hits.is_empty() {
-                break page;
-            }
-            // Only documents returned before: move past them and read on.
-            if last.is_some() {
-                self.read_position = last;
-            }
-        };
+        }
+        let n = self.slots.len();
+        let ready = (0..n)
+            .map(|k| (self.next_slot + k) % n)
+            .find(|&i| self.slots[i].ready.is_some());
         let now = chrono::Utc::now();
-        let empty = page.hits.is_empty();
+        let empty = ready.is_none();
         state
             .update(|s| {
                 s.data.poll_count += 1;
@@ -221,32 +260,45 @@ impl ElasticsearchSource {
                 }
             })
             .await;
-        let hits = std::mem::take(&mut page.hits);
-        let Some(cursor) = hits.last().and_then(es_query::Hit::cursor) else {
+        let Some(index) = ready else {
+            // Every slice is caught up: the next poll starts a new pass of each.
+            for slot in &mut self.slots {
+                slot.caught_up = false;
+            }
             return Ok(Batch {
                 messages: Vec::new(),
                 ack: None,
             });
         };
+        self.next_slot = (index + 1) % n;
+        let slot = &mut self.slots[index];
+        let Some(page) = slot.ready.take() else {
+            return Err(ConnectorError::NotOpen);
+        };
+        let Some(reader) = slot.reader.as_ref() else {
+            return Err(ConnectorError::NotOpen);
+        };
         let spec = reader.spec();
-        let last_document_id = hits.last().map(|h| h.id.clone()).unwrap_or_default();
-        let scroll_id = reader.scroll_id().map(|s| s.as_str().to_owned());
-        let messages: Vec<Message> = hits
+        let last_document_id = page.hits.last().map(|h| h.id.clone()).unwrap_or_default();
+        let messages: Vec<Message> = page
+            .hits
             .into_iter()
             .map(|hit| batch::to_message(spec, hit))
             .collect();
         let bytes = messages.iter().map(|m| m.payload.get().len() as u64).sum();
         let ack = Ack {
             seq: self.next_seq,
-            cursor: cursor.clone(),
+            slice: index,
+            slice_seq: slot.next_seq,
+            cursor: page.cursor,
             last_document_id,
             documents: messages.len() as u64,
             bytes,
             polled_at,
-            scroll_id,
+            scroll_id: page.scroll_id,
         };
         self.next_seq += 1;
-        self.read_position = Some(cursor);
+        slot.next_seq += 1;
         Ok(Batch {
             messages,
             ack: Some(ack),
@@ -254,19 +306,50 @@ impl ElasticsearchSource {
     }
 
     /// Acknowledges a batch an output has made durable: advances the state's cursor
-    /// and counters and saves (compare-and-set). Batches must be committed in poll
-    /// order; committing the same batch again retries a failed save.
+    /// (of the batch's slice) and counters and saves (compare-and-set). The batches of
+    /// one slice must be committed in poll order; committing the same batch again
+    /// retries a failed save.
     pub async fn commit(&mut self, ack: &Ack) -> Result<()> {
         let Some(state) = &self.state else {
             return Err(ConnectorError::NotOpen);
         };
-        if ack.seq == self.next_commit {
+        let sliced = self.slots.len() > 1;
+        let Some(slot) = self.slots.get(ack.slice) else {
+            return Err(ConnectorError::invalid(
+                "plugin_config.slices",
+                format!(
+                    "batch of slice {} committed to a source with {} slices",
+                    ack.slice,
+                    self.slots.len()
+                ),
+            ));
+        };
+        if ack.slice_seq == slot.next_commit {
             let elapsed_ms = ack.polled_at.elapsed().as_secs_f64() * 1000.0;
-            let cursor = serde_json::to_value(&ack.cursor).unwrap_or(Value::Null);
+            let (field, other, cursor) = if sliced {
+                let cursors: Vec<Value> = self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let c = if i == ack.slice {
+                            Some(&ack.cursor)
+                        } else {
+                            s.committed.as_ref()
+                        };
+                        serde_json::to_value(c).unwrap_or(Value::Null)
+                    })
+                    .collect();
+                (SLICE_CURSORS_FIELD, CURSOR_FIELD, Value::Array(cursors))
+            } else {
+                let cursor = serde_json::to_value(&ack.cursor).unwrap_or(Value::Null);
+                (CURSOR_FIELD, SLICE_CURSORS_FIELD, cursor)
+            };
             state
                 .update(|s| {
                     let d = &mut s.data;
-                    d.extra.insert(CURSOR_FIELD.into(), cursor);
+                    d.extra.remove(other);
+                    d.extra.insert(field.into(), cursor);
                     d.total_documents_fetched += ack.documents;
                     d.last_offset = d.total_documents_fetched;
                     d.last_document_id = Some(ack.last_document_id.clone());
@@ -284,13 +367,15 @@ impl ElasticsearchSource {
                         (elapsed_ms - stats.avg_batch_processing_time_ms) / batches as f64;
                 })
                 .await;
-            self.committed = Some(ack.cursor.clone());
-            self.next_commit += 1;
+            let slot = &mut self.slots[ack.slice];
+            slot.committed = Some(ack.cursor.clone());
+            slot.next_commit += 1;
+            self.last_committed = Some(ack.cursor.clone());
             self.unsaved = true;
-        } else if ack.seq + 1 != self.next_commit {
+        } else if ack.slice_seq + 1 != slot.next_commit {
             return Err(ConnectorError::OutOfOrder {
-                expected: self.next_commit,
-                got: ack.seq,
+                expected: slot.next_commit,
+                got: ack.slice_seq,
             });
         }
         if self.persistent && self.unsaved {
@@ -316,22 +401,25 @@ impl ElasticsearchSource {
     }
 
     /// Forgets polled but uncommitted batches: the next poll starts again after the
-    /// last committed one (closing any open point in time or scroll).
+    /// last committed one of each slice (closing any open point in time or scroll).
     pub async fn rewind(&mut self) {
-        if let (Some(client), Some(reader)) = (&self.client, &mut self.reader) {
-            reader.close(client).await;
+        let client = self.client.as_ref();
+        for slot in &mut self.slots {
+            let committed = slot.committed.clone();
+            slot.reset(client, committed).await;
         }
-        self.read_position = self.committed.clone();
-        self.next_seq = self.next_commit;
-        self.outstanding = None;
-        self.seen.clear();
+        self.after_reset();
     }
 
-    /// Closes the point in time or scroll and saves the final state. The batch
+    /// Closes the points in time or scrolls and saves the final state. The batch
     /// `poll()` returned last is not committed (see the module docs).
     pub async fn close(&mut self) -> Result<()> {
-        if let (Some(client), Some(reader)) = (&self.client, &mut self.reader) {
-            reader.close(client).await;
+        if let Some(client) = &self.client {
+            for slot in &mut self.slots {
+                if let Some(reader) = &mut slot.reader {
+                    reader.close(client).await;
+                }
+            }
         }
         if let Some(state) = &self.state
             && self.persistent
@@ -342,16 +430,20 @@ impl ElasticsearchSource {
     }
 
     /// Documents left to read from the read position: `_count` with the same query
-    /// and window, from the cursor's timestamp inclusive (an upper estimate). For
-    /// progress reporting only.
+    /// and window, from the cursor's timestamp inclusive (an upper estimate; with
+    /// `slices` > 1, from the earliest slice's position). For progress reporting only.
     pub async fn count_remaining(&self) -> Result<u64> {
         const WHAT: &str = "count";
-        let (Some(client), Some(reader)) = (&self.client, &self.reader) else {
+        let (Some(client), Some(reader)) = (
+            &self.client,
+            self.slots.first().and_then(|s| s.reader.as_ref()),
+        ) else {
             return Err(ConnectorError::NotOpen);
         };
+        let position = slots::earliest(self.slots.iter().map(|s| s.read_position.as_ref()));
         let request = reader
             .spec()
-            .count(self.read_position.as_ref())
+            .count(position)
             .map_err(|e| client.refused(WHAT, e))?;
         let (status, body) = client.send(&request, WHAT).await?;
         if !(200..300).contains(&status) {
@@ -363,9 +455,19 @@ impl ElasticsearchSource {
         es_query::parse_count(&body).map_err(|e| client.refused(WHAT, e))
     }
 
-    /// The cursor of the last committed batch.
+    /// The cursor of the last committed batch (with `slices` > 1, of whichever slice
+    /// was committed last; see [`ElasticsearchSource::committed_cursors`]).
     pub fn committed_cursor(&self) -> Option<&Cursor> {
-        self.committed.as_ref()
+        if self.slots.len() == 1 {
+            self.slots[0].committed.as_ref()
+        } else {
+            self.last_committed.as_ref()
+        }
+    }
+
+    /// The committed cursor of each slice (one entry without `slices`).
+    pub fn committed_cursors(&self) -> Vec<Option<Cursor>> {
+        self.slots.iter().map(|s| s.committed.clone()).collect()
     }
 
     /// The server seen at open.
@@ -375,17 +477,24 @@ impl ElasticsearchSource {
 
     /// How pages are read (decided at open from `pagination` and the server).
     pub fn read_mode(&self) -> Option<ReadMode> {
-        self.reader.as_ref().map(Reader::mode)
+        self.slots
+            .first()
+            .and_then(|s| s.reader.as_ref())
+            .map(Reader::mode)
     }
 
-    /// The point in time in use, if any (for diagnostics and tests).
+    /// The point in time in use, if any (of the first slice; for diagnostics and tests).
     pub fn pit_id(&self) -> Option<&PitId> {
-        self.reader.as_ref().and_then(Reader::pit_id)
+        self.slots
+            .iter()
+            .find_map(|s| s.reader.as_ref().and_then(Reader::pit_id))
     }
 
-    /// The scroll in use, if any.
+    /// The scroll in use, if any (of the first slice that has one).
     pub fn scroll_id(&self) -> Option<&ScrollId> {
-        self.reader.as_ref().and_then(Reader::scroll_id)
+        self.slots
+            .iter()
+            .find_map(|s| s.reader.as_ref().and_then(Reader::scroll_id))
     }
 
     /// The configuration.
@@ -429,28 +538,22 @@ impl ElasticsearchSource {
         Ok(manager)
     }
 
-    /// Takes the cursor of a (re)loaded state as both committed and read position.
+    /// Takes the cursor(s) of a (re)loaded state as both committed and read positions.
     async fn adopt(&mut self, state: &ConnectorState) -> Result<()> {
-        let cursor = match state.data.extra.get(CURSOR_FIELD) {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(
-                serde_json::from_value::<Cursor>(value.clone()).map_err(|e| {
-                    ConnectorError::State(state_core::StateError::Corrupt {
-                        id: state.id.clone(),
-                        location: format!("data.{CURSOR_FIELD}"),
-                        reason: format!("not a cursor {{\"sort\": [...]}}: {e}"),
-                    })
-                })?,
-            ),
-        };
-        if let (Some(client), Some(reader)) = (&self.client, &mut self.reader) {
-            reader.close(client).await;
+        let cursors = slots::stored_cursors(state, self.slots.len())?;
+        let client = self.client.as_ref();
+        for (slot, cursor) in self.slots.iter_mut().zip(cursors) {
+            slot.reset(client, cursor).await;
         }
-        self.committed = cursor.clone();
-        self.read_position = cursor;
-        self.next_seq = self.next_commit;
-        self.outstanding = None;
-        self.seen.clear();
+        self.last_committed = None;
+        self.after_reset();
         Ok(())
+    }
+
+    /// After every slot went back to its committed cursor.
+    fn after_reset(&mut self) {
+        self.next_seq = self.slots.iter().map(|s| s.next_commit).sum();
+        self.next_slot = 0;
+        self.outstanding = None;
     }
 }

@@ -1,0 +1,203 @@
+//! `slices`: the per-slice read state of a source (its reader, cursors and the page
+//! fetched but not yet returned), the concurrent fetch of their next pages, and the
+//! slice cursors of the state document.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use es_query::{Cursor, Hit, Tiebreaker};
+use serde_json::Value;
+use state_core::ConnectorState;
+
+use super::client::EsClient;
+use super::dedup::SeenAtTimestamp;
+use super::reader::Reader;
+use super::{CURSOR_FIELD, SLICE_CURSORS_FIELD};
+use crate::error::{ConnectorError, Result};
+
+/// A fetched page waiting to be returned by a poll.
+#[derive(Debug)]
+pub(crate) struct Ready {
+    pub(crate) hits: Vec<Hit>,
+    /// The cursor after its last hit.
+    pub(crate) cursor: Cursor,
+    pub(crate) scroll_id: Option<String>,
+}
+
+/// One slice's reader and positions (the only one without `slices`).
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    /// Set at open.
+    pub(crate) reader: Option<Reader>,
+    /// The cursor of the last committed batch of this slice.
+    pub(crate) committed: Option<Cursor>,
+    /// The cursor of the last page fetched (returned or `ready`).
+    pub(crate) read_position: Option<Cursor>,
+    /// Per-slice sequence of the next polled batch.
+    pub(crate) next_seq: u64,
+    /// Per-slice sequence of the next batch to commit.
+    pub(crate) next_commit: u64,
+    /// Documents already returned at the read position's timestamp (`_shard_doc` only).
+    pub(crate) seen: SeenAtTimestamp,
+    /// A page fetched but not yet returned.
+    pub(crate) ready: Option<Ready>,
+    /// This pass of the slice found nothing more; it is fetched again once every
+    /// slice is caught up.
+    pub(crate) caught_up: bool,
+}
+
+impl Slot {
+    /// Fetches the next non-empty page into `ready`, or marks the slice caught up.
+    /// On error the read position stays put.
+    pub(crate) async fn fetch(&mut self, client: &EsClient) -> Result<()> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Err(ConnectorError::NotOpen);
+        };
+        let dedup = matches!(reader.spec().tiebreaker(), Tiebreaker::ShardDoc);
+        loop {
+            let mut page = reader
+                .next_page(client, self.read_position.as_ref())
+                .await?;
+            if dedup && !page.hits.is_empty() {
+                let last = page.last_cursor();
+                page.hits = self.seen.filter(std::mem::take(&mut page.hits));
+                if page.hits.is_empty() {
+                    // Only documents returned before: move past them and read on.
+                    if last.is_some() {
+                        self.read_position = last;
+                    }
+                    continue;
+                }
+            }
+            let Some(cursor) = page.last_cursor() else {
+                self.caught_up = true;
+                return Ok(());
+            };
+            self.read_position = Some(cursor.clone());
+            self.ready = Some(Ready {
+                hits: page.hits,
+                cursor,
+                scroll_id: reader.scroll_id().map(|s| s.as_str().to_owned()),
+            });
+            return Ok(());
+        }
+    }
+
+    /// Back to `cursor` (committed and read position), closing the reader's context
+    /// and dropping anything fetched but not returned.
+    pub(crate) async fn reset(&mut self, client: Option<&EsClient>, cursor: Option<Cursor>) {
+        if let (Some(client), Some(reader)) = (client, &mut self.reader) {
+            reader.close(client).await;
+        }
+        self.committed = cursor.clone();
+        self.read_position = cursor;
+        self.next_seq = self.next_commit;
+        self.seen.clear();
+        self.ready = None;
+        self.caught_up = false;
+    }
+}
+
+/// Runs `futures` concurrently; their outputs in order.
+pub(crate) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// The earliest of the positions by timestamp (`None`, from the start, when one of
+/// them is `None` or they cannot be compared).
+pub(crate) fn earliest<'a>(
+    positions: impl Iterator<Item = Option<&'a Cursor>>,
+) -> Option<&'a Cursor> {
+    let mut best: Option<&Cursor> = None;
+    for position in positions {
+        let position = position?;
+        best = match best {
+            None => Some(position),
+            Some(current) => {
+                let (a, b) = (current.sort.first()?, position.sort.first()?);
+                let later = match (a.as_f64(), b.as_f64(), a.as_str(), b.as_str()) {
+                    (Some(a), Some(b), _, _) => a > b,
+                    (_, _, Some(a), Some(b)) => a > b,
+                    _ => return None,
+                };
+                Some(if later { position } else { current })
+            }
+        };
+    }
+    best
+}
+
+/// The committed cursor of each of `slices` slices in a (re)loaded state: from
+/// `data.cursor` without slicing, from `data.slice_cursors` with it. A state written
+/// with another number of slices is refused: its cursors mean nothing here.
+pub(crate) fn stored_cursors(state: &ConnectorState, slices: usize) -> Result<Vec<Option<Cursor>>> {
+    let present = |field: &str| state.data.extra.get(field).filter(|v| !v.is_null());
+    let corrupt = |location: String, reason: String| {
+        ConnectorError::State(state_core::StateError::Corrupt {
+            id: state.id.clone(),
+            location,
+            reason,
+        })
+    };
+    let parse = |value: &Value, location: String| {
+        serde_json::from_value::<Cursor>(value.clone())
+            .map_err(|e| corrupt(location, format!("not a cursor {{\"sort\": [...]}}: {e}")))
+    };
+    let mismatch = |stored: usize| {
+        ConnectorError::invalid(
+            "plugin_config.slices",
+            format!(
+                "is {slices} but the state `{}` was written with slices = {stored}: the cursors of one slicing mean nothing in another; set slices = {stored} again, or reset the state (es-connector state reset) to read everything again with slices = {slices}",
+                state.id
+            ),
+        )
+    };
+    if let Some(value) = present(SLICE_CURSORS_FIELD) {
+        let Some(items) = value.as_array() else {
+            return Err(corrupt(
+                format!("data.{SLICE_CURSORS_FIELD}"),
+                "not an array of cursors".into(),
+            ));
+        };
+        if items.iter().any(|v| !v.is_null()) {
+            if items.len() != slices {
+                return Err(mismatch(items.len()));
+            }
+            return items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::Null => Ok(None),
+                    v => parse(v, format!("data.{SLICE_CURSORS_FIELD}[{i}]")).map(Some),
+                })
+                .collect();
+        }
+    }
+    if let Some(value) = present(CURSOR_FIELD) {
+        if slices != 1 {
+            return Err(mismatch(1));
+        }
+        return Ok(vec![Some(parse(value, format!("data.{CURSOR_FIELD}"))?)]);
+    }
+    Ok(vec![None; slices])
+}
