@@ -62,6 +62,13 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
          second run (idempotent by _id)",
         e2e_source::es_to_es,
     ),
+    (
+        "source-expired-pit",
+        "a point in time deleted mid-pass under a running connector: it logs the expiry, \
+         reopens, resumes from its cursor; 5000 distinct ids, duplicates <= one batch, SIGTERM \
+         exits 0",
+        e2e_source::expired_pit,
+    ),
 ];
 
 /// The documented state document every scenario starts from.

@@ -488,3 +488,166 @@ pub fn es_to_es(cx: &mut Cx) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to the connector (through `kill(1)`).
+fn signal(running: &Running, signal: &str) -> Result<()> {
+    util::run(
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(running.pid().to_string()),
+    )
+}
+
+/// The ids of the points in time open on a server (`GET /_search/point_in_time/_all`).
+fn open_pits(http: &mut Http) -> Result<Vec<String>> {
+    let answer = http.json("GET", "/_search/point_in_time/_all", "")?;
+    Ok(answer["pits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["pit_id"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// The point in time expires under a running connector, mid-pass.
+///
+/// What this proves: on a private server (so every point in time on it is
+/// this connector's), the connector is paused (SIGSTOP) once 1000 of 5000
+/// documents are written, its open point in time is deleted through the PIT
+/// API, and it is resumed (SIGCONT). Its next page meets the missing context:
+/// it logs that the search context expired, opens a new point in time and
+/// goes on from its cursor: all 5000 documents arrive, with at most one batch
+/// delivered twice, and SIGTERM exits 0 with `total_documents_fetched` equal
+/// to the lines written. The pause only makes the deletion land mid-pass (a
+/// fast connector would otherwise finish, and close its point in time, first).
+pub fn expired_pit(cx: &mut Cx) -> Result<()> {
+    const DOCS: u64 = 5_000;
+    const BATCH: usize = 100;
+    const EXPIRED: &str = "search context expired";
+    let mut server = cx.step("start a private osmem-server on a free port", |cx| {
+        let mut server = Server {
+            bin: osmem_bin()?,
+            port: net::free_port()?,
+            log: cx.dir.join("expired-pit-osmem.log"),
+            child: None,
+        };
+        server.start()?;
+        Ok(server)
+    })?;
+    let url = server.url();
+    let index = format!("xtask-e2e-{}-expired-pit", cx.run_id).to_lowercase();
+    let (cfg, out) = cx.source_config("expired-pit", &url, &index, BATCH as u32, "search_after")?;
+    cx.step("load 5000 documents (250 per timestamp) into it", |_| {
+        create_logs_index(&mut Http::new(&url)?, &index)?;
+        load(&url, &index, DOCS, |n| n / 250)
+    })?;
+    let mut running = cx.step(
+        "start `run`; at >= 1000 lines pause it and delete its open point in time",
+        |cx| {
+            let mut running = Running::spawn(&cx.connector, &["run", "--config", &cfg], ECHO)?;
+            let seen = wait_lines(&out, 1_000, Duration::from_secs(120), &mut running)?;
+            signal(&running, "STOP")?;
+            let paused_at = line_count(&out);
+            let mut http = Http::new(&url)?;
+            let pits = open_pits(&mut http)?;
+            step!(
+                "  paused at {paused_at} lines (seen {seen}); {} point(s) in time open",
+                pits.len()
+            );
+            ensure!(
+                !pits.is_empty(),
+                "no point in time open at {paused_at} of {DOCS} lines: the pass was not in \
+                 progress"
+            );
+            let body = serde_json::json!({ "pit_id": pits }).to_string();
+            let answer = http.json("DELETE", "/_search/point_in_time", &body)?;
+            let left = open_pits(&mut http)?;
+            step!("  deleted: {}; {} left open", answer["pits"], left.len());
+            ensure!(left.is_empty(), "points in time still open: {left:?}");
+            signal(&running, "CONT")?;
+            Ok(running)
+        },
+    )?;
+    cx.step(
+        "the connector logs the expired context, reopens and writes all 5000 ids",
+        |_| {
+            wait_lines(&out, DOCS as usize, Duration::from_secs(120), &mut running)?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let stats = read_output(&out)?;
+                let logged = running.lines().iter().any(|l| l.contains(EXPIRED));
+                if stats.ids as u64 >= DOCS && logged {
+                    step!("  {} distinct ids; the expiry was logged", stats.ids);
+                    return Ok(());
+                }
+                ensure!(
+                    running.alive(),
+                    "es-connector exited:\n{}",
+                    source_kit::last(&running.lines(), 15)
+                );
+                ensure!(
+                    Instant::now() < deadline,
+                    "{} distinct ids, expiry logged: {logged}, after 60s:\n{}",
+                    stats.ids,
+                    source_kit::last(&running.lines(), 15)
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        },
+    )?;
+    cx.step(
+        "SIGTERM: exit 0, 5000 distinct ids, duplicates <= one batch, state counted",
+        |cx| {
+            running.terminate()?;
+            let (status, lines) = running.wait(Duration::from_secs(60))?;
+            ensure!(
+                status.success(),
+                "exit {status} after SIGTERM:\n{}",
+                source_kit::last(&lines, 15)
+            );
+            let expired = lines.iter().filter(|l| l.contains(EXPIRED)).count();
+            ensure!(expired >= 1, "no `{EXPIRED}` line was logged");
+            let stats = read_output(&out)?;
+            let dups = stats.duplicates();
+            step!(
+                "  {} lines, {} distinct ids, {dups} duplicates (bound {BATCH}), {} bad, \
+                 {expired} expiry line(s)",
+                stats.lines,
+                stats.ids,
+                stats.bad
+            );
+            ensure!(stats.bad == 0, "{} lines are not messages", stats.bad);
+            ensure_all_events(&stats, DOCS)?;
+            ensure!(
+                stats.ids as u64 == DOCS,
+                "{} distinct ids (expected {DOCS})",
+                stats.ids
+            );
+            ensure!(
+                dups <= BATCH,
+                "{dups} duplicates exceed one batch ({BATCH})"
+            );
+            let state = source_kit::state_show(&cx.connector, &cfg)?;
+            let fetched = state["data"]["total_documents_fetched"]
+                .as_u64()
+                .unwrap_or(0);
+            step!(
+                "  state: cursor {}, total_documents_fetched {fetched}",
+                state["data"]["cursor"]["sort"]
+            );
+            ensure!(
+                fetched == stats.lines as u64,
+                "total_documents_fetched is {fetched}, the output has {} lines",
+                stats.lines
+            );
+            Ok(())
+        },
+    )?;
+    server.kill()?;
+    step!(
+        "  proven: a point in time deleted mid-pass was noticed on the next page (logged as \
+         expired), reopened, and reading went on from the cursor: every document delivered, \
+         none lost, at most one batch repeated, and SIGTERM exited 0"
+    );
+    Ok(())
+}
