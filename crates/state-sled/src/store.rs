@@ -86,6 +86,15 @@ impl SledStore {
         T: Send + 'static,
         F: FnOnce(&SledStore) -> Result<T> + Send + 'static,
     {
+        // On a multi-thread runtime, run here and let tokio move this worker's
+        // other tasks elsewhere (no hop to the blocking pool, which costs more
+        // than a small write); a current-thread runtime has nowhere to move
+        // them, so it uses the blocking pool.
+        if tokio::runtime::Handle::try_current()
+            .is_ok_and(|rt| rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        {
+            return tokio::task::block_in_place(|| work(self));
+        }
         let store = self.clone();
         tokio::task::spawn_blocking(move || work(&store))
             .await
