@@ -78,13 +78,30 @@ impl ConnectorError {
         match self {
             ConnectorError::State(e) => e.is_retryable(),
             ConnectorError::Unreachable { .. } => true,
+            // Answers that will not change by asking again stop the run: a
+            // refused query (400), bad credentials (401/403). A missing index
+            // (404) may still be created, so it is retried (see `is_missing_index`).
             ConnectorError::Search { source, .. } => !matches!(
                 source,
-                QueryError::InvalidConfig { .. } | QueryError::InvalidCursor { .. }
+                QueryError::InvalidConfig { .. }
+                    | QueryError::InvalidCursor { .. }
+                    | QueryError::ServerError {
+                        status: 400 | 401 | 403 | 405 | 413,
+                        ..
+                    }
             ),
             ConnectorError::Output(e) => e.is_retryable(),
             _ => false,
         }
+    }
+
+    /// Whether the server said the configured index does not exist.
+    pub fn is_missing_index(&self) -> bool {
+        matches!(
+            self,
+            ConnectorError::Search { source: QueryError::ServerError { status: 404, error_type, .. }, .. }
+                if error_type.contains("index_not_found")
+        )
     }
 
     /// Whether this is a state compare-and-set conflict: another writer owns the state.
@@ -97,5 +114,36 @@ impl ConnectorError {
             key: key.into(),
             reason: reason.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn search(status: u16, error_type: &str) -> ConnectorError {
+        ConnectorError::Search {
+            url: "http://h:9200".into(),
+            what: "search logs".into(),
+            source: QueryError::ServerError {
+                status,
+                error_type: error_type.into(),
+                reason: "r".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn permanent_answers_stop_transient_ones_are_retried() {
+        for status in [400, 401, 403] {
+            assert!(!search(status, "x").is_retryable(), "{status}");
+        }
+        for status in [429, 502, 503, 504] {
+            assert!(search(status, "x").is_retryable(), "{status}");
+        }
+        let missing = search(404, "index_not_found_exception");
+        assert!(missing.is_retryable(), "an index may still be created");
+        assert!(missing.is_missing_index());
+        assert!(!search(404, "other").is_missing_index());
     }
 }

@@ -206,6 +206,8 @@ async fn run_loop(
         }
         let batch = match source.poll_batch().await {
             Ok(batch) => batch,
+            // `--once` reads what is there: a missing index is an error, not a wait.
+            Err(e) if options.once && e.is_missing_index() => return Err(e),
             Err(e) if e.is_retryable() => {
                 summary.errors += 1;
                 hooks.error();

@@ -269,3 +269,46 @@ fn check_names_a_bad_key_and_reports_the_server() {
     );
     assert!(text.contains("(version "), "{text}");
 }
+
+/// `run --once` on an index that does not exist ends with an error naming it
+/// (in every pagination mode), instead of waiting for the index forever.
+#[test]
+fn once_on_a_missing_index_fails_naming_it() {
+    let Some(url) = es_url() else { return };
+    let index = unique_index("missing");
+    for pagination in ["search_after", "cursor", "scroll"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_file(
+            dir.path(),
+            &url,
+            &index,
+            &format!("pagination = \"{pagination}\"\n"),
+        );
+        let mut child = es_connector(&["run", "--config", &cfg, "--once"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded: a run that waits for the index would be killed here and fail below.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        let status =
+            status.unwrap_or_else(|| panic!("{pagination}: still waiting after 60 s:\n{err}"));
+        assert!(!status.success(), "{pagination}: {err}");
+        assert!(
+            err.contains(&index) && err.contains("index_not_found"),
+            "{pagination}: {err}"
+        );
+    }
+}
