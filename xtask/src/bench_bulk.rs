@@ -742,32 +742,7 @@ fn build_rust() -> Result<(PathBuf, PathBuf)> {
     util::run(build.stdout(Stdio::from(std::io::stderr())))?;
     let null_server = util::target_dir().join("release").join("bulk-null-server");
 
-    let mut bench = util::cargo();
-    bench.args([
-        "bench",
-        "-p",
-        "bulk",
-        "--bench",
-        "bulk_client",
-        "--no-run",
-        "--message-format=json-render-diagnostics",
-    ]);
-    step!("$ {}", util::display(&bench));
-    let out = bench
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("could not start `{}`", util::display(&bench)))?;
-    if !out.status.success() {
-        bail!("`{}` failed ({})", util::display(&bench), out.status);
-    }
-    let executable = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "bulk_client")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .context("cargo did not report the bulk_client bench executable")?;
+    let executable = util::bench_executable("bulk", "bulk_client")?;
     Ok((null_server, executable))
 }
 

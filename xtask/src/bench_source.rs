@@ -523,32 +523,7 @@ fn build() -> Result<(PathBuf, PathBuf)> {
     ]);
     util::run(build.stdout(Stdio::from(std::io::stderr())))?;
     let connector = util::target_dir().join("release").join("es-connector");
-    let mut bench = util::cargo();
-    bench.args([
-        "bench",
-        "-p",
-        "connector",
-        "--bench",
-        "source_scan",
-        "--no-run",
-        "--message-format=json-render-diagnostics",
-    ]);
-    step!("$ {}", util::display(&bench));
-    let out = bench
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("could not start `{}`", util::display(&bench)))?;
-    if !out.status.success() {
-        bail!("`{}` failed ({})", util::display(&bench), out.status);
-    }
-    let helper = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "source_scan")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .context("cargo did not report the source_scan bench executable")?;
+    let helper = util::bench_executable("connector", "source_scan")?;
     Ok((connector, helper))
 }
 

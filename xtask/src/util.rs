@@ -33,6 +33,37 @@ pub fn xtask_dir() -> PathBuf {
 }
 
 /// The cargo that runs us (so a toolchain override carries over).
+/// Builds the `harness = false` bench `bench` of `package` in release mode
+/// (`cargo bench --no-run`) and returns the path of its executable.
+pub fn bench_executable(package: &str, bench: &str) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args([
+        "bench",
+        "-p",
+        package,
+        "--bench",
+        bench,
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
+    step!("$ {}", display(&cmd));
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("could not start `{}`", display(&cmd)))?;
+    if !out.status.success() {
+        bail!("`{}` failed ({})", display(&cmd), out.status);
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == bench)
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("cargo did not report the {bench} bench executable"))
+}
+
 pub fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
