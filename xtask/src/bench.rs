@@ -138,29 +138,7 @@ const HEADER: [&str; 10] = [
 /// The rows as an aligned plain-text table.
 pub fn text_table(rows: &[Row]) -> String {
     let cells: Vec<[String; 10]> = rows.iter().map(Row::cells).collect();
-    let mut widths = HEADER.map(|h| h.chars().count());
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cols: Vec<&str>| {
-        cols.iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
-            .collect::<Vec<_>>()
-            .join(" | ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = line(HEADER.to_vec());
-    out.push('\n');
-    out.push_str(&widths.map(|w| "-".repeat(w)).join("-+-"));
-    for row in &cells {
-        out.push('\n');
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
+    util::aligned_table(HEADER, &cells)
 }
 
 /// The rows as a markdown table.

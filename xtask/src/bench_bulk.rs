@@ -1041,29 +1041,7 @@ fn why_missing(a: &Row, b: &Row) -> String {
 /// The rows as an aligned plain-text table.
 fn text_table(rows: &[Row]) -> String {
     let cells: Vec<[String; 9]> = rows.iter().map(Row::cells).collect();
-    let mut widths = HEADER.map(|h| h.chars().count());
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cols: &[&str]| {
-        cols.iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
-            .collect::<Vec<_>>()
-            .join(" | ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = line(&HEADER);
-    out.push('\n');
-    out.push_str(&widths.map(|w| "-".repeat(w)).join("-+-"));
-    for row in &cells {
-        out.push('\n');
-        out.push_str(&line(&row.each_ref().map(String::as_str)));
-    }
-    out
+    util::aligned_table(HEADER, &cells)
 }
 
 fn markdown_table(rows: &[Row]) -> String {

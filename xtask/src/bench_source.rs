@@ -420,30 +420,7 @@ impl Table {
     }
 
     fn text(&self) -> String {
-        let cells = self.cells();
-        let mut widths = HEADER.map(|h| h.chars().count());
-        for row in &cells {
-            for (w, c) in widths.iter_mut().zip(row) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        let line = |cols: Vec<&str>| {
-            cols.iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
-                .collect::<Vec<_>>()
-                .join(" | ")
-                .trim_end()
-                .to_string()
-        };
-        let mut out = line(HEADER.to_vec());
-        out.push('\n');
-        out.push_str(&widths.map(|w| "-".repeat(w)).join("-+-"));
-        for row in &cells {
-            out.push('\n');
-            out.push_str(&line(row.iter().map(String::as_str).collect()));
-        }
-        out
+        util::aligned_table(HEADER, &self.cells())
     }
 
     fn markdown(&self) -> String {

@@ -33,6 +33,33 @@ pub fn xtask_dir() -> PathBuf {
 }
 
 /// The cargo that runs us (so a toolchain override carries over).
+/// `header` and `rows` as an aligned plain-text table (`a | b`, a `-+-` rule).
+pub fn aligned_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: [&str; N]| {
+        cols.iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(header);
+    out.push('\n');
+    out.push_str(&widths.map(|w| "-".repeat(w)).join("-+-"));
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    out
+}
+
 /// Builds the `harness = false` bench `bench` of `package` in release mode
 /// (`cargo bench --no-run`) and returns the path of its executable.
 pub fn bench_executable(package: &str, bench: &str) -> Result<PathBuf> {
