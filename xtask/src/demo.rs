@@ -148,6 +148,7 @@ fn run_source(es_url: &str, connector: &Connector, keep: bool) -> Result<()> {
         index: index.clone(),
         batch_size: 1_000,
         pagination: "search_after".into(),
+        tiebreaker: Some("event_id".into()),
         state_dir: dir.join("connector_states"),
         state_id: "demo-logs".into(),
         output: Output::File(out.clone()),

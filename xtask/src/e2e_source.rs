@@ -37,6 +37,7 @@ impl Cx {
         index: &str,
         batch_size: u32,
         pagination: &str,
+        tiebreaker: Option<&str>,
     ) -> Result<(String, PathBuf)> {
         let out = self.dir.join(format!("{name}.jsonl"));
         let cfg = SourceConfig {
@@ -44,6 +45,7 @@ impl Cx {
             index: index.into(),
             batch_size,
             pagination: pagination.into(),
+            tiebreaker: tiebreaker.map(str::to_owned),
             state_dir: self.dir.join(format!("{name}-states")),
             state_id: name.into(),
             output: Output::File(out.clone()),
@@ -80,17 +82,26 @@ pub fn shared_timestamps(cx: &mut Cx) -> Result<()> {
         load(&cx.es_url, &index, DOCS, |_| 0)?;
         Ok(index)
     })?;
-    for pagination in ["search_after", "scroll"] {
+    for (pagination, tiebreaker) in [
+        ("search_after", Some("event_id")),
+        ("scroll", Some("event_id")),
+        ("search_after", None),
+    ] {
+        let name = match tiebreaker {
+            Some(field) => format!("{pagination} by {field}"),
+            None => format!("{pagination} by _shard_doc"),
+        };
         cx.step(
-            &format!("{pagination}, batch 100: `run --once` writes exactly {DOCS} distinct ids"),
+            &format!("{name}, batch 100: `run --once` writes exactly {DOCS} distinct ids"),
             |cx| {
                 let es_url = cx.es_url.clone();
                 let (cfg, out) = cx.source_config(
-                    &format!("shared-{pagination}"),
+                    &format!("shared-{pagination}-{}", tiebreaker.unwrap_or("shard-doc")),
                     &es_url,
                     &index,
                     100,
                     pagination,
+                    tiebreaker,
                 )?;
                 run_once(&cx.connector, &cfg, ECHO)?;
                 let stats = read_output(&out)?;
@@ -108,7 +119,20 @@ pub fn shared_timestamps(cx: &mut Cx) -> Result<()> {
                     stats.lines,
                     stats.ids
                 );
-                ensure_all_events(&stats, DOCS)
+                ensure_all_events(&stats, DOCS)?;
+                run_once(&cx.connector, &cfg, ECHO)?;
+                let again = read_output(&out)?;
+                step!(
+                    "  a second `run --once` (restart, caught up): {} lines",
+                    again.lines
+                );
+                ensure!(
+                    again.lines == stats.lines,
+                    "the restart delivered {} documents again: the ids committed at the \
+                     cursor's timestamp must survive a restart",
+                    again.lines - stats.lines
+                );
+                Ok(())
             },
         )?;
     }
@@ -126,7 +150,14 @@ pub fn sigkill_restart(cx: &mut Cx) -> Result<()> {
         Ok(index)
     })?;
     let es_url = cx.es_url.clone();
-    let (cfg, out) = cx.source_config("sigkill", &es_url, &index, BATCH as u32, "search_after")?;
+    let (cfg, out) = cx.source_config(
+        "sigkill",
+        &es_url,
+        &index,
+        BATCH as u32,
+        "search_after",
+        None,
+    )?;
     let mut kills = 0;
     for target in [1_500, 2_600, 3_700] {
         cx.step(
@@ -302,7 +333,14 @@ pub fn server_down_and_back(cx: &mut Cx) -> Result<()> {
     })?;
     let url = server.url();
     let index = format!("xtask-e2e-{}-down", cx.run_id);
-    let (cfg, out) = cx.source_config("down-and-back", &url, &index, 100, "search_after")?;
+    let (cfg, out) = cx.source_config(
+        "down-and-back",
+        &url,
+        &index,
+        100,
+        "search_after",
+        Some("event_id"),
+    )?;
     cx.step("load 2000 documents into it", |_| {
         create_logs_index(&mut Http::new(&url)?, &index)?;
         load(&url, &index, BACKFILL, |n| n / 10)
@@ -447,6 +485,7 @@ pub fn es_to_es(cx: &mut Cx) -> Result<()> {
         index: source.clone(),
         batch_size: 500,
         pagination: "search_after".into(),
+        tiebreaker: Some("event_id".into()),
         state_dir: cx.dir.join("es2es-states"),
         state_id: "es2es".into(),
         output: Output::Elasticsearch {
@@ -536,7 +575,14 @@ pub fn expired_pit(cx: &mut Cx) -> Result<()> {
     })?;
     let url = server.url();
     let index = format!("xtask-e2e-{}-expired-pit", cx.run_id).to_lowercase();
-    let (cfg, out) = cx.source_config("expired-pit", &url, &index, BATCH as u32, "search_after")?;
+    let (cfg, out) = cx.source_config(
+        "expired-pit",
+        &url,
+        &index,
+        BATCH as u32,
+        "search_after",
+        None,
+    )?;
     cx.step("load 5000 documents (250 per timestamp) into it", |_| {
         create_logs_index(&mut Http::new(&url)?, &index)?;
         load(&url, &index, DOCS, |n| n / 250)

@@ -305,6 +305,8 @@ pub struct SourceConfig {
     pub batch_size: u32,
     /// `search_after`, `scroll` or `cursor`.
     pub pagination: String,
+    /// `tiebreaker_field`; `None` for the default (`_shard_doc` in a point in time).
+    pub tiebreaker: Option<String>,
     pub state_dir: PathBuf,
     pub state_id: String,
     pub output: Output,
@@ -330,7 +332,7 @@ impl SourceConfig {
              batch_size = {batch}\n\
              polling_interval = \"300ms\"\n\
              timestamp_field = \"@timestamp\"\n\
-             tiebreaker_field = \"event_id\"\n\
+             {tiebreaker}\
              pagination = {pagination}\n\n\
              [plugin_config.state]\n\
              enabled = true\n\
@@ -344,6 +346,10 @@ impl SourceConfig {
             index = q(&self.index),
             batch = self.batch_size,
             pagination = q(&self.pagination),
+            tiebreaker = match &self.tiebreaker {
+                Some(field) => format!("tiebreaker_field = {}\n", q(field)),
+                None => String::new(),
+            },
             state_id = q(&self.state_id),
             base = q(&self.state_dir.to_string_lossy()),
         );

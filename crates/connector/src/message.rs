@@ -55,6 +55,15 @@ impl fmt::Display for MessageId {
     }
 }
 
+impl std::str::FromStr for MessageId {
+    type Err = std::num::ParseIntError;
+
+    /// Parses the 32 hex digits [`MessageId`]'s `Display` writes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        u128::from_str_radix(s, 16).map(MessageId)
+    }
+}
+
 impl Serialize for MessageId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -194,3 +194,70 @@ async fn the_run_loop_delivers_everything_and_stops_once_caught_up() {
         .collect();
     assert_exactly_once(&ids, 450);
 }
+
+/// Without `tiebreaker_field` the order is `_shard_doc`, which means nothing in the
+/// next point in time: a restart resumes at the start of the cursor's timestamp. The
+/// ids committed at that timestamp are stored with the state, so neither a crash in
+/// the middle of one big timestamp group nor a restart after catching up delivers
+/// them again.
+#[tokio::test]
+async fn a_restart_inside_a_shared_timestamp_rereads_at_most_one_batch() {
+    let Some(url) = es_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::standard(&url, "group-restart").await;
+    // 1500 documents: 1200 at one instant, then 300 at another.
+    index
+        .load(&docs(1500, 0, |i| {
+            json!(if i < 1200 {
+                "2024-03-01T00:00:00Z"
+            } else {
+                "2024-03-01T00:00:01Z"
+            })
+        }))
+        .await;
+    let extra = format!("batch_size = 100\n{}", file_state(dir.path(), "group"));
+    let mut delivered = Vec::new();
+    {
+        let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
+        source.open().await.unwrap();
+        for _ in 0..5 {
+            let batch = source.poll_batch().await.unwrap();
+            delivered.extend(batch.messages.iter().map(doc_id));
+            commit(&mut source, batch.ack.as_ref().unwrap()).await;
+        }
+        // Polled and "sent" but never acknowledged, then the process dies.
+        let lost = source.poll_batch().await.unwrap();
+        delivered.extend(lost.messages.iter().map(doc_id));
+    }
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("group.json")).unwrap()).unwrap();
+    assert_eq!(
+        stored["data"]["seen_at_cursor"][0].as_array().map(Vec::len),
+        Some(500),
+        "the ids committed at the cursor's timestamp are stored"
+    );
+    {
+        let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
+        source.open().await.unwrap();
+        delivered.extend(drain(&mut source).await);
+        source.close().await.unwrap();
+    }
+    let distinct: std::collections::HashSet<_> = delivered.iter().collect();
+    assert_eq!(distinct.len(), 1500, "every document delivered");
+    assert_eq!(
+        delivered.len(),
+        1600,
+        "exactly the unacknowledged batch again"
+    );
+
+    // Caught up; a restart finds nothing new, then only what is added.
+    let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
+    source.open().await.unwrap();
+    assert!(source.poll_batch().await.unwrap().is_empty());
+    index
+        .load(&docs(10, 1500, |_| json!("2024-03-01T00:00:01Z")))
+        .await;
+    let again = drain(&mut source).await;
+    source.close().await.unwrap();
+    assert_eq!(again.len(), 10, "only the new documents: {again:?}");
+}

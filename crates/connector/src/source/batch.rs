@@ -19,6 +19,9 @@ pub struct Ack {
     pub(crate) bytes: u64,
     pub(crate) polled_at: Instant,
     pub(crate) scroll_id: Option<String>,
+    /// With the `_shard_doc` tiebreaker: the ids of the batch's documents at the
+    /// cursor's timestamp (see `dedup`).
+    pub(crate) tail_ids: Vec<crate::message::MessageId>,
 }
 
 impl Ack {

@@ -2,7 +2,9 @@
 //! mean nothing in another point in time: a new pass resumes at the start of the
 //! cursor's timestamp and re-reads the documents sharing it. This remembers which
 //! of them were already returned, so a long-running source does not deliver them
-//! again at every pass. In memory only: after a restart they may come once more.
+//! again at every pass. The ids committed at the committed cursor's timestamp are
+//! stored with the state (`data.seen_at_cursor`), so a restart does not deliver
+//! them again either.
 
 use std::collections::HashSet;
 
@@ -12,9 +14,9 @@ use serde_json::Value;
 use crate::message::MessageId;
 
 /// Most ids remembered for one timestamp; beyond it, duplicates are possible.
-const MAX_REMEMBERED: usize = 100_000;
+pub(crate) const MAX_REMEMBERED: usize = 100_000;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct SeenAtTimestamp {
     timestamp: Option<Value>,
     ids: HashSet<MessageId>,
@@ -43,9 +45,34 @@ impl SeenAtTimestamp {
         kept
     }
 
-    /// Forgets everything (the read position moved back).
-    pub(crate) fn clear(&mut self) {
-        self.timestamp = None;
-        self.ids.clear();
+    /// Ids known at `timestamp` (the committed ones, after a restart).
+    pub(crate) fn with_ids(timestamp: Value, ids: impl IntoIterator<Item = MessageId>) -> Self {
+        SeenAtTimestamp {
+            timestamp: Some(timestamp),
+            ids: ids.into_iter().take(MAX_REMEMBERED).collect(),
+        }
+    }
+
+    /// Adds the ids of a committed batch whose last documents are at `timestamp`:
+    /// they join the ids already there when the timestamp is the same, replace
+    /// them otherwise.
+    pub(crate) fn record(&mut self, timestamp: Option<&Value>, ids: &[MessageId]) {
+        if timestamp != self.timestamp.as_ref() {
+            self.timestamp = timestamp.cloned();
+            self.ids.clear();
+        }
+        for id in ids {
+            if self.ids.len() >= MAX_REMEMBERED {
+                break;
+            }
+            self.ids.insert(*id);
+        }
+    }
+
+    /// The ids, sorted (for a stable state document).
+    pub(crate) fn sorted_ids(&self) -> Vec<MessageId> {
+        let mut ids: Vec<MessageId> = self.ids.iter().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 }

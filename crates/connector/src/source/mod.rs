@@ -67,6 +67,12 @@ pub const BATCHES_FIELD: &str = "batches_acknowledged";
 /// `data.slice_cursors = [{"sort": [...]} or null, ...]`, one per slice.
 pub const SLICE_CURSORS_FIELD: &str = "slice_cursors";
 
+/// With the `_shard_doc` tiebreaker (no `tiebreaker_field`), the ids of the documents
+/// committed at each slice's cursor timestamp: `data.seen_at_cursor = [[hex id, ...],
+/// ...]`, one list per slice. A new point in time resumes at the start of that
+/// timestamp (a `_shard_doc` value means nothing in another one); these are skipped.
+pub const SEEN_FIELD: &str = "seen_at_cursor";
+
 /// The Elasticsearch/OpenSearch source.
 #[derive(Debug)]
 pub struct ElasticsearchSource {
@@ -280,6 +286,17 @@ impl ElasticsearchSource {
         };
         let spec = reader.spec();
         let last_document_id = page.hits.last().map(|h| h.id.clone()).unwrap_or_default();
+        let tail_ids = if matches!(spec.tiebreaker(), es_query::Tiebreaker::ShardDoc) {
+            let last_ts = page.cursor.sort.first();
+            page.hits
+                .iter()
+                .rev()
+                .take_while(|h| h.sort.first() == last_ts)
+                .map(|h| crate::message::MessageId::of(&h.index, &h.id, h.seq_no))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let messages: Vec<Message> = page
             .hits
             .into_iter()
@@ -296,6 +313,7 @@ impl ElasticsearchSource {
             bytes,
             polled_at,
             scroll_id: page.scroll_id,
+            tail_ids,
         };
         self.next_seq += 1;
         slot.next_seq += 1;
@@ -326,6 +344,25 @@ impl ElasticsearchSource {
         };
         if ack.slice_seq == slot.next_commit {
             let elapsed_ms = ack.polled_at.elapsed().as_secs_f64() * 1000.0;
+            self.slots[ack.slice]
+                .committed_seen
+                .record(ack.cursor.sort.first(), &ack.tail_ids);
+            let seen: Vec<Vec<String>> = self
+                .slots
+                .iter()
+                .map(|s| {
+                    s.committed_seen
+                        .sorted_ids()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect()
+                })
+                .collect();
+            let seen = if seen.iter().all(Vec::is_empty) {
+                None
+            } else {
+                Some(serde_json::to_value(seen).unwrap_or(Value::Null))
+            };
             let (field, other, cursor) = if sliced {
                 let cursors: Vec<Value> = self
                     .slots
@@ -350,6 +387,10 @@ impl ElasticsearchSource {
                     let d = &mut s.data;
                     d.extra.remove(other);
                     d.extra.insert(field.into(), cursor);
+                    match seen {
+                        Some(seen) => d.extra.insert(SEEN_FIELD.into(), seen),
+                        None => d.extra.remove(SEEN_FIELD),
+                    };
                     d.total_documents_fetched += ack.documents;
                     d.last_offset = d.total_documents_fetched;
                     d.last_document_id = Some(ack.last_document_id.clone());
@@ -541,8 +582,10 @@ impl ElasticsearchSource {
     /// Takes the cursor(s) of a (re)loaded state as both committed and read positions.
     async fn adopt(&mut self, state: &ConnectorState) -> Result<()> {
         let cursors = slots::stored_cursors(state, self.slots.len())?;
+        let seen = slots::stored_seen(state, &cursors)?;
         let client = self.client.as_ref();
-        for (slot, cursor) in self.slots.iter_mut().zip(cursors) {
+        for ((slot, cursor), seen) in self.slots.iter_mut().zip(cursors).zip(seen) {
+            slot.committed_seen = seen;
             slot.reset(client, cursor).await;
         }
         self.last_committed = None;

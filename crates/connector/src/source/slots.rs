@@ -13,8 +13,9 @@ use state_core::ConnectorState;
 use super::client::EsClient;
 use super::dedup::SeenAtTimestamp;
 use super::reader::Reader;
-use super::{CURSOR_FIELD, SLICE_CURSORS_FIELD};
+use super::{CURSOR_FIELD, SEEN_FIELD, SLICE_CURSORS_FIELD};
 use crate::error::{ConnectorError, Result};
+use crate::message::MessageId;
 
 /// A fetched page waiting to be returned by a poll.
 #[derive(Debug)]
@@ -40,6 +41,9 @@ pub(crate) struct Slot {
     pub(crate) next_commit: u64,
     /// Documents already returned at the read position's timestamp (`_shard_doc` only).
     pub(crate) seen: SeenAtTimestamp,
+    /// Documents committed at the committed cursor's timestamp (`_shard_doc` only),
+    /// stored in `data.seen_at_cursor`.
+    pub(crate) committed_seen: SeenAtTimestamp,
     /// A page fetched but not yet returned.
     pub(crate) ready: Option<Ready>,
     /// This pass of the slice found nothing more; it is fetched again once every
@@ -93,7 +97,7 @@ impl Slot {
         self.committed = cursor.clone();
         self.read_position = cursor;
         self.next_seq = self.next_commit;
-        self.seen.clear();
+        self.seen = self.committed_seen.clone();
         self.ready = None;
         self.caught_up = false;
     }
@@ -200,4 +204,60 @@ pub(crate) fn stored_cursors(state: &ConnectorState, slices: usize) -> Result<Ve
         return Ok(vec![Some(parse(value, format!("data.{CURSOR_FIELD}"))?)]);
     }
     Ok(vec![None; slices])
+}
+
+/// The ids committed at each slice's cursor timestamp, from `data.seen_at_cursor`
+/// (`[[hex id, ...], ...]`, one list per slice); empty sets when it is absent.
+pub(crate) fn stored_seen(
+    state: &ConnectorState,
+    cursors: &[Option<Cursor>],
+) -> Result<Vec<SeenAtTimestamp>> {
+    let corrupt = |location: String, reason: String| {
+        ConnectorError::State(state_core::StateError::Corrupt {
+            id: state.id.clone(),
+            location,
+            reason,
+        })
+    };
+    let lists = match state.data.extra.get(SEEN_FIELD) {
+        None | Some(Value::Null) => return Ok(vec![SeenAtTimestamp::default(); cursors.len()]),
+        Some(Value::Array(lists)) if lists.len() == cursors.len() => lists,
+        Some(_) => {
+            return Err(corrupt(
+                format!("data.{SEEN_FIELD}"),
+                format!(
+                    "not an array of {} lists of message ids; reset the state or remove the field (documents at the cursor's timestamp are then delivered again)",
+                    cursors.len()
+                ),
+            ));
+        }
+    };
+    lists
+        .iter()
+        .zip(cursors)
+        .enumerate()
+        .map(|(i, (list, cursor))| {
+            let location = format!("data.{SEEN_FIELD}[{i}]");
+            let Some(items) = list.as_array() else {
+                return Err(corrupt(location, "not an array of message ids".into()));
+            };
+            let ids = items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .and_then(|s| s.parse::<MessageId>().ok())
+                        .ok_or_else(|| {
+                            corrupt(
+                                location.clone(),
+                                format!("{v} is not a 32-digit hex message id"),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(match cursor.as_ref().and_then(|c| c.sort.first()) {
+                Some(ts) => SeenAtTimestamp::with_ids(ts.clone(), ids),
+                None => SeenAtTimestamp::default(),
+            })
+        })
+        .collect()
 }
