@@ -11,11 +11,13 @@ use crate::util::{self, capture};
 use crate::{native, step};
 
 /// The endpoints the compose file publishes (documented in docker/compose.yml).
-const VARS: [(&str, &str); 4] = [
+const VARS: [(&str, &str); 6] = [
     ("ES_URL", "http://127.0.0.1:9200"),
     ("OPENSEARCH_URL", "http://127.0.0.1:9201"),
     ("REDIS_URL", "redis://127.0.0.1:6379"),
-    ("IGGY_TCP_ADDR", "127.0.0.1:8090"),
+    ("IGGY_TCP_ADDRESS", "127.0.0.1:8090"),
+    ("IGGY_USERNAME", "iggy"),
+    ("IGGY_PASSWORD", "iggy"),
 ];
 
 pub fn vars() -> Vec<(String, String)> {

@@ -47,6 +47,7 @@ fn pid_is(kind: Kind, pid: u32) -> bool {
     let needle = match kind {
         Kind::Es => "osmem",
         Kind::Redis => "redis-server",
+        Kind::Iggy => "iggy-server",
     };
     pid_alive(pid)
         && std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -110,6 +111,26 @@ fn start_once(kind: Kind) -> Result<String> {
                 .arg("--dir")
                 .arg(state_dir());
             (cmd, format!("redis://127.0.0.1:{port}"))
+        }
+        Kind::Iggy => {
+            let bin = iggy_server_bin().context("IGGY_SERVER_BIN is not set")?;
+            let data = state_dir().join("iggy-data");
+            // A fresh server each time: no streams left from earlier runs.
+            let _ = std::fs::remove_dir_all(&data);
+            let mut cmd = Command::new(bin);
+            cmd.current_dir(state_dir())
+                .env("IGGY_SYSTEM_PATH", &data)
+                .env("IGGY_TCP_ADDRESS", format!("127.0.0.1:{port}"))
+                .env("IGGY_ROOT_USERNAME", "iggy")
+                .env("IGGY_ROOT_PASSWORD", "iggy");
+            for var in [
+                "IGGY_HTTP_ADDRESS",
+                "IGGY_QUIC_ADDRESS",
+                "IGGY_WEBSOCKET_ADDRESS",
+            ] {
+                cmd.env(var, format!("127.0.0.1:{}", net::free_port()?));
+            }
+            (cmd, format!("127.0.0.1:{port}"))
         }
     };
     let log_path = log_file(kind);
@@ -188,6 +209,15 @@ fn signal(pid: u32, sig: &str) -> Result<()> {
         bail!("kill -{sig} {pid} failed: {}", out.all().trim());
     }
     Ok(())
+}
+
+/// `IGGY_SERVER_BIN`: an `iggy-server` binary (built from apache/iggy by the
+/// user; nothing here builds or downloads one).
+pub fn iggy_server_bin() -> Option<PathBuf> {
+    match std::env::var_os("IGGY_SERVER_BIN") {
+        Some(bin) if !bin.is_empty() => Some(PathBuf::from(bin)),
+        _ => None,
+    }
 }
 
 /// `REDIS_SERVER_BIN` or `redis-server` on PATH, without installing anything.

@@ -20,15 +20,19 @@ pub const EXTERNAL_VAR: &str = "XTASK_EXTERNAL_SERVICES";
 pub enum Kind {
     Es,
     Redis,
+    /// Only when `IGGY_SERVER_BIN` names an `iggy-server` binary (none is
+    /// installable from the registries), or in docker mode.
+    Iggy,
 }
 
-pub const KINDS: [Kind; 2] = [Kind::Es, Kind::Redis];
+pub const KINDS: [Kind; 3] = [Kind::Es, Kind::Redis, Kind::Iggy];
 
 impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Es => "elasticsearch",
             Kind::Redis => "redis",
+            Kind::Iggy => "iggy",
         }
     }
 
@@ -37,6 +41,7 @@ impl Kind {
         match self {
             Kind::Es => "es",
             Kind::Redis => "redis",
+            Kind::Iggy => "iggy",
         }
     }
 
@@ -45,6 +50,7 @@ impl Kind {
         match self {
             Kind::Es => "ES_URL",
             Kind::Redis => "REDIS_URL",
+            Kind::Iggy => "IGGY_TCP_ADDRESS",
         }
     }
 
@@ -58,7 +64,7 @@ fn answers(var: &str, value: &str) -> bool {
     match var {
         "ES_URL" | "OPENSEARCH_URL" => net::es_answers(value),
         "REDIS_URL" => net::redis_answers(value),
-        "IGGY_TCP_ADDR" => value
+        "IGGY_TCP_ADDRESS" => value
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h, p.parse().ok()?)))
             .is_some_and(|(h, p)| net::tcp_answers(h, p)),
@@ -189,7 +195,11 @@ fn stop_started(kinds: &[Kind], docker: bool) -> Result<()> {
     }
     let vars = read_env_file()
         .into_iter()
-        .filter(|(k, _)| !docker && !kinds.iter().any(|kind| kind.var() == k))
+        .filter(|(k, _)| {
+            let stopped = kinds.iter().any(|kind| kind.var() == k)
+                || (kinds.contains(&Kind::Iggy) && k.starts_with("IGGY_"));
+            !docker && !stopped
+        })
         .collect::<Vec<_>>();
     if vars.iter().any(|(k, _)| k.ends_with("_URL")) {
         write_env_file(&vars)?;
@@ -224,6 +234,15 @@ pub fn up(opts: UpOptions) -> Result<Session> {
         return Ok(session);
     } else {
         for kind in KINDS {
+            let external =
+                std::env::var(kind.var()).is_ok_and(|v| external_mode() && !v.trim().is_empty());
+            if kind == Kind::Iggy && !external && native::iggy_server_bin().is_none() {
+                step!(
+                    "iggy: not started: set IGGY_SERVER_BIN to an iggy-server binary (apache/iggy, \
+                     not installable from the registries) or use --docker; the Iggy tests will not run"
+                );
+                continue;
+            }
             let url = match std::env::var(kind.var()) {
                 Ok(url) if external_mode() && !url.trim().is_empty() => {
                     step!(
@@ -254,6 +273,12 @@ pub fn up(opts: UpOptions) -> Result<Session> {
                 },
             };
             session.vars.push((kind.var().to_string(), url));
+            if kind == Kind::Iggy {
+                for (var, default) in [("IGGY_USERNAME", "iggy"), ("IGGY_PASSWORD", "iggy")] {
+                    let value = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+                    session.vars.push((var.to_owned(), value));
+                }
+            }
         }
     }
     if let Some(bin) = native::redis_server_on_path() {
@@ -309,7 +334,10 @@ pub fn status() -> Result<bool> {
     }
     let mut all_up = true;
     for (var, value) in &vars {
-        if var == "REDIS_SERVER_BIN" {
+        if matches!(
+            var.as_str(),
+            "REDIS_SERVER_BIN" | "IGGY_USERNAME" | "IGGY_PASSWORD"
+        ) {
             continue;
         }
         let up = answers(var, value);
@@ -331,7 +359,7 @@ pub fn status() -> Result<bool> {
             "ES_URL" => "elasticsearch",
             "OPENSEARCH_URL" => "opensearch",
             "REDIS_URL" => "redis",
-            "IGGY_TCP_ADDR" => "iggy",
+            "IGGY_TCP_ADDRESS" => "iggy",
             other => other,
         };
         let state = if up { "up" } else { "NOT ANSWERING" };

@@ -32,13 +32,20 @@ pub fn cmd(args: &[String]) -> Result<()> {
         session
             .vars
             .iter()
-            .filter(|(k, _)| k.ends_with("_URL"))
+            .filter(|(k, _)| k.ends_with("_URL") || k == "IGGY_TCP_ADDRESS")
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" "),
         env_file().display()
     );
 
+    let iggy = session.get("IGGY_TCP_ADDRESS").is_some();
+    if !iggy {
+        step!(
+            "Iggy tests will NOT run: IGGY_TCP_ADDRESS is unset (no Iggy server is installable \
+             from the registries; set IGGY_SERVER_BIN to an iggy-server binary, or use --docker)"
+        );
+    }
     let mut cargo_test = util::cargo();
     cargo_test
         .args(["test", "--workspace", "--all-features"])
@@ -71,6 +78,9 @@ pub fn cmd(args: &[String]) -> Result<()> {
     parts.push(match &e2e {
         Ok(s) | Err(s) => s.clone(),
     });
+    if !iggy {
+        parts.push("Iggy tests not run (IGGY_TCP_ADDRESS unset)".into());
+    }
     if let Err(e) = &down {
         parts.push(format!("stopping services failed: {e:#}"));
     }

@@ -4,6 +4,8 @@
 //! inline tables, which TOML does not allow; write them as tables instead
 //! (`[plugin_config.state]`) or as single-line inline tables. See `docs/configuration.md`.
 
+#[cfg(feature = "iggy")]
+mod iggy;
 mod output;
 mod secret;
 
@@ -18,6 +20,12 @@ use state_core::{StateConfig, StorageSettings, humantime_duration, redact_url};
 
 use crate::error::{ConnectorError, Result};
 
+#[cfg(feature = "iggy")]
+pub use iggy::{
+    DEFAULT_IGGY_ADDRESS, DEFAULT_IGGY_BATCH_LENGTH, DEFAULT_IGGY_CONSUMER_GROUP,
+    DEFAULT_IGGY_PARTITIONS, IggyConnection, IggyInputConfig, IggyInputOptions, IggyOutputConfig,
+    IggyOutputOptions, IggyPartitioning, IggyTarget, IggyTransport,
+};
 pub use output::{DEFAULT_OUTPUT_WORKERS, OutputConfig};
 pub use secret::Secret;
 
@@ -216,41 +224,50 @@ impl ConnectorConfig {
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let config: ConnectorConfig = toml::from_str(text).map_err(|e| {
-            let message = e.message();
-            // "unknown field `x`" names the key; other messages (unknown variant `v`)
-            // name a value, so the key is the one written on the offending line.
-            let unknown_field = message
-                .starts_with("unknown field")
-                .then(|| message.split('`').nth(1))
-                .flatten();
-            let line_key = e.span().and_then(|span| key_on_line(text, span.start));
-            let table = e
-                .span()
-                .map(|span| enclosing_table(text, span.start))
-                .unwrap_or_default();
-            let mut parts: Vec<&str> = Vec::new();
-            if !table.is_empty() {
-                parts.push(&table);
-            }
-            match (line_key.as_deref(), unknown_field) {
-                // An inline table: `slice = { id = 0, bogus = 1 }`.
-                (Some(line), Some(field)) if line != field => parts.extend([line, field]),
-                (_, Some(field)) => parts.push(field),
-                (Some(line), None) => parts.push(line),
-                (None, None) => {}
-            }
-            let key = if parts.is_empty() {
-                "config".to_owned()
-            } else {
-                parts.join(".")
-            };
-            ConnectorError::invalid(key, e.to_string().trim_end())
-        })?;
+        let config: ConnectorConfig = parse_toml(text)?;
         config.plugin_config.validate()?;
         config.output.validate()?;
+        #[cfg(feature = "iggy")]
+        if matches!(config.output, OutputConfig::Iggy(_)) {
+            IggyTarget::from_streams(&config.streams)?;
+        }
         Ok(config)
     }
+}
+
+/// Parses TOML text into `T`; an error names the offending key (`table.key`).
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message();
+        // "unknown field `x`" names the key; other messages (unknown variant `v`)
+        // name a value, so the key is the one written on the offending line.
+        let unknown_field = message
+            .starts_with("unknown field")
+            .then(|| message.split('`').nth(1))
+            .flatten();
+        let line_key = e.span().and_then(|span| key_on_line(text, span.start));
+        let table = e
+            .span()
+            .map(|span| enclosing_table(text, span.start))
+            .unwrap_or_default();
+        let mut parts: Vec<&str> = Vec::new();
+        if !table.is_empty() {
+            parts.push(&table);
+        }
+        match (line_key.as_deref(), unknown_field) {
+            // An inline table: `slice = { id = 0, bogus = 1 }`.
+            (Some(line), Some(field)) if line != field => parts.extend([line, field]),
+            (_, Some(field)) => parts.push(field),
+            (Some(line), None) => parts.push(line),
+            (None, None) => {}
+        }
+        let key = if parts.is_empty() {
+            "config".to_owned()
+        } else {
+            parts.join(".")
+        };
+        ConnectorError::invalid(key, e.to_string().trim_end())
+    })
 }
 
 impl PluginConfig {

@@ -57,6 +57,16 @@ pub enum ConnectorError {
     /// An output failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// The input of `es-connector sink` failed.
+    #[error("{input} input failed: {reason}")]
+    Input {
+        /// Which input.
+        input: String,
+        /// What failed, and what to do when a person must act.
+        reason: String,
+        /// Whether trying again later may succeed.
+        retryable: bool,
+    },
     /// A method that needs [`crate::ElasticsearchSource::open`] was called before it.
     #[error("the source is not open: call open() first")]
     NotOpen,
@@ -91,6 +101,7 @@ impl ConnectorError {
                     }
             ),
             ConnectorError::Output(e) => e.is_retryable(),
+            ConnectorError::Input { retryable, .. } => *retryable,
             _ => false,
         }
     }

@@ -2,11 +2,15 @@
 
 pub mod config;
 mod error;
+#[cfg(feature = "iggy")]
+pub mod iggy;
 pub mod message;
 pub mod metrics;
 pub mod output;
 pub mod progress;
 pub mod run;
+#[cfg(feature = "iggy")]
+pub mod sink;
 pub mod source;
 pub mod state;
 

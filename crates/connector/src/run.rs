@@ -1,5 +1,6 @@
 //! The run loop: poll, send, commit; sleep when caught up; retry with backoff.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,7 @@ use es_query::Cursor;
 use tokio::sync::watch;
 
 use crate::error::{ConnectorError, Result};
-use crate::message::HEADER_TIMESTAMP;
+use crate::message::{HEADER_TIMESTAMP, Message, MessageId};
 use crate::metrics::Metrics;
 use crate::output::Output;
 use crate::progress::RunObserver;
@@ -91,6 +92,9 @@ pub struct RunSummary {
     pub batches: u64,
     /// Errors met and retried.
     pub errors: u64,
+    /// Documents not sent because the output already held them (see
+    /// [`Output::recently_delivered`]); they count in `documents` too.
+    pub skipped: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
     /// The cursor of the last committed batch.
@@ -199,6 +203,22 @@ async fn run_loop(
     let mut summary = RunSummary::default();
     let mut backoff = Backoff::new(options.min_backoff, options.max_backoff);
     let polling_interval = source.config().polling_interval;
+    // One batch per slice can be sent and not yet committed; read twice that.
+    let window = 2 * source.config().batch_size * source.config().slices.max(1) as usize;
+    let Some(mut delivered) = recently_delivered(
+        source,
+        output,
+        window,
+        &mut backoff,
+        &mut options,
+        &mut summary,
+    )
+    .await?
+    else {
+        summary.interrupted = true;
+        summary.elapsed = started.elapsed();
+        return Ok(summary);
+    };
     loop {
         if stop_requested(&options.shutdown) {
             summary.interrupted = true;
@@ -233,7 +253,39 @@ async fn run_loop(
             }
             continue;
         }
-        deliver(source, output, &batch, &mut backoff, &mut summary, &hooks).await?;
+        let fresh: Vec<Message>;
+        let messages = if delivered.is_empty() {
+            &batch.messages[..]
+        } else {
+            fresh = batch
+                .messages
+                .iter()
+                .filter(|m| !delivered.contains(&m.id))
+                .cloned()
+                .collect();
+            let skipped = batch.len() - fresh.len();
+            if skipped > 0 {
+                summary.skipped += skipped as u64;
+                tracing::info!(
+                    skipped,
+                    "documents already at the output (sent before a crash, not yet acknowledged in the state) are not sent again"
+                );
+            }
+            if !fresh.is_empty() {
+                delivered.clear();
+            }
+            &fresh[..]
+        };
+        deliver(
+            source,
+            output,
+            &batch,
+            messages,
+            &mut backoff,
+            &mut summary,
+            &hooks,
+        )
+        .await?;
         summary.documents += batch.len() as u64;
         summary.batches += 1;
         let bytes = batch.ack.as_ref().map_or(0, |a| a.bytes);
@@ -262,18 +314,53 @@ async fn run_loop(
     Ok(summary)
 }
 
+/// Asks the output which messages it already holds (see
+/// [`Output::recently_delivered`]), retrying while it is unavailable. `None` when a
+/// shutdown was requested meanwhile.
+async fn recently_delivered(
+    source: &ElasticsearchSource,
+    output: &mut dyn Output,
+    window: usize,
+    backoff: &mut Backoff,
+    options: &mut RunOptions,
+    summary: &mut RunSummary,
+) -> Result<Option<HashSet<MessageId>>> {
+    loop {
+        match output.recently_delivered(window).await {
+            Ok(ids) => {
+                backoff.reset();
+                return Ok(Some(ids));
+            }
+            Err(e) if e.is_retryable() => {
+                summary.errors += 1;
+                let e = source.record_error(ConnectorError::from(e)).await;
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot read what the output already holds");
+                if !pause(delay, &mut options.shutdown).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(source.record_error(ConnectorError::from(e)).await),
+        }
+    }
+}
+
 /// Sends until the output acknowledges, then commits. A shutdown request does not
 /// interrupt a batch: it is finished first.
 async fn deliver(
     source: &mut ElasticsearchSource,
     output: &mut dyn Output,
     batch: &Batch,
+    messages: &[Message],
     backoff: &mut Backoff,
     summary: &mut RunSummary,
     hooks: &Hooks,
 ) -> Result<()> {
     loop {
-        match output.send(&batch.messages).await {
+        if messages.is_empty() {
+            break;
+        }
+        match output.send(messages).await {
             Ok(()) => break,
             Err(e) if e.is_retryable() => {
                 summary.errors += 1;
@@ -336,7 +423,7 @@ fn stop_requested(shutdown: &Option<watch::Receiver<bool>>) -> bool {
 }
 
 /// Waits `delay`; `false` when shutdown was requested meanwhile.
-async fn pause(delay: Duration, shutdown: &mut Option<watch::Receiver<bool>>) -> bool {
+pub(crate) async fn pause(delay: Duration, shutdown: &mut Option<watch::Receiver<bool>>) -> bool {
     match shutdown {
         None => {
             tokio::time::sleep(delay).await;

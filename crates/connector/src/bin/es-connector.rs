@@ -43,6 +43,17 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// The other direction: consume an Iggy topic (`[input] kind = "iggy"`, a
+    /// consumer group) and bulk-index it into Elasticsearch (`[output]`).
+    #[cfg(feature = "iggy")]
+    Sink {
+        /// The sink configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Stop at the first poll that finds nothing new and print a summary.
+        #[arg(long)]
+        once: bool,
+    },
     /// Validate the configuration and report the server's flavour and version.
     Check {
         /// The connector configuration file (TOML).
@@ -133,6 +144,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             no_progress,
         } => run_command(&config, once, metrics_addr, !no_progress).await,
         Command::Check { config } => check_command(&config).await,
+        #[cfg(feature = "iggy")]
+        Command::Sink { config, once } => sink_command(&config, once).await,
         Command::State { action, config } => {
             let Some(config) = config else {
                 bail!("--config FILE is required: the configuration names the state store");
@@ -142,6 +155,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+#[cfg(feature = "iggy")]
+async fn sink_command(path: &Path, once: bool) -> anyhow::Result<()> {
+    let config = connector::sink::SinkConfig::from_file(path)?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::warn!("shutdown requested: finishing the current batch");
+        let _ = stop.send(true);
+    });
+    let options = connector::sink::SinkOptions {
+        once,
+        shutdown: Some(shutdown),
+    };
+    let summary = connector::sink::run_sink(&config, options).await?;
+    println!(
+        "done: {} messages in {} batches, {} indexed, {} to the dead-letter file, {:.1}s, {} errors retried",
+        summary.messages,
+        summary.batches,
+        summary.indexed,
+        summary.dead_lettered,
+        summary.elapsed.as_secs_f64(),
+        summary.errors
+    );
+    Ok(())
+}
+
 async fn run_command(
     path: &Path,
     once: bool,
@@ -149,7 +188,7 @@ async fn run_command(
     progress: bool,
 ) -> anyhow::Result<()> {
     let config = ConnectorConfig::from_file(path)?;
-    let mut output = config.output.open()?;
+    let mut output = config.output.open(&config.streams)?;
     let mut source = ElasticsearchSource::new(0, config.plugin_config.clone());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

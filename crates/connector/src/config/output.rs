@@ -35,6 +35,9 @@ pub enum OutputConfig {
         #[serde(default = "default_workers")]
         workers: usize,
     },
+    /// Every message into the `[[streams]]` topic of an Apache Iggy server.
+    #[cfg(feature = "iggy")]
+    Iggy(super::IggyOutputConfig),
 }
 
 fn default_workers() -> usize {
@@ -56,6 +59,8 @@ impl fmt::Debug for OutputConfig {
                 .field("index", index)
                 .field("workers", workers)
                 .finish(),
+            #[cfg(feature = "iggy")]
+            OutputConfig::Iggy(c) => c.fmt(f),
         }
     }
 }
@@ -89,12 +94,16 @@ impl OutputConfig {
                 }
                 Ok(())
             }
+            #[cfg(feature = "iggy")]
+            OutputConfig::Iggy(c) => c.validate(),
             _ => Ok(()),
         }
     }
 
-    /// Opens the output this table describes.
-    pub fn open(&self) -> Result<Box<dyn Output>> {
+    /// Opens the output this table describes; `streams` are the config's
+    /// `[[streams]]` (where an Iggy output sends).
+    pub fn open(&self, streams: &[super::StreamConfig]) -> Result<Box<dyn Output>> {
+        let _ = streams;
         Ok(match self {
             OutputConfig::File { path } => Box::new(FileOutput::open(path.clone())?),
             OutputConfig::Stdout => Box::new(StdoutOutput),
@@ -103,6 +112,11 @@ impl OutputConfig {
                 index,
                 workers,
             } => Box::new(ElasticsearchOutput::new(url, index, *workers)?),
+            #[cfg(feature = "iggy")]
+            OutputConfig::Iggy(c) => Box::new(crate::iggy::IggyOutput::new(
+                c.clone(),
+                super::IggyTarget::from_streams(streams)?,
+            )),
         })
     }
 }

@@ -48,15 +48,20 @@ impl ElasticsearchOutput {
     }
 }
 
-#[async_trait]
-impl Output for ElasticsearchOutput {
-    async fn send(&mut self, batch: &[Message]) -> Result<(), OutputError> {
+impl ElasticsearchOutput {
+    /// Indexes `batch`; the documents refused for good (mapping errors, conflicts:
+    /// an item status the bulk processor does not retry) are returned, each with
+    /// its position in `batch` and the server's error, the others are indexed.
+    /// `Err` when documents could not be indexed for a reason that may pass (the
+    /// cluster unreachable until the retries ran out): send the batch again.
+    pub async fn send_reporting(
+        &mut self,
+        batch: &[Message],
+    ) -> Result<Vec<(usize, String)>, OutputError> {
         for m in batch {
             let mut request = BulkRequest::index(self.index.as_str())
                 .doc_json(m.payload.get().as_bytes().to_vec());
-            if let Some(id) = m.headers.get(HEADER_ID) {
-                request = request.id(id.as_str());
-            }
+            request = request.id(document_id(m));
             self.processor
                 .add(request)
                 .await
@@ -67,29 +72,61 @@ impl Output for ElasticsearchOutput {
             .await
             .map_err(|e| self.unavailable(&e))?;
         let failed = std::mem::take(&mut *self.failures.lock().unwrap_or_else(|p| p.into_inner()));
-        match failed.first() {
-            None => Ok(()),
-            Some(first) => {
-                let reason = format!(
+        if let Some(transient) = failed.iter().find(|f| f.status.is_none()) {
+            return Err(OutputError::Unavailable {
+                output: self.name.clone(),
+                reason: format!(
                     "{} of {} documents were not indexed; first: {} ({})",
                     failed.len(),
                     batch.len(),
-                    first.request.doc_id().unwrap_or("<no id>"),
-                    first.error
-                );
-                // Retried-and-exhausted failures may pass later; item errors like mappings will not.
-                if failed.iter().all(|f| f.status.is_none()) {
-                    Err(OutputError::Unavailable {
-                        output: self.name.clone(),
-                        reason,
-                    })
-                } else {
-                    Err(OutputError::Refused {
-                        output: self.name.clone(),
-                        reason,
-                    })
-                }
+                    transient.request.doc_id().unwrap_or("<no id>"),
+                    transient.error
+                ),
+            });
+        }
+        let mut taken = vec![false; batch.len()];
+        let mut refused = Vec::with_capacity(failed.len());
+        for f in failed {
+            let id = f.request.doc_id().unwrap_or_default();
+            let position = batch
+                .iter()
+                .enumerate()
+                .position(|(i, m)| !taken[i] && document_id(m) == id);
+            if let Some(i) = position {
+                taken[i] = true;
+                let status = f.status.map(|s| s.to_string()).unwrap_or_default();
+                refused.push((i, format!("HTTP {status}: {}", f.error)));
             }
+        }
+        refused.sort_unstable_by_key(|(i, _)| *i);
+        Ok(refused)
+    }
+}
+
+/// The `_id` of a message's document: the source's `_id` (`es_id` header), else
+/// the message id.
+fn document_id(m: &Message) -> String {
+    m.headers
+        .get(HEADER_ID)
+        .cloned()
+        .unwrap_or_else(|| m.id.to_string())
+}
+
+#[async_trait]
+impl Output for ElasticsearchOutput {
+    async fn send(&mut self, batch: &[Message]) -> Result<(), OutputError> {
+        let refused = self.send_reporting(batch).await?;
+        match refused.first() {
+            None => Ok(()),
+            Some((i, error)) => Err(OutputError::Refused {
+                output: self.name.clone(),
+                reason: format!(
+                    "{} of {} documents were not indexed; first: {} ({error})",
+                    refused.len(),
+                    batch.len(),
+                    document_id(&batch[*i]),
+                ),
+            }),
         }
     }
 

@@ -64,7 +64,13 @@ impl Output for FileOutput {
         if batch.is_empty() {
             return Ok(());
         }
-        let buf = render(batch);
+        self.append(render(batch)).await
+    }
+}
+
+impl FileOutput {
+    /// Appends `buf` (whole lines) and fsyncs.
+    pub async fn append(&self, buf: Vec<u8>) -> Result<(), OutputError> {
         let file = self.file.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {

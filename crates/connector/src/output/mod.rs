@@ -4,11 +4,12 @@
 mod elasticsearch;
 mod file;
 
+use std::collections::HashSet;
 use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::message::Message;
+use crate::message::{Message, MessageId};
 
 pub use elasticsearch::ElasticsearchOutput;
 pub use file::{FileOutput, StdoutOutput};
@@ -49,6 +50,18 @@ pub trait Output: Send + Sync + fmt::Debug {
     /// On `Err` nothing is acknowledged: the batch will be sent again, so
     /// destinations see at-least-once delivery (deduplicate by message id).
     async fn send(&mut self, batch: &[Message]) -> Result<(), OutputError>;
+
+    /// Ids of the messages among the last `window` this destination holds (per
+    /// partition, where it has them), read once before the first send: the run loop
+    /// skips them, so a crash between a send and the state save repeats nothing. The
+    /// default knows none (at-least-once: the re-read batch is sent again).
+    async fn recently_delivered(
+        &mut self,
+        window: usize,
+    ) -> Result<HashSet<MessageId>, OutputError> {
+        let _ = window;
+        Ok(HashSet::new())
+    }
 
     /// Flushes and releases resources.
     async fn close(&mut self) -> Result<(), OutputError> {

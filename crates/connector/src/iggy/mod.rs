@@ -1,0 +1,149 @@
+//! Apache Iggy: the `iggy` output (documents into a stream's topic) and the
+//! `iggy` input of the sink direction (a topic into Elasticsearch).
+//!
+//! Supported servers: those speaking the binary protocol of the `iggy` client
+//! crate 0.11 (apache/iggy master of 2026-08, cc269ef, was tested). Version skew
+//! shows up as refused commands; they are reported naming what was refused and
+//! what to do (see [`describe_error`]).
+
+mod input;
+mod output;
+
+use std::str::FromStr;
+
+use iggy::prelude::{
+    AutoLogin, Client, Credentials, Identifier, IggyClient, IggyError, NonZeroIggyDuration,
+    PersonalAccessTokenClient, UserClient,
+};
+use secrecy::SecretString;
+
+use crate::config::{IggyConnection, IggyTransport};
+
+pub use input::{Consumed, IggyInput, Polled};
+pub use output::IggyOutput;
+
+/// How long to wait between reconnection attempts of the TCP/QUIC client.
+const RECONNECT_INTERVAL: &str = "1s";
+/// Reconnection attempts of the client before an operation fails; the run loop
+/// then retries with its own backoff on a new connection.
+const RECONNECT_RETRIES: u32 = 3;
+
+/// Builds a client for `c` and connects (and, over HTTP, logs in).
+pub(crate) async fn connect(c: &IggyConnection) -> Result<IggyClient, IggyError> {
+    let credentials = match (&c.username, &c.password, &c.token) {
+        (_, _, Some(token)) => {
+            Credentials::PersonalAccessToken(SecretString::from(token.expose().to_owned()))
+        }
+        (Some(user), Some(password), None) => Credentials::UsernamePassword(
+            user.clone(),
+            SecretString::from(password.expose().to_owned()),
+        ),
+        _ => return Err(IggyError::InvalidCredentials),
+    };
+    let interval = NonZeroIggyDuration::from_str(RECONNECT_INTERVAL)
+        .map_err(|_| IggyError::InvalidConfiguration)?;
+    let client = match c.transport {
+        IggyTransport::Tcp => {
+            let mut builder = IggyClient::builder()
+                .with_tcp()
+                .with_server_address(c.address.clone())
+                .with_auto_sign_in(AutoLogin::Enabled(credentials.clone()))
+                .with_reconnection_max_retries(Some(RECONNECT_RETRIES))
+                .with_reconnection_interval(interval)
+                .with_tls_enabled(c.tls);
+            if let Some(ca) = &c.tls_ca_file {
+                builder = builder.with_tls_ca_file(ca.display().to_string());
+            }
+            if let Some(domain) = &c.tls_domain {
+                builder = builder.with_tls_domain(domain.clone());
+            }
+            builder.build()?
+        }
+        IggyTransport::Quic => {
+            let mut builder = IggyClient::builder()
+                .with_quic()
+                .with_server_address(c.address.clone())
+                .with_auto_sign_in(AutoLogin::Enabled(credentials.clone()))
+                .with_reconnection_max_retries(Some(RECONNECT_RETRIES))
+                .with_reconnection_interval(interval);
+            if let Some(domain) = &c.tls_domain {
+                builder = builder.with_server_name(domain.clone());
+            }
+            builder.build()?
+        }
+        IggyTransport::Http => IggyClient::builder()
+            .with_http()
+            .with_api_url(c.address.clone())
+            .build()?,
+    };
+    client.connect().await?;
+    if c.transport == IggyTransport::Http {
+        match &credentials {
+            Credentials::UsernamePassword(user, password) => {
+                use secrecy::ExposeSecret;
+                client.login_user(user, password.expose_secret()).await?;
+            }
+            Credentials::PersonalAccessToken(token) => {
+                use secrecy::ExposeSecret;
+                client
+                    .login_with_personal_access_token(token.expose_secret())
+                    .await?;
+            }
+        }
+    }
+    Ok(client)
+}
+
+/// A stream or topic name as an identifier.
+pub(crate) fn name_id(name: &str) -> Result<Identifier, IggyError> {
+    Identifier::named(name)
+}
+
+/// Whether sending the same thing again later can succeed: the server is
+/// unreachable, restarting or busy. Everything else (credentials, permissions,
+/// refused options, bad messages) needs a person.
+pub(crate) fn is_retryable(e: &IggyError) -> bool {
+    !matches!(
+        e,
+        IggyError::Unauthenticated
+            | IggyError::Unauthorized
+            | IggyError::InvalidCredentials
+            | IggyError::UnsupportedOptionKey(_)
+            | IggyError::InvalidMessagePayloadLength
+            | IggyError::TooBigMessagePayload
+            | IggyError::TooBigUserHeaders
+            | IggyError::InvalidConfiguration
+            | IggyError::StreamNameNotFound(_)
+            | IggyError::TopicNameNotFound(_, _)
+            | IggyError::StreamIdNotFound(_)
+            | IggyError::TopicIdNotFound(_, _)
+            | IggyError::PartitionNotFound(_, _, _)
+            | IggyError::FeatureUnavailable
+    )
+}
+
+/// The error in words, with what to do for the refusals a person must fix.
+pub(crate) fn describe_error(e: &IggyError, what: &str) -> String {
+    let hint = match e {
+        IggyError::UnsupportedOptionKey(key) => format!(
+            "; the server does not know the option `{key}` this client (iggy crate 0.11) sends: \
+             it is older or newer than the tested apache/iggy cc269ef. Create the stream and \
+             topic with the server's own tools (e.g. `iggy topic create`) and set \
+             create_missing = false, or run a matching server version"
+        ),
+        IggyError::InvalidCredentials | IggyError::Unauthenticated => {
+            "; check output/input username and password (or token)".to_owned()
+        }
+        IggyError::Unauthorized => {
+            "; the user lacks the permission; grant it on the server".to_owned()
+        }
+        IggyError::StreamNameNotFound(_) | IggyError::TopicNameNotFound(_, _) => {
+            "; create it, or set create_missing = true".to_owned()
+        }
+        IggyError::FeatureUnavailable => {
+            "; the server does not support this command: check the server version".to_owned()
+        }
+        _ => String::new(),
+    };
+    format!("{what}: {e} (code {}){hint}", e.as_code())
+}

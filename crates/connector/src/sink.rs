@@ -1,0 +1,316 @@
+//! `es-connector sink`: the other direction, an Iggy topic into Elasticsearch.
+//!
+//! Each polled batch (one partition's messages after the consumer group's
+//! offset) is bulk-indexed through the `bulk` crate, `_id` = the source's
+//! document id (`es_id` header) or the message id, so a batch indexed twice
+//! rewrites the same documents. Documents refused for good (mapping errors, a
+//! payload that is not JSON) go to the `[dead_letter]` file; without one the
+//! sink stops instead of dropping them. Only then is the group's offset stored:
+//! a crash re-reads at most the batch in flight, never skips one.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::config::{IggyInputConfig, IggyTarget, OutputConfig, StreamConfig, parse_toml};
+use crate::error::{ConnectorError, Result};
+use crate::iggy::{Consumed, IggyInput, Polled};
+use crate::message::Message;
+use crate::output::{ElasticsearchOutput, FileOutput, OutputError};
+use crate::run::{Backoff, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF};
+
+/// `[input]`: where the sink reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum InputConfig {
+    /// An Iggy topic, with a consumer group.
+    Iggy(IggyInputConfig),
+}
+
+/// `[dead_letter]`: where documents refused for good are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// A JSON-lines file (fsynced before the offset is stored).
+    pub path: PathBuf,
+}
+
+/// The configuration file of `es-connector sink`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Runtime: `"sink"`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Runtime: `"elasticsearch"`.
+    pub key: Option<String>,
+    /// Runtime: whether the runtime loads it.
+    pub enabled: Option<bool>,
+    /// Runtime: config version.
+    pub version: Option<u64>,
+    /// Runtime: display name.
+    pub name: Option<String>,
+    /// Runtime: path of the plugin library.
+    pub path: Option<String>,
+    /// The topic to read: exactly one `[[streams]]` entry (`batch_length`:
+    /// messages per poll, default 1000).
+    #[serde(default)]
+    pub streams: Vec<StreamConfig>,
+    /// Where to read.
+    pub input: InputConfig,
+    /// Where to index: `kind = "elasticsearch"`.
+    pub output: OutputConfig,
+    /// Where refused documents go; without it a refused document stops the sink.
+    pub dead_letter: Option<DeadLetterConfig>,
+}
+
+impl SinkConfig {
+    /// Parses and validates TOML text; errors name the key.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: SinkConfig = parse_toml(text)?;
+        let InputConfig::Iggy(input) = &config.input;
+        input.validate()?;
+        IggyTarget::from_streams(&config.streams)?;
+        match &config.output {
+            OutputConfig::Elasticsearch { .. } => config.output.validate()?,
+            _ => {
+                return Err(ConnectorError::invalid(
+                    "output.kind",
+                    "the sink indexes into Elasticsearch: use kind = \"elasticsearch\" with url and index",
+                ));
+            }
+        }
+        if let Some(d) = &config.dead_letter
+            && d.path.as_os_str().is_empty()
+        {
+            return Err(ConnectorError::invalid("dead_letter.path", "is empty"));
+        }
+        Ok(config)
+    }
+
+    /// Reads and validates `path`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConnectorError::ConfigFile {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConnectorError::InvalidConfig { key, reason } => ConnectorError::InvalidConfig {
+                key,
+                reason: format!("{reason} (in {})", path.display()),
+            },
+            other => other,
+        })
+    }
+}
+
+/// How [`run_sink`] behaves.
+#[derive(Debug, Clone, Default)]
+pub struct SinkOptions {
+    /// Stop at the first poll that finds nothing new.
+    pub once: bool,
+    /// When `true`: finish the batch, store its offset, return.
+    pub shutdown: Option<watch::Receiver<bool>>,
+}
+
+/// What a sink run did.
+#[derive(Debug, Clone, Default)]
+pub struct SinkSummary {
+    /// Messages consumed (and offsets stored for them).
+    pub messages: u64,
+    /// Documents indexed.
+    pub indexed: u64,
+    /// Documents written to the dead-letter file.
+    pub dead_lettered: u64,
+    /// Batches consumed.
+    pub batches: u64,
+    /// Errors met and retried.
+    pub errors: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Consumes until shutdown (or, with `once`, until caught up).
+pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<SinkSummary> {
+    let started = Instant::now();
+    let InputConfig::Iggy(input_config) = &config.input;
+    let target = IggyTarget::from_streams(&config.streams)?;
+    let poll_interval = input_config.options.poll_interval;
+    let mut input = IggyInput::new(input_config.clone(), target);
+    let OutputConfig::Elasticsearch {
+        url,
+        index,
+        workers,
+    } = &config.output
+    else {
+        return Err(ConnectorError::invalid(
+            "output.kind",
+            "must be \"elasticsearch\"",
+        ));
+    };
+    let mut es = ElasticsearchOutput::new(url, index, *workers)?;
+    let dead_letter = match &config.dead_letter {
+        Some(d) => Some(FileOutput::open(d.path.clone())?),
+        None => None,
+    };
+    let mut backoff = Backoff::new(DEFAULT_MIN_BACKOFF, DEFAULT_MAX_BACKOFF);
+    let mut summary = SinkSummary::default();
+    let outcome = loop {
+        if options.shutdown.as_ref().is_some_and(|rx| *rx.borrow()) {
+            break Ok(());
+        }
+        let polled = match input.poll().await {
+            Ok(Some(polled)) => polled,
+            Ok(None) if options.once => break Ok(()),
+            Ok(None) => {
+                if !crate::run::pause(poll_interval, &mut options.shutdown).await {
+                    break Ok(());
+                }
+                continue;
+            }
+            Err(e) if e.is_retryable() => {
+                summary.errors += 1;
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "poll failed");
+                if !crate::run::pause(delay, &mut options.shutdown).await {
+                    break Ok(());
+                }
+                continue;
+            }
+            Err(e) => break Err(e),
+        };
+        backoff.reset();
+        if let Err(e) = deliver(
+            &polled,
+            &mut es,
+            dead_letter.as_ref(),
+            &mut input,
+            &mut backoff,
+            &mut summary,
+        )
+        .await
+        {
+            break Err(e);
+        }
+        summary.batches += 1;
+        summary.messages += polled.messages.len() as u64;
+        tracing::info!(
+            partition = polled.partition,
+            offset = polled.last_offset,
+            messages = summary.messages,
+            indexed = summary.indexed,
+            dead_lettered = summary.dead_lettered,
+            "batch indexed, offset stored"
+        );
+    };
+    let closed = crate::output::Output::close(&mut es).await;
+    outcome?;
+    closed?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Indexes one batch, dead-letters what is refused, stores the offset.
+async fn deliver(
+    polled: &Polled,
+    es: &mut ElasticsearchOutput,
+    dead_letter: Option<&FileOutput>,
+    input: &mut IggyInput,
+    backoff: &mut Backoff,
+    summary: &mut SinkSummary,
+) -> Result<()> {
+    let mut valid: Vec<Message> = Vec::with_capacity(polled.messages.len());
+    let mut dead: Vec<serde_json::Value> = Vec::new();
+    for consumed in &polled.messages {
+        match consumed {
+            Consumed::Message(m) => valid.push(m.clone()),
+            Consumed::Invalid {
+                id,
+                payload,
+                reason,
+            } => dead.push(json!({
+                "id": id.to_string(),
+                "partition": polled.partition,
+                "error": reason,
+                "payload": payload,
+            })),
+        }
+    }
+    let refused = loop {
+        match es.send_reporting(&valid).await {
+            Ok(refused) => break refused,
+            Err(e) if e.is_retryable() => {
+                summary.errors += 1;
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "indexing failed; sending the batch again");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    backoff.reset();
+    for (i, error) in &refused {
+        let m = &valid[*i];
+        dead.push(json!({
+            "id": m.id.to_string(),
+            "partition": polled.partition,
+            "error": error,
+            "headers": m.headers,
+            "payload": m.payload,
+        }));
+    }
+    summary.indexed += (valid.len() - refused.len()) as u64;
+    if !dead.is_empty() {
+        let Some(file) = dead_letter else {
+            let first = dead[0].to_string();
+            return Err(OutputError::Refused {
+                output: "sink".into(),
+                reason: format!(
+                    "{} documents of partition {} were refused for good and there is no \
+                     [dead_letter] file to put them in; the offset was not stored. First: {first}. \
+                     Fix the documents or the mapping, or set [dead_letter] path",
+                    dead.len(),
+                    polled.partition
+                ),
+            }
+            .into());
+        };
+        let mut buf = Vec::new();
+        for record in &dead {
+            buf.extend_from_slice(record.to_string().as_bytes());
+            buf.push(b'\n');
+        }
+        loop {
+            match file.append(buf.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    summary.errors += 1;
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, "writing the dead-letter file failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        tracing::warn!(
+            documents = dead.len(),
+            path = %file.path().display(),
+            "documents refused for good were written to the dead-letter file"
+        );
+        summary.dead_lettered += dead.len() as u64;
+    }
+    loop {
+        match input.commit(polled).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() => {
+                summary.errors += 1;
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "storing the offset failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
