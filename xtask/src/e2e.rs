@@ -12,6 +12,8 @@ use crate::services::{Session, UpOptions};
 use crate::util::{self, run_id};
 use crate::{net, step};
 
+#[path = "e2e_iggy.rs"]
+mod e2e_iggy;
 #[path = "e2e_source.rs"]
 mod e2e_source;
 #[path = "source_kit.rs"]
@@ -69,6 +71,26 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
          exits 0",
         e2e_source::expired_pit,
     ),
+    (
+        "iggy-source-sigkill",
+        "50000 documents to an Iggy topic, SIGKILL three times, finish: one message per \
+         document in a single partition (tail resume), none missing over three balanced ones \
+         (needs IGGY_TCP_ADDRESS)",
+        e2e_iggy::source_sigkill,
+    ),
+    (
+        "iggy-sink-sigkill",
+        "that topic into an index with `es-connector sink`, SIGKILL mid-way, finish: _count \
+         50000, offset stored (a second run reads nothing) (needs IGGY_TCP_ADDRESS)",
+        e2e_iggy::sink_sigkill,
+    ),
+    (
+        "iggy-server-restart",
+        "a private iggy-server stopped under a running connector and started again on the same \
+         data: it reconnects; every document once, at most one batch repeated (needs \
+         IGGY_SERVER_BIN)",
+        e2e_iggy::server_restart,
+    ),
 ];
 
 /// The documented state document every scenario starts from.
@@ -89,6 +111,8 @@ pub struct Cx {
     pub connector: Connector,
     pub es_url: String,
     pub redis_url: String,
+    /// `IGGY_TCP_ADDRESS`, user, password, when an Iggy server is up.
+    pub iggy: Option<(String, String, String)>,
     /// A fresh directory for this run's files.
     pub dir: PathBuf,
     /// Unique per run: index names, key prefixes.
@@ -263,6 +287,13 @@ pub fn run(session: &Session, connector: &Connector, names: &[String]) -> Result
             .get("REDIS_URL")
             .context("REDIS_URL is not set")?
             .into(),
+        iggy: session.get("IGGY_TCP_ADDRESS").map(|a| {
+            (
+                a.to_owned(),
+                session.get("IGGY_USERNAME").unwrap_or("iggy").to_owned(),
+                session.get("IGGY_PASSWORD").unwrap_or("iggy").to_owned(),
+            )
+        }),
         dir: dir.clone(),
         run_id,
         fixture: serde_json::from_str(&fixture_text)?,

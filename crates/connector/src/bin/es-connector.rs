@@ -54,6 +54,15 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Read every message of the configured Iggy topic and print what it holds
+    /// (messages per partition, distinct ids and documents) as JSON.
+    #[cfg(feature = "iggy")]
+    TopicCheck {
+        /// A source configuration with `[output] kind = "iggy"`, or a sink
+        /// configuration (`[input] kind = "iggy"`).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate the configuration and report the server's flavour and version.
     Check {
         /// The connector configuration file (TOML).
@@ -146,6 +155,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => check_command(&config).await,
         #[cfg(feature = "iggy")]
         Command::Sink { config, once } => sink_command(&config, once).await,
+        #[cfg(feature = "iggy")]
+        Command::TopicCheck { config } => topic_check_command(&config).await,
         Command::State { action, config } => {
             let Some(config) = config else {
                 bail!("--config FILE is required: the configuration names the state store");
@@ -153,6 +164,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state_command(action, &config).await
         }
     }
+}
+
+#[cfg(feature = "iggy")]
+async fn topic_check_command(path: &Path) -> anyhow::Result<()> {
+    use connector::OutputConfig;
+    use connector::config::IggyTarget;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let (connection, streams) = match ConnectorConfig::from_toml(&text) {
+        Ok(ConnectorConfig {
+            output: OutputConfig::Iggy(c),
+            streams,
+            ..
+        }) => (c.connection, streams),
+        Ok(_) => bail!(
+            "{}: [output] is not kind = \"iggy\"; topic-check reads an Iggy topic",
+            path.display()
+        ),
+        Err(source_error) => match connector::sink::SinkConfig::from_toml(&text) {
+            Ok(sink) => {
+                let connector::sink::InputConfig::Iggy(c) = sink.input;
+                (c.connection, sink.streams)
+            }
+            Err(_) => return Err(source_error.into()),
+        },
+    };
+    let target = IggyTarget::from_streams(&streams)?;
+    let census = connector::iggy::topic_census(&connection, &target)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string(&census)?);
+    Ok(())
 }
 
 #[cfg(feature = "iggy")]

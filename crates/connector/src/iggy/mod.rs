@@ -147,3 +147,75 @@ pub(crate) fn describe_error(e: &IggyError, what: &str) -> String {
     };
     format!("{what}: {e} (code {}){hint}", e.as_code())
 }
+
+/// What a topic holds: per partition message counts, and over all messages the
+/// distinct message ids and `es_id` headers (duplicates show as a difference).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TopicCensus {
+    /// `[partition id, messages]`.
+    pub partitions: Vec<(u32, u64)>,
+    /// Messages read.
+    pub messages: u64,
+    /// Distinct message ids among them.
+    pub distinct_ids: u64,
+    /// Distinct `es_id` headers among them (messages without one are not counted).
+    pub distinct_documents: u64,
+}
+
+/// Reads every message of `target` (from offset 0 of each partition) and counts.
+pub async fn topic_census(
+    connection: &IggyConnection,
+    target: &crate::config::IggyTarget,
+) -> Result<TopicCensus, String> {
+    use iggy::prelude::{Consumer, MessageClient, PollingStrategy, TopicClient};
+    let client = connect(connection)
+        .await
+        .map_err(|e| describe_error(&e, "cannot connect"))?;
+    let stream = name_id(&target.stream).map_err(|e| describe_error(&e, "stream"))?;
+    let topic = name_id(&target.topic).map_err(|e| describe_error(&e, "topic"))?;
+    let details = client
+        .get_topic(&stream, &topic)
+        .await
+        .map_err(|e| describe_error(&e, "cannot read the topic"))?
+        .ok_or_else(|| format!("topic `{}/{}` does not exist", target.stream, target.topic))?;
+    let consumer = Consumer::new(Identifier::numeric(1).map_err(|e| e.to_string())?);
+    let mut census = TopicCensus::default();
+    let mut ids = std::collections::HashSet::new();
+    let mut documents = std::collections::HashSet::new();
+    for p in &details.partitions {
+        census.partitions.push((p.id, p.messages_count));
+        let mut offset = 0;
+        while offset < p.messages_count {
+            let polled = client
+                .poll_messages(
+                    &stream,
+                    &topic,
+                    Some(p.id),
+                    &consumer,
+                    &PollingStrategy::offset(offset),
+                    1000,
+                    false,
+                )
+                .await
+                .map_err(|e| describe_error(&e, &format!("cannot read partition {}", p.id)))?;
+            if polled.messages.is_empty() {
+                break;
+            }
+            for m in &polled.messages {
+                census.messages += 1;
+                ids.insert(m.header.id);
+                if let Ok(Some(headers)) = m.user_headers_map()
+                    && let Some((_, v)) = headers
+                        .iter()
+                        .find(|(k, _)| k.to_string_value() == crate::message::HEADER_ID)
+                {
+                    documents.insert(v.to_string_value());
+                }
+            }
+            offset += polled.messages.len() as u64;
+        }
+    }
+    census.distinct_ids = ids.len() as u64;
+    census.distinct_documents = documents.len() as u64;
+    Ok(census)
+}
