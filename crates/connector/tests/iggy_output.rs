@@ -292,3 +292,125 @@ fn bad_iggy_output_config_names_the_key() {
     assert!(!shown.contains("hunter2"), "{shown}");
     let _ = IggyOutput::new;
 }
+
+/// Sends raw payloads (with an `es_id` header each) into `stream/docs`.
+async fn produce(iggy: &str, stream: &str, payloads: &[(String, String)]) {
+    use iggy::prelude::{
+        HeaderKey, HeaderValue, IggyMessage, Partitioning, StreamClient, TopicCreateOptions,
+    };
+    let (user, password) = credentials();
+    let client =
+        IggyClient::from_connection_string(&format!("iggy://{user}:{password}@{iggy}")).unwrap();
+    client.connect().await.unwrap();
+    client.create_stream(stream).await.unwrap();
+    let s = Identifier::named(stream).unwrap();
+    // Servers refusing this client's default topic options are handled by the
+    // output; here the output creates the topic first when needed.
+    if client
+        .create_topic(&s, "docs", &TopicCreateOptions::default())
+        .await
+        .is_err()
+    {
+        let cfg = ConnectorConfig::from_toml(&format!(
+            "[[streams]]\nstream = \"{stream}\"\ntopic = \"docs\"\n[plugin_config]\nurl = \"http://127.0.0.1:1\"\nindex = \"x\"\n\
+             [output]\nkind = \"iggy\"\naddress = \"{iggy}\"\nusername = \"{user}\"\npassword = \"{password}\"\ntail_resume = true\n"
+        ))
+        .unwrap();
+        let mut out = cfg.output.open(&cfg.streams).unwrap();
+        out.recently_delivered(1).await.unwrap();
+    }
+    let t = Identifier::named("docs").unwrap();
+    let mut messages: Vec<IggyMessage> = payloads
+        .iter()
+        .map(|(es_id, payload)| {
+            let mut headers = std::collections::BTreeMap::new();
+            headers.insert(
+                HeaderKey::try_from("es_id").unwrap(),
+                HeaderValue::try_from(es_id.as_str()).unwrap(),
+            );
+            IggyMessage::builder()
+                .payload(bytes::Bytes::from(payload.clone()))
+                .user_headers(headers)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    client
+        .send_messages(&s, &t, &Partitioning::balanced(), &mut messages)
+        .await
+        .unwrap();
+}
+
+fn sink_toml(
+    iggy: &str,
+    stream: &str,
+    es: &str,
+    index: &str,
+    dead: Option<&std::path::Path>,
+) -> String {
+    let (user, password) = credentials();
+    let dead = dead
+        .map(|p| format!("[dead_letter]\npath = \"{}\"\n", p.display()))
+        .unwrap_or_default();
+    format!(
+        "[[streams]]\nstream = \"{stream}\"\ntopic = \"docs\"\nbatch_length = 40\n\
+         [input]\nkind = \"iggy\"\naddress = \"{iggy}\"\nusername = \"{user}\"\npassword = \"{password}\"\nconsumer_group = \"g\"\n\
+         [output]\nkind = \"elasticsearch\"\nurl = \"{es}\"\nindex = \"{index}\"\n{dead}"
+    )
+}
+
+/// The sink indexes good documents, puts refused ones (a wrong field type, a
+/// payload that is not JSON) into the dead-letter file, and stores the offset;
+/// without a dead-letter file it stops and stores nothing.
+#[tokio::test]
+async fn the_sink_dead_letters_refused_documents_and_commits_after() {
+    use connector::sink::{SinkConfig, SinkOptions, run_sink};
+    let (Some(es), Some(iggy)) = (es_url(), iggy_address()) else {
+        return;
+    };
+    let index = TestIndex::standard(&es, "iggy-sink").await;
+    let stream = unique_stream("sink");
+    let mut payloads: Vec<(String, String)> = (0..100)
+        .map(|i| {
+            (
+                format!("ok{i}"),
+                json!({"id": format!("ok{i}"), "n": i}).to_string(),
+            )
+        })
+        .collect();
+    payloads.push(("bad-type".into(), json!({"n": "not a number"}).to_string()));
+    payloads.push(("bad-json".into(), "{not json".into()));
+    produce(&iggy, &stream, &payloads).await;
+
+    let once = || SinkOptions {
+        once: true,
+        shutdown: None,
+    };
+    // No dead-letter file: the refused documents stop the sink; nothing is lost.
+    let no_dead =
+        SinkConfig::from_toml(&sink_toml(&iggy, &stream, &es, &index.name, None)).unwrap();
+    let err = run_sink(&no_dead, once()).await.unwrap_err().to_string();
+    assert!(err.contains("dead_letter"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.jsonl");
+    let cfg =
+        SinkConfig::from_toml(&sink_toml(&iggy, &stream, &es, &index.name, Some(&dead))).unwrap();
+    let summary = run_sink(&cfg, once()).await.unwrap();
+    assert_eq!(summary.dead_lettered, 2, "{summary:?}");
+    let count: serde_json::Value = reqwest::get(format!("{es}/{}/_count", index.name))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count["count"], 100, "{count}");
+    let lines = std::fs::read_to_string(&dead).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(
+        lines.contains("bad-type") && lines.contains("not JSON"),
+        "{lines}"
+    );
+    let again = run_sink(&cfg, once()).await.unwrap();
+    assert_eq!(again.messages, 0, "the offset was stored: {again:?}");
+}
