@@ -1,0 +1,182 @@
+//! `[plugin_config]` of the sink.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use connector::Secret;
+use serde::Deserialize;
+use state_core::{humantime_duration, redact_url};
+
+/// Default `workers`.
+pub const DEFAULT_WORKERS: usize = 1;
+/// Default `bulk_actions`.
+pub const DEFAULT_BULK_ACTIONS: usize = bulk::DEFAULT_BULK_ACTIONS;
+/// Default `request_timeout`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most concurrent `_bulk` calls.
+pub const MAX_WORKERS: usize = 64;
+
+/// The sink's settings. Unknown keys are refused.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Cluster URL, e.g. `http://localhost:9200`. Required. May carry credentials
+    /// (`https://user:password@host:9200`); never printed.
+    pub url: String,
+    /// The index every document goes to. Required.
+    pub index: String,
+    /// API key (`Authorization: ApiKey ...`), the base64 `id:key` form. Default none; never printed.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// Concurrent `_bulk` calls. Default 1.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Documents per `_bulk` call at most. Default 1000.
+    #[serde(default = "default_bulk_actions")]
+    pub bulk_actions: usize,
+    /// Time limit of one `_bulk` call. Default `30s`.
+    #[serde(default = "default_request_timeout", with = "humantime_duration")]
+    pub request_timeout: Duration,
+    /// A JSON-lines file where documents that failed for good are appended (and
+    /// fsynced) before the consume call succeeds. Default none: such a document
+    /// fails the consume call.
+    #[serde(default)]
+    pub dead_letter_path: Option<PathBuf>,
+}
+
+fn default_workers() -> usize {
+    DEFAULT_WORKERS
+}
+
+fn default_bulk_actions() -> usize {
+    DEFAULT_BULK_ACTIONS
+}
+
+fn default_request_timeout() -> Duration {
+    DEFAULT_REQUEST_TIMEOUT
+}
+
+impl fmt::Debug for SinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkConfig")
+            .field("url", &redact_url(&self.url))
+            .field("index", &self.index)
+            .field("api_key", &self.api_key)
+            .field("workers", &self.workers)
+            .field("bulk_actions", &self.bulk_actions)
+            .field("request_timeout", &self.request_timeout)
+            .field("dead_letter_path", &self.dead_letter_path)
+            .finish()
+    }
+}
+
+impl SinkConfig {
+    /// Parses the runtime's `plugin_config` (JSON) and checks every value; errors
+    /// name the key.
+    pub fn from_json(value: serde_json::Value) -> Result<Self, String> {
+        let config: SinkConfig =
+            serde_json::from_value(value).map_err(|e| format!("invalid plugin_config: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!(
+                "invalid `plugin_config.url`: {} is not an http:// or https:// URL",
+                redact_url(&self.url)
+            ));
+        }
+        if self.index.trim().is_empty() {
+            return Err("invalid `plugin_config.index`: is empty; name the target index".into());
+        }
+        if self.workers == 0 || self.workers > MAX_WORKERS {
+            return Err(format!(
+                "invalid `plugin_config.workers`: {} is out of range: 1 to {MAX_WORKERS}",
+                self.workers
+            ));
+        }
+        if self.bulk_actions == 0 {
+            return Err("invalid `plugin_config.bulk_actions`: must be at least 1".into());
+        }
+        if self.request_timeout.is_zero() {
+            return Err("invalid `plugin_config.request_timeout`: must be more than 0s".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = SinkConfig::from_json(json!({"url": "http://localhost:9200", "index": "copy"}))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(c.workers, 1);
+        assert_eq!(c.bulk_actions, 1000);
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.dead_letter_path, None);
+        assert!(c.api_key.is_none());
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let c = SinkConfig::from_json(json!({
+            "url": "https://es:9200", "index": "copy", "api_key": "aWQ6a2V5",
+            "workers": 4, "bulk_actions": 200, "request_timeout": "5s",
+            "dead_letter_path": "/var/lib/iggy/es-dead-letters.jsonl"
+        }))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!((c.workers, c.bulk_actions), (4, 200));
+        assert_eq!(c.request_timeout, Duration::from_secs(5));
+        assert_eq!(
+            c.dead_letter_path.as_deref(),
+            Some(std::path::Path::new("/var/lib/iggy/es-dead-letters.jsonl"))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let unknown =
+            SinkConfig::from_json(json!({"url": "http://h", "index": "i", "bulk_size": 5}));
+        assert!(
+            unknown.as_ref().is_err_and(|e| e.contains("bulk_size")),
+            "{unknown:?}"
+        );
+        let workers = SinkConfig::from_json(json!({"url": "http://h", "index": "i", "workers": 0}));
+        assert!(
+            workers
+                .as_ref()
+                .is_err_and(|e| e.contains("plugin_config.workers")),
+            "{workers:?}"
+        );
+        let url = SinkConfig::from_json(json!({"url": "h:9200", "index": "i"}));
+        assert!(
+            url.as_ref().is_err_and(|e| e.contains("plugin_config.url")),
+            "{url:?}"
+        );
+        let missing = SinkConfig::from_json(json!({"url": "http://h"}));
+        assert!(
+            missing.as_ref().is_err_and(|e| e.contains("index")),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = SinkConfig::from_json(json!({
+            "url": "https://elastic:hunter2@es:9200", "index": "i", "api_key": "c2VjcmV0"
+        }))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("c2VjcmV0"),
+            "{shown}"
+        );
+    }
+}
