@@ -310,7 +310,12 @@ pub fn server_restart(cx: &mut Cx) -> Result<()> {
     if iggy(cx).is_none() {
         return Ok(());
     }
-    let Some(bin) = native::iggy_server_bin() else {
+    // IGGY_SERVER_BIN, else the binary of the natively started server.
+    let bin = native::iggy_server_bin().or_else(|| {
+        native::running(crate::services::Kind::Iggy)
+            .and_then(|(pid, _)| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
+    });
+    let Some(bin) = bin else {
         step!("  NOT RUN: needs IGGY_SERVER_BIN to start a private iggy-server it can stop");
         return Ok(());
     };

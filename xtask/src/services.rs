@@ -236,7 +236,11 @@ pub fn up(opts: UpOptions) -> Result<Session> {
         for kind in KINDS {
             let external =
                 std::env::var(kind.var()).is_ok_and(|v| external_mode() && !v.trim().is_empty());
-            if kind == Kind::Iggy && !external && native::iggy_server_bin().is_none() {
+            if kind == Kind::Iggy
+                && !external
+                && native::iggy_server_bin().is_none()
+                && native::running(kind).is_none()
+            {
                 step!(
                     "iggy: not started: set IGGY_SERVER_BIN to an iggy-server binary (apache/iggy, \
                      not installable from the registries) or use --docker; the Iggy tests will not run"

@@ -28,6 +28,8 @@ pub struct IggyOutput {
     target: IggyTarget,
     name: String,
     connected: Option<Connected>,
+    /// The last send failed: before the next one, look at what reached the topic.
+    failed_send: bool,
 }
 
 #[derive(Debug)]
@@ -51,6 +53,7 @@ impl IggyOutput {
             target,
             name,
             connected: None,
+            failed_send: false,
         }
     }
 
@@ -273,6 +276,27 @@ fn field_key(message: &Message, field: &str) -> Vec<u8> {
 #[async_trait]
 impl Output for IggyOutput {
     async fn send(&mut self, batch: &[Message]) -> Result<(), OutputError> {
+        // A send that failed part-way may have stored some of its requests: skip
+        // the messages the topic's tail already holds.
+        let kept: Vec<Message>;
+        let batch = if self.failed_send {
+            let there = self.recently_delivered(2 * batch.len()).await?;
+            kept = batch
+                .iter()
+                .filter(|m| !there.contains(&m.id))
+                .cloned()
+                .collect();
+            if kept.len() < batch.len() {
+                tracing::info!(
+                    output = %self.name,
+                    skipped = batch.len() - kept.len(),
+                    "part of the batch reached Iggy before the failure; sending only the rest"
+                );
+            }
+            &kept[..]
+        } else {
+            batch
+        };
         let groups = self.groups(batch)?;
         let chunk = self.target.batch_length;
         let c = self.connection().await?;
@@ -287,10 +311,14 @@ impl Output for IggyOutput {
             Ok::<(), IggyError>(())
         };
         match result.await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.failed_send = false;
+                Ok(())
+            }
             Err(e) => {
                 // Reconnect from scratch on the next attempt.
                 self.connected = None;
+                self.failed_send = true;
                 Err(self.error(&e, "cannot send"))
             }
         }
