@@ -53,7 +53,7 @@ impl Sink for ElasticsearchSinkPlugin {
         let config = match &self.config {
             Ok(config) => config,
             Err(reason) => {
-                tracing::error!(plugin_id = self.id, "{reason}");
+                tracing::error!("Elasticsearch sink {}: {reason}", self.id);
                 return Err(Error::InvalidConfigValue(reason.clone()));
             }
         };
@@ -82,11 +82,14 @@ impl Sink for ElasticsearchSinkPlugin {
             .map_err(|e| Error::InvalidConfigValue(e.to_string()))?;
         self.processor = Some(processor);
         tracing::info!(
-            plugin_id = self.id,
-            url = %redact_url(&config.url),
-            index = %config.index,
-            dead_letter_path = ?config.dead_letter_path,
-            "Elasticsearch sink opened"
+            "Elasticsearch sink {} opened: indexing into {} at {}; documents that fail for good {}",
+            self.id,
+            config.index,
+            redact_url(&config.url),
+            match &config.dead_letter_path {
+                Some(path) => format!("go to {}", path.display()),
+                None => "fail the consume call (no dead_letter_path)".into(),
+            }
         );
         Ok(())
     }
@@ -178,9 +181,16 @@ impl Sink for ElasticsearchSinkPlugin {
         }
         for r in &rejected {
             tracing::error!(
-                plugin_id = self.id, id = %r.id, index = %r.index, stream = %r.stream, topic = %r.topic,
-                partition_id = r.partition_id, offset = ?r.offset, status = ?r.status, error = %r.error,
-                "document not indexed"
+                "Elasticsearch sink {}: document {} not indexed into {} (stream {}, topic {}, partition {}, offset {}, status {}): {}",
+                self.id,
+                r.id,
+                r.index,
+                r.stream,
+                r.topic,
+                r.partition_id,
+                r.offset.map_or_else(|| "?".into(), |o| o.to_string()),
+                r.status.map_or_else(|| "none".into(), |s| s.to_string()),
+                r.error
             );
         }
         let first = &rejected[0];
@@ -200,7 +210,11 @@ impl Sink for ElasticsearchSinkPlugin {
                 .await;
                 match written {
                     Ok(Ok(())) => {
-                        tracing::warn!(plugin_id = self.id, path = %path.display(), "{summary}; written to the dead-letter file");
+                        tracing::warn!(
+                            "Elasticsearch sink {}: {summary}; written to the dead-letter file {}",
+                            self.id,
+                            path.display()
+                        );
                         Ok(())
                     }
                     Ok(Err(e)) => Err(Error::CannotStoreData(format!(
@@ -232,11 +246,16 @@ impl Sink for ElasticsearchSinkPlugin {
             let left = self.take_failures();
             if !left.is_empty() {
                 for f in &left {
-                    tracing::error!(plugin_id = self.id, id = ?f.request.doc_id(), error = %f.error, "document not indexed at close");
+                    tracing::error!(
+                        "Elasticsearch sink {}: document {} not indexed at close: {}",
+                        self.id,
+                        f.request.doc_id().unwrap_or("<no id>"),
+                        f.error
+                    );
                 }
             }
         }
-        tracing::info!(plugin_id = self.id, "Elasticsearch sink closed");
+        tracing::info!("Elasticsearch sink {} closed", self.id);
         Ok(())
     }
 }

@@ -22,10 +22,9 @@ pub fn to_produced(message: Message) -> ProducedMessage {
                 headers.insert(key, value);
             }
             _ => tracing::debug!(
-                header = name,
-                bytes = value.len(),
-                id = %message.id,
-                "header left out: Iggy header values are 1 to 255 bytes"
+                "header {name} of message {} left out: its {} bytes are not 1 to 255, Iggy's limit",
+                message.id,
+                value.len()
             ),
         }
     }

@@ -28,6 +28,14 @@ pub enum CursorOwner {
 }
 
 impl CursorOwner {
+    /// For logs: who owns the cursor.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CursorOwner::Store => "the configured state store (plugin_config.state)",
+            CursorOwner::Runtime => "the runtime's state file",
+        }
+    }
+
     /// The owner `config` implies: the store when a `state` block is enabled.
     pub fn of(config: &PluginConfig) -> Self {
         match &config.state {

@@ -124,9 +124,9 @@ impl ElasticsearchSourcePlugin {
             }
             source.import_state(document).await?;
             tracing::info!(
-                plugin_id = self.id,
-                cursor = ?source.committed_cursors(),
-                "resumed from the runtime's state"
+                "Elasticsearch source {}: resumed from the runtime's state at cursor {:?}",
+                self.id,
+                source.committed_cursors()
             );
             inner.restore = None;
         }
@@ -138,7 +138,10 @@ impl ElasticsearchSourcePlugin {
     async fn failed(&self, inner: &mut Inner, error: ConnectorError) -> Error {
         inner.failures = inner.failures.saturating_add(1);
         let delay = self.retry_delay(inner.failures);
-        tracing::warn!(plugin_id = self.id, %error, retry_in = ?delay, "poll failed");
+        tracing::warn!(
+            "Elasticsearch source {}: poll failed, retrying in {delay:?}: {error}",
+            self.id
+        );
         tokio::time::sleep(delay).await;
         sdk_error(&error)
     }
@@ -148,8 +151,8 @@ impl ElasticsearchSourcePlugin {
     async fn forget_in_flight(&self, inner: &mut Inner) -> Result<(), Error> {
         if inner.in_flight.is_some() {
             tracing::warn!(
-                plugin_id = self.id,
-                "no result for the previous batch: reading it again"
+                "Elasticsearch source {}: no result for the previous batch, reading it again",
+                self.id
             );
             self.apply(inner, SourceBatchResult::Nack).await?;
         }
@@ -167,11 +170,17 @@ impl ElasticsearchSourcePlugin {
             (InFlight::Store(ack), SourceBatchResult::Ack) => match source.commit(&ack).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.is_conflict() => {
-                    tracing::error!(plugin_id = self.id, error = %e, "state conflict: another instance owns this state_id; stopping");
+                    tracing::error!(
+                        "Elasticsearch source {}: stopping, another instance owns this state_id: {e}",
+                        self.id
+                    );
                     Err(sdk_error(&e))
                 }
                 Err(e) => {
-                    tracing::error!(plugin_id = self.id, error = %e, "the batch was sent but its cursor could not be saved; saving again before reading on");
+                    tracing::error!(
+                        "Elasticsearch source {}: the batch was sent but its cursor could not be saved, saving again before reading on: {e}",
+                        self.id
+                    );
                     inner.unsaved = Some(ack);
                     Ok(())
                 }
@@ -262,20 +271,20 @@ impl Source for ElasticsearchSourcePlugin {
         let owner = match &self.config {
             Ok(config) => CursorOwner::of(config),
             Err(reason) => {
-                tracing::error!(plugin_id = self.id, "{reason}");
+                tracing::error!("Elasticsearch source {}: {reason}", self.id);
                 return Err(Error::InvalidConfigValue(reason.clone()));
             }
         };
         let mut restore = None;
         match (owner, self.runtime_state.take()) {
             (CursorOwner::Store, Some(_)) => tracing::warn!(
-                plugin_id = self.id,
-                "ignoring the runtime's saved state: plugin_config.state is enabled, so its store owns the cursor"
+                "Elasticsearch source {}: ignoring the runtime's saved state: plugin_config.state is enabled, so its store owns the cursor",
+                self.id
             ),
             (CursorOwner::Runtime, Some(state)) => match owner::decode(state, self.id) {
                 Ok(document) => restore = Some(document),
                 Err(reason) => {
-                    tracing::error!(plugin_id = self.id, "{reason}");
+                    tracing::error!("Elasticsearch source {}: {reason}", self.id);
                     return Err(Error::InvalidState);
                 }
             },
@@ -285,16 +294,23 @@ impl Source for ElasticsearchSourcePlugin {
         inner.restore = restore;
         match self.connect_now().await {
             Ok(()) => {
-                tracing::info!(plugin_id = self.id, ?owner, "Elasticsearch source opened");
+                tracing::info!(
+                    "Elasticsearch source {} opened; the cursor is owned by {}",
+                    self.id,
+                    owner.describe()
+                );
                 Ok(())
             }
             Err(e) if e.is_retryable() => {
                 // Not fatal: the first poll connects, retrying with backoff.
-                tracing::warn!(plugin_id = self.id, error = %e, "cannot open the source yet; polls will retry");
+                tracing::warn!(
+                    "Elasticsearch source {}: cannot open yet, polls will retry: {e}",
+                    self.id
+                );
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(plugin_id = self.id, error = %e, "cannot open the source");
+                tracing::error!("Elasticsearch source {}: cannot open: {e}", self.id);
                 Err(sdk_error(&e))
             }
         }
@@ -327,7 +343,7 @@ impl Source for ElasticsearchSourcePlugin {
             // A batch without a result is not committed: it is read again next time.
             source.close().await.map_err(|e| sdk_error(&e))?;
         }
-        tracing::info!(plugin_id = self.id, "Elasticsearch source closed");
+        tracing::info!("Elasticsearch source {} closed", self.id);
         Ok(())
     }
 }
