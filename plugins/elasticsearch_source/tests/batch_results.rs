@@ -239,3 +239,20 @@ async fn an_invalid_configuration_fails_open_naming_the_key() {
         "the documented configuration, as the runtime passes it"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_down_at_open_is_not_fatal_polls_retry() {
+    // Nothing listens on port 9 (discard): the source cannot connect.
+    let config = json!({"url": "http://127.0.0.1:9", "index": "logs", "request_timeout": "2s"});
+    let mut plugin = ElasticsearchSourcePlugin::new(1, config, None);
+    assert_eq!(
+        plugin.open().await,
+        Ok(()),
+        "open leaves connecting to the polls"
+    );
+    match plugin.poll().await {
+        Err(Error::Connection(reason)) => assert!(reason.contains("127.0.0.1:9"), "{reason}"),
+        other => panic!("expected a connection error, got {other:?}"),
+    }
+    plugin.close().await.unwrap();
+}
