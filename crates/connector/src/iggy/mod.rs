@@ -27,6 +27,8 @@ const RECONNECT_INTERVAL: &str = "1s";
 /// Reconnection attempts of the client before an operation fails; the run loop
 /// then retries with its own backoff on a new connection.
 const RECONNECT_RETRIES: u32 = 3;
+/// The longest wait for a connection (and its login) to be established.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Builds a client for `c` and connects (and, over HTTP, logs in).
 pub(crate) async fn connect(c: &IggyConnection) -> Result<IggyClient, IggyError> {
@@ -76,7 +78,11 @@ pub(crate) async fn connect(c: &IggyConnection) -> Result<IggyClient, IggyError>
             .with_api_url(c.address.clone())
             .build()?,
     };
-    client.connect().await?;
+    // A server that accepts the connection but never completes the handshake
+    // must not hang the caller.
+    tokio::time::timeout(CONNECT_TIMEOUT, client.connect())
+        .await
+        .map_err(|_| IggyError::CannotEstablishConnection)??;
     if c.transport == IggyTransport::Http {
         match &credentials {
             Credentials::UsernamePassword(user, password) => {
