@@ -123,18 +123,18 @@ fn start_once(kind: Kind) -> Result<String> {
                 .env("IGGY_TCP_ADDRESS", format!("127.0.0.1:{port}"))
                 .env("IGGY_ROOT_USERNAME", "iggy")
                 .env("IGGY_ROOT_PASSWORD", "iggy");
-            let (http, quic) = (net::free_port()?, net::free_port()?);
-            cmd.env("IGGY_HTTP_ADDRESS", format!("127.0.0.1:{http}"))
-                .env("IGGY_QUIC_ADDRESS", format!("127.0.0.1:{quic}"))
-                .env(
-                    "IGGY_WEBSOCKET_ADDRESS",
-                    format!("127.0.0.1:{}", net::free_port()?),
-                );
-            // The other transports' endpoints, for the tests (see `iggy_extra_vars`).
-            std::fs::write(
-                iggy_extra_file(),
-                format!("IGGY_HTTP_URL=http://127.0.0.1:{http}\n"),
-            )?;
+            cmd.env(
+                "IGGY_HTTP_ADDRESS",
+                format!("127.0.0.1:{}", net::free_port()?),
+            )
+            .env(
+                "IGGY_QUIC_ADDRESS",
+                format!("127.0.0.1:{}", net::free_port()?),
+            )
+            .env(
+                "IGGY_WEBSOCKET_ADDRESS",
+                format!("127.0.0.1:{}", net::free_port()?),
+            );
             (cmd, format!("127.0.0.1:{port}"))
         }
     };
@@ -214,20 +214,6 @@ fn signal(pid: u32, sig: &str) -> Result<()> {
         bail!("kill -{sig} {pid} failed: {}", out.all().trim());
     }
     Ok(())
-}
-
-fn iggy_extra_file() -> PathBuf {
-    state_dir().join("iggy.extra")
-}
-
-/// `IGGY_HTTP_URL` of the natively started iggy-server.
-pub fn iggy_extra_vars() -> Vec<(String, String)> {
-    std::fs::read_to_string(iggy_extra_file())
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
 }
 
 /// `IGGY_SERVER_BIN`: an `iggy-server` binary (built from apache/iggy by the

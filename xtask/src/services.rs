@@ -282,9 +282,6 @@ pub fn up(opts: UpOptions) -> Result<Session> {
                     let value = std::env::var(var).unwrap_or_else(|_| default.to_owned());
                     session.vars.push((var.to_owned(), value));
                 }
-                if !external {
-                    session.vars.extend(native::iggy_extra_vars());
-                }
             }
         }
     }
@@ -343,11 +340,7 @@ pub fn status() -> Result<bool> {
     for (var, value) in &vars {
         if matches!(
             var.as_str(),
-            "REDIS_SERVER_BIN"
-                | "IGGY_USERNAME"
-                | "IGGY_PASSWORD"
-                | "IGGY_HTTP_URL"
-                | "IGGY_QUIC_ADDRESS"
+            "REDIS_SERVER_BIN" | "IGGY_USERNAME" | "IGGY_PASSWORD"
         ) {
             continue;
         }

@@ -25,7 +25,9 @@ pub enum IggyTransport {
     Tcp,
     /// The binary protocol over QUIC (always TLS).
     Quic,
-    /// The REST API; `address` is then a URL (`http://127.0.0.1:3000`).
+    /// The REST API; `address` is then a URL (`http://127.0.0.1:3000`). Refused
+    /// by [`IggyConnection::validate`]: the 0.11 client cannot send or read
+    /// 128-bit message ids over it.
     Http,
 }
 
@@ -77,6 +79,14 @@ impl IggyConnection {
     /// Checks the values; errors name `{table}.key`.
     pub fn validate(&self, table: &str) -> Result<()> {
         let key = |k: &str| format!("{table}.{k}");
+        if self.transport == IggyTransport::Http {
+            return Err(ConnectorError::invalid(
+                key("transport"),
+                "\"http\" cannot carry these messages: the iggy 0.11 client's HTTP transport \
+                 cannot serialise 128-bit message ids (it panics), and every message here has \
+                 one; use \"tcp\" (with tls = true for TLS)",
+            ));
+        }
         if self.address.trim().is_empty() {
             return Err(ConnectorError::invalid(
                 key("address"),

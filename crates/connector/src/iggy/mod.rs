@@ -109,6 +109,9 @@ pub(crate) fn name_id(name: &str) -> Result<Identifier, IggyError> {
 /// unreachable, restarting or busy. Everything else (credentials, permissions,
 /// refused options, bad messages) needs a person.
 pub(crate) fn is_retryable(e: &IggyError) -> bool {
+    if let IggyError::HttpResponseError(status, _) = e {
+        return matches!(status, 408 | 429) || *status >= 500;
+    }
     !matches!(
         e,
         IggyError::Unauthenticated
