@@ -91,6 +91,12 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
          IGGY_SERVER_BIN)",
         e2e_iggy::server_restart,
     ),
+    (
+        "iggy-tls",
+        "a private iggy-server with TLS on TCP and a test CA: every document delivered with \
+         tls_ca_file; the wrong CA cannot connect (needs IGGY_SERVER_BIN and openssl)",
+        e2e_iggy::tls,
+    ),
 ];
 
 /// The documented state document every scenario starts from.

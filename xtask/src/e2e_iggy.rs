@@ -310,46 +310,15 @@ pub fn server_restart(cx: &mut Cx) -> Result<()> {
     if iggy(cx).is_none() {
         return Ok(());
     }
-    // IGGY_SERVER_BIN, else the binary of the natively started server.
-    let bin = native::iggy_server_bin().or_else(|| {
-        native::running(crate::services::Kind::Iggy)
-            .and_then(|(pid, _)| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
-    });
+    let bin = private_server_bin();
     let Some(bin) = bin else {
         step!("  NOT RUN: needs IGGY_SERVER_BIN to start a private iggy-server it can stop");
         return Ok(());
     };
     const N: u64 = 10_000;
     let index = cx.step("load 10000 documents", |cx| load(cx, "iggy-restart", N))?;
-    let data = cx.dir.join("iggy-private");
-    let port = net::free_port()?;
-    let address = format!("127.0.0.1:{port}");
-    let ports = [net::free_port()?, net::free_port()?, net::free_port()?];
-    let start = |data: &Path| -> Result<Child> {
-        let log = std::fs::File::create(data.with_extension("log"))?;
-        let mut cmd = Command::new(&bin);
-        cmd.current_dir(data.parent().unwrap_or(data))
-            .env("IGGY_SYSTEM_PATH", data)
-            .env("IGGY_TCP_ADDRESS", &address)
-            .env("IGGY_HTTP_ADDRESS", format!("127.0.0.1:{}", ports[0]))
-            .env("IGGY_QUIC_ADDRESS", format!("127.0.0.1:{}", ports[1]))
-            .env("IGGY_WEBSOCKET_ADDRESS", format!("127.0.0.1:{}", ports[2]))
-            .env("IGGY_ROOT_USERNAME", "iggy")
-            .env("IGGY_ROOT_PASSWORD", "iggy")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd.spawn().context("cannot start iggy-server")?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !net::tcp_answers("127.0.0.1", port) {
-            ensure!(
-                Instant::now() < deadline,
-                "the private iggy-server did not answer on {address}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(child)
-    };
+    let private = PrivateIggy::new(bin, cx.dir.join("iggy-private"), Vec::new())?;
+    let address = private.address.clone();
     let server = (address.clone(), "iggy".to_owned(), "iggy".to_owned());
     let stream = format!("xtask-{}-restart", cx.run_id);
     let (cfg, state) = source_config(
@@ -365,7 +334,7 @@ pub fn server_restart(cx: &mut Cx) -> Result<()> {
         "start a private iggy-server and `run`; stop the server at >= 3000 acknowledged, \
          start it again on the same data: the connector reconnects and finishes",
         |cx| {
-            let mut iggy_server = start(&data)?;
+            let mut iggy_server = private.start()?;
             step!("  iggy-server pid {} on {address}", iggy_server.id());
             let mut running = Running::spawn(&cx.connector, &["run", "--config", &cfg], None)?;
             wait_until(
@@ -396,7 +365,7 @@ pub fn server_restart(cx: &mut Cx) -> Result<()> {
                         .count() as u64
                 },
             )?;
-            let mut iggy_server = start(&data)?;
+            let mut iggy_server = private.start()?;
             step!("  iggy-server started again, pid {}", iggy_server.id());
             let done = wait_until(
                 "acknowledged",
@@ -448,4 +417,233 @@ fn census_of(cfg: &str, connector: &crate::connector::Connector) -> Result<Value
         .find(|l| l.starts_with('{'))
         .context("topic-check printed no JSON")?;
     Ok(serde_json::from_str(line)?)
+}
+
+/// `IGGY_SERVER_BIN`, else the binary of the natively started iggy-server.
+fn private_server_bin() -> Option<PathBuf> {
+    native::iggy_server_bin().or_else(|| {
+        native::running(crate::services::Kind::Iggy)
+            .and_then(|(pid, _)| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
+    })
+}
+
+/// An iggy-server of one scenario: its own data directory and loopback ports.
+struct PrivateIggy {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    address: String,
+    other_ports: [u16; 3],
+    env: Vec<(String, String)>,
+}
+
+impl PrivateIggy {
+    fn new(bin: PathBuf, data: PathBuf, env: Vec<(String, String)>) -> Result<PrivateIggy> {
+        let port = net::free_port()?;
+        Ok(PrivateIggy {
+            bin,
+            data,
+            port,
+            address: format!("127.0.0.1:{port}"),
+            other_ports: [net::free_port()?, net::free_port()?, net::free_port()?],
+            env,
+        })
+    }
+
+    /// Starts it (on the same data each time) and waits until its port answers.
+    fn start(&self) -> Result<Child> {
+        let log = std::fs::File::create(self.data.with_extension("log"))?;
+        let [http, quic, ws] = self.other_ports;
+        let mut cmd = Command::new(&self.bin);
+        cmd.current_dir(self.data.parent().unwrap_or(&self.data))
+            .env("IGGY_SYSTEM_PATH", &self.data)
+            .env("IGGY_TCP_ADDRESS", &self.address)
+            .env("IGGY_HTTP_ADDRESS", format!("127.0.0.1:{http}"))
+            .env("IGGY_QUIC_ADDRESS", format!("127.0.0.1:{quic}"))
+            .env("IGGY_WEBSOCKET_ADDRESS", format!("127.0.0.1:{ws}"))
+            .env("IGGY_ROOT_USERNAME", "iggy")
+            .env("IGGY_ROOT_PASSWORD", "iggy")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd.spawn().context("cannot start iggy-server")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !net::tcp_answers("127.0.0.1", self.port) {
+            ensure!(
+                Instant::now() < deadline,
+                "the private iggy-server did not answer on {}",
+                self.address
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(child)
+    }
+}
+
+/// A CA and a `localhost` certificate it signed, made with the openssl CLI.
+fn make_certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    let (ca_key, ca, key, csr, cert, ext) = (
+        dir.join("ca.key"),
+        dir.join("ca.pem"),
+        dir.join("key.pem"),
+        dir.join("leaf.csr"),
+        dir.join("cert.pem"),
+        dir.join("ext.cnf"),
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )?;
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        util::capture(Command::new("openssl").args(args), Duration::from_secs(60)).and_then(|out| {
+            ensure!(out.status.success(), "openssl failed: {}", out.all());
+            Ok(())
+        })
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    openssl(&[
+        &os("req"),
+        &os("-x509"),
+        &os("-newkey"),
+        &os("rsa:2048"),
+        &os("-nodes"),
+        &os("-keyout"),
+        ca_key.as_os_str(),
+        &os("-out"),
+        ca.as_os_str(),
+        &os("-days"),
+        &os("2"),
+        &os("-subj"),
+        &os("/CN=xtask-e2e-ca"),
+    ])?;
+    openssl(&[
+        &os("req"),
+        &os("-newkey"),
+        &os("rsa:2048"),
+        &os("-nodes"),
+        &os("-keyout"),
+        key.as_os_str(),
+        &os("-out"),
+        csr.as_os_str(),
+        &os("-subj"),
+        &os("/CN=localhost"),
+    ])?;
+    openssl(&[
+        &os("x509"),
+        &os("-req"),
+        &os("-in"),
+        csr.as_os_str(),
+        &os("-CA"),
+        ca.as_os_str(),
+        &os("-CAkey"),
+        ca_key.as_os_str(),
+        &os("-CAcreateserial"),
+        &os("-out"),
+        cert.as_os_str(),
+        &os("-days"),
+        &os("2"),
+        &os("-extfile"),
+        ext.as_os_str(),
+    ])?;
+    Ok((ca, cert, key))
+}
+
+/// A private iggy-server with TLS on TCP, its certificate signed by a test CA:
+/// the output with `tls_ca_file` delivers every document; with the wrong CA
+/// nothing connects.
+pub fn tls(cx: &mut Cx) -> Result<()> {
+    if iggy(cx).is_none() {
+        return Ok(());
+    }
+    let Some(bin) = private_server_bin() else {
+        step!("  NOT RUN: needs IGGY_SERVER_BIN to start a private iggy-server with TLS");
+        return Ok(());
+    };
+    if util::which("openssl").is_none() {
+        step!("  NOT RUN: needs the openssl CLI to make the test certificates");
+        return Ok(());
+    }
+    const N: u64 = 2_000;
+    let index = cx.step("load 2000 documents", |cx| load(cx, "iggy-tls", N))?;
+    let certs = cx.dir.join("iggy-tls-certs");
+    let (ca, cert, key) = make_certificates(&certs)?;
+    let env = vec![
+        ("IGGY_TCP_TLS_ENABLED".to_owned(), "true".to_owned()),
+        ("IGGY_TCP_TLS_SELF_SIGNED".to_owned(), "false".to_owned()),
+        (
+            "IGGY_TCP_TLS_CERT_FILE".to_owned(),
+            cert.display().to_string(),
+        ),
+        (
+            "IGGY_TCP_TLS_KEY_FILE".to_owned(),
+            key.display().to_string(),
+        ),
+    ];
+    let private = PrivateIggy::new(bin, cx.dir.join("iggy-tls-data"), env)?;
+    let server = (
+        private.address.clone(),
+        "iggy".to_owned(),
+        "iggy".to_owned(),
+    );
+    let stream = format!("xtask-{}-tls", cx.run_id);
+    let (cfg, _) = source_config(cx, "iggy-tls", &index, &server, &stream, "balanced", 1)?;
+    let tls_lines = |ca: &Path| {
+        format!(
+            "tls = true\ntls_ca_file = {}\ntls_domain = \"localhost\"\n",
+            serde_json::to_string(&ca.to_string_lossy()).unwrap_or_default()
+        )
+    };
+    let text = std::fs::read_to_string(&cfg)?;
+    std::fs::write(&cfg, format!("{text}{}", tls_lines(&ca)))?;
+    cx.step(
+        "TLS on TCP: `run --once` with tls_ca_file = the test CA writes every document; \
+         topic-check with a certificate that is not the CA cannot connect",
+        |cx| {
+            let mut server_process = private.start()?;
+            step!(
+                "  iggy-server (TLS) pid {} on {}",
+                server_process.id(),
+                private.address
+            );
+            let outcome = (|| {
+                let lines = run_to_end(cx, &["run", "--config", &cfg, "--once"])?;
+                step!(
+                    "  {}",
+                    lines
+                        .iter()
+                        .rev()
+                        .find(|l| l.starts_with("done:"))
+                        .map_or("", String::as_str)
+                );
+                let c = census(cx, &cfg)?;
+                step!("  topic: {c}");
+                ensure!(
+                    c["messages"].as_u64() == Some(N)
+                        && c["distinct_documents"].as_u64() == Some(N),
+                    "expected {N} messages and documents over TLS: {c}"
+                );
+                let wrong = cx.dir.join("iggy-tls-wrong-ca.toml");
+                std::fs::write(&wrong, format!("{text}{}", tls_lines(&cert)))?;
+                let running = Running::spawn(
+                    &cx.connector,
+                    &["topic-check", "--config", &wrong.display().to_string()],
+                    None,
+                )?;
+                let (status, lines) = running.wait(Duration::from_secs(120))?;
+                ensure!(
+                    !status.success(),
+                    "a certificate that is not the CA was accepted"
+                );
+                step!("  with the wrong CA: {}", last(&lines, 1));
+                Ok(())
+            })();
+            let _ = server_process.kill();
+            let _ = server_process.wait();
+            outcome
+        },
+    )?;
+    Ok(())
 }

@@ -149,6 +149,13 @@ pub(crate) fn describe_error(e: &IggyError, what: &str) -> String {
         IggyError::StreamNameNotFound(_) | IggyError::TopicNameNotFound(_, _) => {
             "; create it, or set create_missing = true".to_owned()
         }
+        IggyError::CannotEstablishConnection
+        | IggyError::NotConnected
+        | IggyError::Disconnected => {
+            "; is the server up at that address? With tls = true: did tls_ca_file sign the \
+             server's certificate, and does tls_domain match its name?"
+                .to_owned()
+        }
         IggyError::FeatureUnavailable => {
             "; the server does not support this command: check the server version".to_owned()
         }
