@@ -10,7 +10,7 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
 use crate::e2e::Cx;
-use crate::e2e::source_kit::{self, Http, Running, create_logs_index, last, load_logs};
+use crate::e2e::source_kit::{self, Http, Running, create_logs_index, last, load_logs, wait_until};
 use crate::{native, net, step, util};
 
 const ECHO: Option<&str> = Some("    | ");
@@ -109,52 +109,20 @@ fn fetched(state_file: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Polls `probe` (every 50 ms, up to `timeout`) until it reaches `n`; an error
-/// when `running` exits first.
-fn wait_until(
-    what: &str,
-    n: u64,
-    timeout: Duration,
-    running: &mut Running,
-    probe: impl Fn(&Running) -> u64,
-) -> Result<u64> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let have = probe(running);
-        if have >= n {
-            return Ok(have);
-        }
-        ensure!(
-            running.alive(),
-            "es-connector exited with {what} at {have} of {n}:\n{}",
-            last(&running.lines(), 15)
-        );
-        ensure!(
-            Instant::now() < deadline,
-            "{what} only {have} of {n} after {}s:\n{}",
-            timeout.as_secs(),
-            last(&running.lines(), 15)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `es-connector topic-check`: what the topic holds.
 fn census(cx: &Cx, cfg: &str) -> Result<Value> {
-    census_of(cfg, &cx.connector)
+    let lines = source_kit::run_to_end(&cx.connector, &["topic-check", "--config", cfg], None)?;
+    let line = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("topic-check printed no JSON")?;
+    Ok(serde_json::from_str(line)?)
 }
 
-/// `es-connector <args>` to completion, exit 0 required.
+/// `es-connector <args>` to completion, exit 0 required, its lines echoed.
 fn run_to_end(cx: &Cx, args: &[&str]) -> Result<Vec<String>> {
-    let running = Running::spawn(&cx.connector, args, ECHO)?;
-    let (status, lines) = running.wait(Duration::from_secs(900))?;
-    ensure!(
-        status.success(),
-        "`es-connector {}` failed ({status}):\n{}",
-        args.join(" "),
-        last(&lines, 15)
-    );
-    Ok(lines)
+    source_kit::run_to_end(&cx.connector, args, ECHO)
 }
 
 fn load(cx: &mut Cx, name: &str, docs: u64) -> Result<String> {
@@ -261,6 +229,25 @@ pub fn sink_sigkill(cx: &mut Cx) -> Result<()> {
     let index = format!("xtask-e2e-{}-iggy-sink", cx.run_id).to_lowercase();
     cx.track_index(&index);
     let (cfg, dead) = sink_config(cx, "iggy-sink", &server, &stream, &index)?;
+    if census(cx, &cfg).is_err() {
+        // Run without iggy-source-sigkill: make its single-partition topic.
+        cx.step(
+            "the topic of iggy-source-sigkill is not there: fill it with 50000 documents",
+            |cx| {
+                let source = load(cx, "iggy-sink-src", DOCS)?;
+                let (src_cfg, _) = source_config(
+                    cx,
+                    "iggy-sink-src",
+                    &source,
+                    &server,
+                    &stream,
+                    "partition:0",
+                    1,
+                )?;
+                run_to_end(cx, &["run", "--config", &src_cfg, "--once"]).map(|_| ())
+            },
+        )?;
+    }
     let es_url = cx.es_url.clone();
     let count = |_: &Running| source_kit::count(&es_url, &index).unwrap_or(0);
     cx.step(
@@ -400,23 +387,6 @@ pub fn server_restart(cx: &mut Cx) -> Result<()> {
         },
     )?;
     Ok(())
-}
-
-/// `es-connector topic-check --config cfg`, parsed.
-fn census_of(cfg: &str, connector: &crate::connector::Connector) -> Result<Value> {
-    let running = Running::spawn(connector, &["topic-check", "--config", cfg], None)?;
-    let (status, lines) = running.wait(Duration::from_secs(300))?;
-    ensure!(
-        status.success(),
-        "topic-check failed:\n{}",
-        last(&lines, 10)
-    );
-    let line = lines
-        .iter()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .context("topic-check printed no JSON")?;
-    Ok(serde_json::from_str(line)?)
 }
 
 /// `IGGY_SERVER_BIN`, else the binary of the natively started iggy-server.

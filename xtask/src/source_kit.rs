@@ -493,11 +493,18 @@ pub fn last(lines: &[String], n: usize) -> String {
 
 /// `es-connector run --config cfg --once` to completion; an error unless it exits 0.
 pub fn run_once(connector: &Connector, cfg: &str, echo: Option<&str>) -> Result<Vec<String>> {
-    let running = Running::spawn(connector, &["run", "--config", cfg, "--once"], echo)?;
-    let (status, lines) = running.wait(Duration::from_secs(600))?;
+    run_to_end(connector, &["run", "--config", cfg, "--once"], echo)
+}
+
+/// `es-connector <args>` to completion (at most 15 minutes); an error unless it
+/// exits 0. Returns every line it printed.
+pub fn run_to_end(connector: &Connector, args: &[&str], echo: Option<&str>) -> Result<Vec<String>> {
+    let running = Running::spawn(connector, args, echo)?;
+    let (status, lines) = running.wait(Duration::from_secs(900))?;
     ensure!(
         status.success(),
-        "`run --once` failed ({status}):\n{}",
+        "`es-connector {}` failed ({status}):\n{}",
+        args.join(" "),
         last(&lines, 15)
     );
     Ok(lines)
@@ -518,20 +525,35 @@ pub fn wait_lines(
     timeout: Duration,
     running: &mut Running,
 ) -> Result<usize> {
+    wait_until("lines written", n as u64, timeout, running, |_| {
+        line_count(path) as u64
+    })
+    .map(|have| have as usize)
+}
+
+/// Polls `probe` (every 50 ms, up to `timeout`) until it reaches `n`; an error
+/// when `running` exits first.
+pub fn wait_until(
+    what: &str,
+    n: u64,
+    timeout: Duration,
+    running: &mut Running,
+    probe: impl Fn(&Running) -> u64,
+) -> Result<u64> {
     let deadline = Instant::now() + timeout;
     loop {
-        let have = line_count(path);
+        let have = probe(running);
         if have >= n {
             return Ok(have);
         }
         ensure!(
             running.alive(),
-            "es-connector exited with {have} of {n} lines written:\n{}",
+            "es-connector exited with {what} at {have} of {n}:\n{}",
             last(&running.lines(), 15)
         );
         ensure!(
             Instant::now() < deadline,
-            "only {have} of {n} lines after {}s:\n{}",
+            "{what} only {have} of {n} after {}s:\n{}",
             timeout.as_secs(),
             last(&running.lines(), 15)
         );

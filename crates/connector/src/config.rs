@@ -209,17 +209,7 @@ impl fmt::Debug for PluginConfig {
 impl ConnectorConfig {
     /// Reads, parses and validates a TOML file. Errors name the file and the key.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConnectorError::ConfigFile {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        Self::from_toml(&text).map_err(|e| match e {
-            ConnectorError::InvalidConfig { key, reason } => ConnectorError::InvalidConfig {
-                key,
-                reason: format!("{reason} (in {})", path.display()),
-            },
-            other => other,
-        })
+        read_config_file(path, Self::from_toml)
     }
 
     /// Parses and validates TOML text.
@@ -233,6 +223,21 @@ impl ConnectorConfig {
         }
         Ok(config)
     }
+}
+
+/// Reads `path` and parses it with `parse`; errors name the file.
+pub(crate) fn read_config_file<T>(path: &Path, parse: impl Fn(&str) -> Result<T>) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConnectorError::ConfigFile {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    parse(&text).map_err(|e| match e {
+        ConnectorError::InvalidConfig { key, reason } => ConnectorError::InvalidConfig {
+            key,
+            reason: format!("{reason} (in {})", path.display()),
+        },
+        other => other,
+    })
 }
 
 /// Parses TOML text into `T`; an error names the offending key (`table.key`).

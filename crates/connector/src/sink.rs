@@ -93,17 +93,7 @@ impl SinkConfig {
 
     /// Reads and validates `path`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConnectorError::ConfigFile {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        Self::from_toml(&text).map_err(|e| match e {
-            ConnectorError::InvalidConfig { key, reason } => ConnectorError::InvalidConfig {
-                key,
-                reason: format!("{reason} (in {})", path.display()),
-            },
-            other => other,
-        })
+        crate::config::read_config_file(path, Self::from_toml)
     }
 }
 
@@ -239,19 +229,13 @@ async fn deliver(
             })),
         }
     }
-    let refused = loop {
-        match es.send_reporting(&valid).await {
-            Ok(refused) => break refused,
-            Err(e) if e.is_retryable() => {
-                summary.errors += 1;
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "indexing failed; sending the batch again");
-                tokio::time::sleep(delay).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    backoff.reset();
+    let refused = retrying(
+        backoff,
+        &mut summary.errors,
+        "indexing failed; sending the batch again",
+        async || es.send_reporting(&valid).await,
+    )
+    .await?;
     for (i, error) in &refused {
         let m = &valid[*i];
         dead.push(json!({
@@ -283,17 +267,13 @@ async fn deliver(
             buf.extend_from_slice(record.to_string().as_bytes());
             buf.push(b'\n');
         }
-        loop {
-            match file.append(buf.clone()).await {
-                Ok(()) => break,
-                Err(e) => {
-                    summary.errors += 1;
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, retry_in = ?delay, "writing the dead-letter file failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
+        retrying(
+            backoff,
+            &mut summary.errors,
+            "writing the dead-letter file failed; retrying",
+            async || file.append(buf.clone()).await,
+        )
+        .await?;
         tracing::warn!(
             documents = dead.len(),
             path = %file.path().display(),
@@ -301,13 +281,33 @@ async fn deliver(
         );
         summary.dead_lettered += dead.len() as u64;
     }
+    retrying(
+        backoff,
+        &mut summary.errors,
+        "storing the offset failed; retrying",
+        async || input.commit(polled).await,
+    )
+    .await
+}
+
+/// Runs `op` until it succeeds or fails for good, pausing with `backoff` after
+/// each retryable failure (counted in `errors`; `what` is the log message).
+async fn retrying<T, E: Into<ConnectorError>>(
+    backoff: &mut Backoff,
+    errors: &mut u64,
+    what: &str,
+    mut op: impl AsyncFnMut() -> std::result::Result<T, E>,
+) -> Result<T> {
     loop {
-        match input.commit(polled).await {
-            Ok(()) => return Ok(()),
+        match op().await.map_err(Into::into) {
+            Ok(value) => {
+                backoff.reset();
+                return Ok(value);
+            }
             Err(e) if e.is_retryable() => {
-                summary.errors += 1;
+                *errors += 1;
                 let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "storing the offset failed; retrying");
+                tracing::warn!(error = %e, retry_in = ?delay, "{what}");
                 tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),

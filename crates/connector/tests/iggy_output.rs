@@ -18,9 +18,7 @@ use std::collections::{HashMap, HashSet};
 use common::*;
 use connector::iggy::IggyOutput;
 use connector::{ConnectorConfig, ElasticsearchSource, Output, OutputConfig, RunOptions, run};
-use iggy::prelude::{
-    Client, Consumer, Identifier, IggyClient, MessageClient, PollingStrategy, TopicClient,
-};
+use iggy::prelude::{Client, Identifier, IggyClient, MessageClient, TopicClient};
 use serde_json::json;
 
 fn iggy_address() -> Option<String> {
@@ -69,51 +67,42 @@ async fn output(config: &ConnectorConfig) -> Box<dyn Output> {
     config.output.open(&config.streams).unwrap()
 }
 
+/// `es-connector run --once` of `config`, in process: open, run until caught
+/// up, close the output.
+async fn run_once(config: &ConnectorConfig) -> connector::Result<connector::RunSummary> {
+    let mut source = ElasticsearchSource::new(1, config.plugin_config.clone());
+    source.open().await?;
+    let mut out = output(config).await;
+    let summary = run(
+        &mut source,
+        out.as_mut(),
+        RunOptions {
+            once: true,
+            ..RunOptions::default()
+        },
+    )
+    .await?;
+    out.close().await?;
+    Ok(summary)
+}
+
 /// Every message of `stream/docs`: (partition, id, es_id header).
 async fn topic_messages(iggy: &str, stream: &str) -> Vec<(u32, u128, String)> {
     let (user, password) = credentials();
-    let client =
-        IggyClient::from_connection_string(&format!("iggy://{user}:{password}@{iggy}")).unwrap();
-    client.connect().await.unwrap();
-    let s = Identifier::named(stream).unwrap();
-    let t = Identifier::named("docs").unwrap();
-    let details = client
-        .get_topic(&s, &t)
-        .await
-        .unwrap()
-        .expect("topic exists");
-    let consumer = Consumer::new(Identifier::numeric(7).unwrap());
+    let connection: connector::config::IggyConnection =
+        serde_json::from_value(json!({"address": iggy, "username": user, "password": password}))
+            .unwrap();
+    let target = connector::config::IggyTarget {
+        stream: stream.to_owned(),
+        topic: "docs".to_owned(),
+        batch_length: 1000,
+    };
     let mut all = Vec::new();
-    for p in &details.partitions {
-        let mut offset = 0;
-        while offset < p.messages_count {
-            let polled = client
-                .poll_messages(
-                    &s,
-                    &t,
-                    Some(p.id),
-                    &consumer,
-                    &PollingStrategy::offset(offset),
-                    1000,
-                    false,
-                )
-                .await
-                .unwrap();
-            if polled.messages.is_empty() {
-                break;
-            }
-            for m in &polled.messages {
-                let headers = m.user_headers_map().unwrap().unwrap_or_default();
-                let es_id = headers
-                    .iter()
-                    .find(|(k, _)| k.to_string_value() == "es_id")
-                    .map(|(_, v)| v.to_string_value())
-                    .unwrap_or_default();
-                all.push((p.id, m.header.id, es_id));
-            }
-            offset += polled.messages.len() as u64;
-        }
-    }
+    connector::iggy::read_topic(&connection, &target, |m| {
+        all.push((m.partition, m.id, m.es_id.unwrap_or_default()))
+    })
+    .await
+    .unwrap();
     all
 }
 
@@ -154,20 +143,7 @@ async fn a_crash_between_send_and_save_adds_no_duplicates() {
         let batch = source.poll_batch().await.unwrap();
         out.send(&batch.messages[..50]).await.unwrap();
     }
-    let mut source = ElasticsearchSource::new(1, cfg.plugin_config.clone());
-    source.open().await.unwrap();
-    let mut out = output(&cfg).await;
-    let summary = run(
-        &mut source,
-        out.as_mut(),
-        RunOptions {
-            once: true,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    out.close().await.unwrap();
+    let summary = run_once(&cfg).await.unwrap();
     assert_eq!(summary.documents, 700, "{summary:?}");
     assert_eq!(summary.skipped, 150, "{summary:?}");
 
@@ -210,20 +186,7 @@ async fn partitioning_by_field_and_balanced() {
             3,
             dir.path(),
         );
-        let mut source = ElasticsearchSource::new(1, cfg.plugin_config.clone());
-        source.open().await.unwrap();
-        let mut out = output(&cfg).await;
-        let summary = run(
-            &mut source,
-            out.as_mut(),
-            RunOptions {
-                once: true,
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-        out.close().await.unwrap();
+        let summary = run_once(&cfg).await.unwrap();
         assert_eq!(summary.documents, 600);
         let messages = topic_messages(&iggy, &stream).await;
         let es_ids: HashSet<_> = messages.iter().map(|(_, _, e)| e.clone()).collect();
@@ -467,20 +430,9 @@ async fn a_personal_access_token_delivers() {
             ),
         );
         let cfg = ConnectorConfig::from_toml(&text).unwrap_or_else(|e| panic!("{label}: {e}"));
-        let mut source = ElasticsearchSource::new(1, cfg.plugin_config.clone());
-        source.open().await.unwrap();
-        let mut out = output(&cfg).await;
-        let summary = run(
-            &mut source,
-            out.as_mut(),
-            RunOptions {
-                once: true,
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{label}: {e}"));
-        out.close().await.unwrap();
+        let summary = run_once(&cfg)
+            .await
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
         assert_eq!(summary.documents, 120, "{label}");
         let messages = topic_messages(&iggy, &stream).await;
         assert_eq!(messages.len(), 120, "{label}");

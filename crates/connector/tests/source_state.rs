@@ -9,6 +9,22 @@ use common::*;
 use connector::{ConnectorError, ElasticsearchSource, StateManagerExt};
 use serde_json::json;
 
+/// Opens `source`, polls and commits `batches` batches, polls one more that is
+/// "sent" but never acknowledged, then drops it (the process dies, no close).
+/// Returns every delivered `_id`, in order.
+async fn commit_then_crash(mut source: ElasticsearchSource, batches: usize) -> Vec<String> {
+    let mut delivered = Vec::new();
+    source.open().await.unwrap();
+    for _ in 0..batches {
+        let batch = source.poll_batch().await.unwrap();
+        delivered.extend(batch.messages.iter().map(doc_id));
+        commit(&mut source, batch.ack.as_ref().unwrap()).await;
+    }
+    let lost = source.poll_batch().await.unwrap();
+    delivered.extend(lost.messages.iter().map(doc_id));
+    delivered
+}
+
 #[tokio::test]
 async fn a_restart_rereads_at_most_the_unacknowledged_batch() {
     let Some(url) = es_url() else { return };
@@ -23,19 +39,11 @@ async fn a_restart_rereads_at_most_the_unacknowledged_batch() {
         "batch_size = 100\ntiebreaker_field = \"id\"\n{}",
         file_state(dir.path(), "resume")
     );
-    let mut delivered = Vec::new();
-    {
-        let mut source = ElasticsearchSource::new(7, plugin_config(&url, &index.name, &extra));
-        source.open().await.unwrap();
-        for _ in 0..3 {
-            let batch = source.poll_batch().await.unwrap();
-            delivered.extend(batch.messages.iter().map(doc_id));
-            commit(&mut source, batch.ack.as_ref().unwrap()).await;
-        }
-        // Polled, "sent", never acknowledged: then the process dies (no close).
-        let lost = source.poll_batch().await.unwrap();
-        delivered.extend(lost.messages.iter().map(doc_id));
-    }
+    let mut delivered = commit_then_crash(
+        ElasticsearchSource::new(7, plugin_config(&url, &index.name, &extra)),
+        3,
+    )
+    .await;
     let stored: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("resume.json")).unwrap()).unwrap();
     assert_eq!(stored["data"]["total_documents_fetched"], 300);
@@ -216,19 +224,11 @@ async fn a_restart_inside_a_shared_timestamp_rereads_at_most_one_batch() {
         }))
         .await;
     let extra = format!("batch_size = 100\n{}", file_state(dir.path(), "group"));
-    let mut delivered = Vec::new();
-    {
-        let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
-        source.open().await.unwrap();
-        for _ in 0..5 {
-            let batch = source.poll_batch().await.unwrap();
-            delivered.extend(batch.messages.iter().map(doc_id));
-            commit(&mut source, batch.ack.as_ref().unwrap()).await;
-        }
-        // Polled and "sent" but never acknowledged, then the process dies.
-        let lost = source.poll_batch().await.unwrap();
-        delivered.extend(lost.messages.iter().map(doc_id));
-    }
+    let mut delivered = commit_then_crash(
+        ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra)),
+        5,
+    )
+    .await;
     let stored: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("group.json")).unwrap()).unwrap();
     assert_eq!(

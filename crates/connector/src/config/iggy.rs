@@ -35,7 +35,7 @@ pub enum IggyTransport {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IggyConnection {
-    /// `host:port` for TCP and QUIC, a URL for HTTP. Default `127.0.0.1:8090`.
+    /// `host:port`. Default `127.0.0.1:8090`.
     #[serde(default = "default_address")]
     pub address: String,
     /// `tcp` (default), `quic` or `http`.
@@ -93,18 +93,7 @@ impl IggyConnection {
                 "is empty; e.g. \"127.0.0.1:8090\"",
             ));
         }
-        if self.transport == IggyTransport::Http
-            && !(self.address.starts_with("http://") || self.address.starts_with("https://"))
-        {
-            return Err(ConnectorError::invalid(
-                key("address"),
-                format!(
-                    "{} is not an http:// or https:// URL, which transport = \"http\" needs",
-                    self.address
-                ),
-            ));
-        }
-        if self.transport != IggyTransport::Http && self.address.contains("://") {
+        if self.address.contains("://") {
             return Err(ConnectorError::invalid(
                 key("address"),
                 format!(
@@ -150,7 +139,7 @@ impl IggyConnection {
         match self.transport {
             IggyTransport::Tcp => format!("tcp://{}", self.address),
             IggyTransport::Quic => format!("quic://{}", self.address),
-            IggyTransport::Http => state_core::redact_url(&self.address),
+            IggyTransport::Http => format!("http://{}", self.address),
         }
     }
 }

@@ -13,7 +13,6 @@ use std::str::FromStr;
 
 use iggy::prelude::{
     AutoLogin, Client, Credentials, Identifier, IggyClient, IggyError, NonZeroIggyDuration,
-    PersonalAccessTokenClient, UserClient,
 };
 use secrecy::SecretString;
 
@@ -30,7 +29,7 @@ const RECONNECT_RETRIES: u32 = 3;
 /// The longest wait for a connection (and its login) to be established.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Builds a client for `c` and connects (and, over HTTP, logs in).
+/// Builds a client for `c` and connects (logging in).
 pub(crate) async fn connect(c: &IggyConnection) -> Result<IggyClient, IggyError> {
     let credentials = match (&c.username, &c.password, &c.token) {
         (_, _, Some(token)) => {
@@ -49,7 +48,7 @@ pub(crate) async fn connect(c: &IggyConnection) -> Result<IggyClient, IggyError>
             let mut builder = IggyClient::builder()
                 .with_tcp()
                 .with_server_address(c.address.clone())
-                .with_auto_sign_in(AutoLogin::Enabled(credentials.clone()))
+                .with_auto_sign_in(AutoLogin::Enabled(credentials))
                 .with_reconnection_max_retries(Some(RECONNECT_RETRIES))
                 .with_reconnection_interval(interval)
                 .with_tls_enabled(c.tls);
@@ -65,7 +64,7 @@ pub(crate) async fn connect(c: &IggyConnection) -> Result<IggyClient, IggyError>
             let mut builder = IggyClient::builder()
                 .with_quic()
                 .with_server_address(c.address.clone())
-                .with_auto_sign_in(AutoLogin::Enabled(credentials.clone()))
+                .with_auto_sign_in(AutoLogin::Enabled(credentials))
                 .with_reconnection_max_retries(Some(RECONNECT_RETRIES))
                 .with_reconnection_interval(interval);
             if let Some(domain) = &c.tls_domain {
@@ -73,30 +72,14 @@ pub(crate) async fn connect(c: &IggyConnection) -> Result<IggyClient, IggyError>
             }
             builder.build()?
         }
-        IggyTransport::Http => IggyClient::builder()
-            .with_http()
-            .with_api_url(c.address.clone())
-            .build()?,
+        // Refused by `IggyConnection::validate` (see `IggyTransport::Http`).
+        IggyTransport::Http => return Err(IggyError::FeatureUnavailable),
     };
     // A server that accepts the connection but never completes the handshake
     // must not hang the caller.
     tokio::time::timeout(CONNECT_TIMEOUT, client.connect())
         .await
         .map_err(|_| IggyError::CannotEstablishConnection)??;
-    if c.transport == IggyTransport::Http {
-        match &credentials {
-            Credentials::UsernamePassword(user, password) => {
-                use secrecy::ExposeSecret;
-                client.login_user(user, password.expose_secret()).await?;
-            }
-            Credentials::PersonalAccessToken(token) => {
-                use secrecy::ExposeSecret;
-                client
-                    .login_with_personal_access_token(token.expose_secret())
-                    .await?;
-            }
-        }
-    }
     Ok(client)
 }
 
@@ -109,9 +92,6 @@ pub(crate) fn name_id(name: &str) -> Result<Identifier, IggyError> {
 /// unreachable, restarting or busy. Everything else (credentials, permissions,
 /// refused options, bad messages) needs a person.
 pub(crate) fn is_retryable(e: &IggyError) -> bool {
-    if let IggyError::HttpResponseError(status, _) = e {
-        return matches!(status, 408 | 429) || *status >= 500;
-    }
     !matches!(
         e,
         IggyError::Unauthenticated
@@ -178,11 +158,25 @@ pub struct TopicCensus {
     pub distinct_documents: u64,
 }
 
-/// Reads every message of `target` (from offset 0 of each partition) and counts.
-pub async fn topic_census(
+/// One message of a topic, as [`read_topic`] hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMessage {
+    /// Its partition.
+    pub partition: u32,
+    /// Its message id.
+    pub id: u128,
+    /// Its `es_id` header, if it has one.
+    pub es_id: Option<String>,
+}
+
+/// Reads every message of `target`, partition by partition from offset 0,
+/// handing each to `each`; returns `[partition id, messages]` as the server
+/// counts them.
+pub async fn read_topic(
     connection: &IggyConnection,
     target: &crate::config::IggyTarget,
-) -> Result<TopicCensus, String> {
+    mut each: impl FnMut(TopicMessage),
+) -> Result<Vec<(u32, u64)>, String> {
     use iggy::prelude::{Consumer, MessageClient, PollingStrategy, TopicClient};
     let client = connect(connection)
         .await
@@ -195,11 +189,9 @@ pub async fn topic_census(
         .map_err(|e| describe_error(&e, "cannot read the topic"))?
         .ok_or_else(|| format!("topic `{}/{}` does not exist", target.stream, target.topic))?;
     let consumer = Consumer::new(Identifier::numeric(1).map_err(|e| e.to_string())?);
-    let mut census = TopicCensus::default();
-    let mut ids = std::collections::HashSet::new();
-    let mut documents = std::collections::HashSet::new();
+    let mut partitions = Vec::with_capacity(details.partitions.len());
     for p in &details.partitions {
-        census.partitions.push((p.id, p.messages_count));
+        partitions.push((p.id, p.messages_count));
         let mut offset = 0;
         while offset < p.messages_count {
             let polled = client
@@ -218,20 +210,44 @@ pub async fn topic_census(
                 break;
             }
             for m in &polled.messages {
-                census.messages += 1;
-                ids.insert(m.header.id);
-                if let Ok(Some(headers)) = m.user_headers_map()
-                    && let Some((_, v)) = headers
+                let es_id = m.user_headers_map().ok().flatten().and_then(|headers| {
+                    headers
                         .iter()
                         .find(|(k, _)| k.to_string_value() == crate::message::HEADER_ID)
-                {
-                    documents.insert(v.to_string_value());
-                }
+                        .map(|(_, v)| v.to_string_value())
+                });
+                each(TopicMessage {
+                    partition: p.id,
+                    id: m.header.id,
+                    es_id,
+                });
             }
             offset += polled.messages.len() as u64;
         }
     }
-    census.distinct_ids = ids.len() as u64;
-    census.distinct_documents = documents.len() as u64;
-    Ok(census)
+    Ok(partitions)
+}
+
+/// Reads every message of `target` and counts.
+pub async fn topic_census(
+    connection: &IggyConnection,
+    target: &crate::config::IggyTarget,
+) -> Result<TopicCensus, String> {
+    let mut messages = 0;
+    let mut ids = std::collections::HashSet::new();
+    let mut documents = std::collections::HashSet::new();
+    let partitions = read_topic(connection, target, |m| {
+        messages += 1;
+        ids.insert(m.id);
+        if let Some(es_id) = m.es_id {
+            documents.insert(es_id);
+        }
+    })
+    .await?;
+    Ok(TopicCensus {
+        partitions,
+        messages,
+        distinct_ids: ids.len() as u64,
+        distinct_documents: documents.len() as u64,
+    })
 }
