@@ -84,7 +84,7 @@ fn sink_config(
         "# Written by cargo xtask.\n\
          [[streams]]\nstream = {stream}\ntopic = \"docs\"\nbatch_length = {BATCH}\n\n\
          [input]\nkind = \"iggy\"\naddress = {address}\nusername = {user}\npassword = {password}\n\
-         consumer_group = \"xtask-sink\"\npoll_interval = \"200ms\"\n\n\
+         consumer = \"xtask-sink\"\npoll_interval = \"200ms\"\n\n\
          [output]\nkind = \"elasticsearch\"\nurl = {url}\nindex = {index}\n\n\
          [dead_letter]\npath = {dead}\n",
         stream = q(stream),
@@ -220,7 +220,7 @@ pub fn source_sigkill(cx: &mut Cx) -> Result<()> {
 
 /// The single-partition topic of 50k documents into an index: SIGKILL the
 /// sink mid-way, restart: `_count` 50k, and a last run finds nothing new (the
-/// consumer group's offset was stored).
+/// partition's offset was stored).
 pub fn sink_sigkill(cx: &mut Cx) -> Result<()> {
     let Some(server) = iggy(cx) else {
         return Ok(());
@@ -283,7 +283,7 @@ pub fn sink_sigkill(cx: &mut Cx) -> Result<()> {
             step!("  {last_line}");
             ensure!(
                 last_line.starts_with("done: 0 messages"),
-                "the consumer group's offset was not stored: a second run read again: {last_line}"
+                "the partition's offset was not stored: a second run read again: {last_line}"
             );
             Ok(())
         },

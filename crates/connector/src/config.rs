@@ -22,7 +22,7 @@ use crate::error::{ConnectorError, Result};
 
 #[cfg(feature = "iggy")]
 pub use iggy::{
-    DEFAULT_IGGY_ADDRESS, DEFAULT_IGGY_BATCH_LENGTH, DEFAULT_IGGY_CONSUMER_GROUP,
+    DEFAULT_IGGY_ADDRESS, DEFAULT_IGGY_BATCH_LENGTH, DEFAULT_IGGY_CONSUMER,
     DEFAULT_IGGY_PARTITIONS, IggyConnection, IggyInputConfig, IggyInputOptions, IggyOutputConfig,
     IggyOutputOptions, IggyPartitioning, IggyTarget, IggyTransport,
 };

@@ -1,11 +1,11 @@
 //! `es-connector sink`: the other direction, an Iggy topic into Elasticsearch.
 //!
-//! Each polled batch (one partition's messages after the consumer group's
-//! offset) is bulk-indexed through the `bulk` crate, `_id` = the source's
+//! Each polled batch (one partition's messages after the offset the sink
+//! stored for that partition) is bulk-indexed through the `bulk` crate, `_id` = the source's
 //! document id (`es_id` header) or the message id, so a batch indexed twice
 //! rewrites the same documents. Documents refused for good (mapping errors, a
 //! payload that is not JSON) go to the `[dead_letter]` file; without one the
-//! sink stops instead of dropping them. Only then is the group's offset stored:
+//! sink stops instead of dropping them. Only then is the partition's offset stored:
 //! a crash re-reads at most the batch in flight, never skips one.
 
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::config::{IggyInputConfig, IggyTarget, OutputConfig, StreamConfig, parse_toml};
 use crate::error::{ConnectorError, Result};
-use crate::iggy::{Consumed, IggyInput, Polled};
+use crate::iggy::{Consumed, IggyInput, PartitionProgress, Polled};
 use crate::message::Message;
 use crate::output::{ElasticsearchOutput, FileOutput, OutputError};
 use crate::run::{Backoff, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF};
@@ -121,6 +121,8 @@ pub struct SinkSummary {
     pub errors: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// Where each partition stands at the end (read after a clean end only).
+    pub partitions: Vec<PartitionProgress>,
 }
 
 /// Consumes until shutdown (or, with `once`, until caught up).
@@ -154,7 +156,14 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
         }
         let polled = match input.poll().await {
             Ok(Some(polled)) => polled,
-            Ok(None) if options.once => break Ok(()),
+            Ok(None) if options.once => {
+                // Caught up on every partition: say where each stands.
+                match input.progress().await {
+                    Ok(p) => summary.partitions = p,
+                    Err(e) => tracing::warn!(error = %e, "cannot read the partitions' progress"),
+                }
+                break Ok(());
+            }
             Ok(None) => {
                 if !crate::run::pause(poll_interval, &mut options.shutdown).await {
                     break Ok(());
@@ -213,18 +222,25 @@ async fn deliver(
     summary: &mut SinkSummary,
 ) -> Result<()> {
     let mut valid: Vec<Message> = Vec::with_capacity(polled.messages.len());
+    let mut valid_offsets: Vec<u64> = Vec::with_capacity(polled.messages.len());
     let mut dead: Vec<serde_json::Value> = Vec::new();
-    for consumed in &polled.messages {
+    for (offset, consumed) in &polled.messages {
         match consumed {
-            Consumed::Message(m) => valid.push(m.clone()),
+            Consumed::Message(m) => {
+                valid.push(m.clone());
+                valid_offsets.push(*offset);
+            }
             Consumed::Invalid {
                 id,
+                headers,
                 payload,
                 reason,
             } => dead.push(json!({
                 "id": id.to_string(),
                 "partition": polled.partition,
+                "offset": offset,
                 "error": reason,
+                "headers": headers,
                 "payload": payload,
             })),
         }
@@ -241,6 +257,7 @@ async fn deliver(
         dead.push(json!({
             "id": m.id.to_string(),
             "partition": polled.partition,
+            "offset": valid_offsets[*i],
             "error": error,
             "headers": m.headers,
             "payload": m.payload,
@@ -311,6 +328,54 @@ async fn retrying<T, E: Into<ConnectorError>>(
                 tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(input_extra: &str) -> Result<SinkConfig> {
+        SinkConfig::from_toml(&format!(
+            "[[streams]]\nstream = \"s\"\ntopic = \"t\"\n\
+             [input]\nkind = \"iggy\"\nusername = \"u\"\npassword = \"p\"\n{input_extra}\n\
+             [output]\nkind = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\nindex = \"i\"\n"
+        ))
+    }
+
+    fn options(c: &SinkConfig) -> &crate::config::IggyInputOptions {
+        let InputConfig::Iggy(input) = &c.input;
+        &input.options
+    }
+
+    #[test]
+    fn the_consumer_is_named_by_consumer_or_the_old_consumer_group_key() {
+        assert_eq!(options(&config("").unwrap()).consumer, "es-connector-sink");
+        assert_eq!(options(&config("consumer = \"a\"").unwrap()).consumer, "a");
+        assert_eq!(
+            options(&config("consumer_group = \"b\"").unwrap()).consumer,
+            "b"
+        );
+        let both = config("consumer = \"a\"\nconsumer_group = \"b\"").map(|_| ());
+        assert!(both.is_err(), "both names at once must be refused");
+    }
+
+    #[test]
+    fn partitions_are_checked_naming_the_key() {
+        assert_eq!(
+            options(&config("partitions = [0, 2]").unwrap()).partitions,
+            Some(vec![0, 2])
+        );
+        for (bad, says) in [
+            ("partitions = []", "is empty"),
+            ("partitions = [1, 1]", "names partition 1 twice"),
+        ] {
+            let e = config(bad).map(|_| ()).unwrap_err().to_string();
+            assert!(
+                e.contains("input.partitions") && e.contains(says),
+                "{bad}: {e}"
+            );
         }
     }
 }

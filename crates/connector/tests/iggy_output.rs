@@ -323,7 +323,7 @@ fn sink_toml(
         .unwrap_or_default();
     format!(
         "[[streams]]\nstream = \"{stream}\"\ntopic = \"docs\"\nbatch_length = 40\n\
-         [input]\nkind = \"iggy\"\naddress = \"{iggy}\"\nusername = \"{user}\"\npassword = \"{password}\"\nconsumer_group = \"g\"\n\
+         [input]\nkind = \"iggy\"\naddress = \"{iggy}\"\nusername = \"{user}\"\npassword = \"{password}\"\nconsumer = \"g\"\n\
          [output]\nkind = \"elasticsearch\"\nurl = \"{es}\"\nindex = \"{index}\"\n{dead}"
     )
 }

@@ -221,6 +221,12 @@ async fn sink_command(path: &Path, once: bool) -> anyhow::Result<()> {
         summary.elapsed.as_secs_f64(),
         summary.errors
     );
+    for p in &summary.partitions {
+        println!(
+            "partition {}: consumed up to offset {} of {}",
+            p.partition, p.next_offset, p.end_offset
+        );
+    }
     Ok(())
 }
 

@@ -357,8 +357,8 @@ impl IggyOutputConfig {
     }
 }
 
-/// Default `consumer_group` of the Iggy input.
-pub const DEFAULT_IGGY_CONSUMER_GROUP: &str = "es-connector-sink";
+/// Default `consumer` of the Iggy input.
+pub const DEFAULT_IGGY_CONSUMER: &str = "es-connector-sink";
 
 /// `[input] kind = "iggy"` of `es-connector sink`: the connection keys plus these.
 #[derive(Debug, Clone)]
@@ -383,9 +383,15 @@ impl<'de> Deserialize<'de> for IggyInputConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IggyInputOptions {
-    /// The consumer group (created when missing). Default `es-connector-sink`.
-    #[serde(default = "default_group")]
-    pub consumer_group: String,
+    /// The consumer whose offsets the sink stores, one per partition (the old
+    /// key `consumer_group` names the same thing). Default `es-connector-sink`.
+    #[serde(default = "default_consumer", alias = "consumer_group")]
+    pub consumer: String,
+    /// The partitions this sink reads; default: every partition of the topic
+    /// (looked up again when all are caught up, so new ones are picked up).
+    /// Sinks sharing one `consumer` must be given disjoint lists.
+    #[serde(default)]
+    pub partitions: Option<Vec<u32>>,
     /// Wait between polls that found nothing. Default 1s.
     #[serde(
         default = "default_poll_interval",
@@ -394,8 +400,8 @@ pub struct IggyInputOptions {
     pub poll_interval: std::time::Duration,
 }
 
-fn default_group() -> String {
-    DEFAULT_IGGY_CONSUMER_GROUP.into()
+fn default_consumer() -> String {
+    DEFAULT_IGGY_CONSUMER.into()
 }
 
 fn default_poll_interval() -> std::time::Duration {
@@ -406,8 +412,23 @@ impl IggyInputConfig {
     /// Checks the values; errors name the key.
     pub fn validate(&self) -> Result<()> {
         self.connection.validate("input")?;
-        if self.options.consumer_group.trim().is_empty() {
-            return Err(ConnectorError::invalid("input.consumer_group", "is empty"));
+        if self.options.consumer.trim().is_empty() {
+            return Err(ConnectorError::invalid("input.consumer", "is empty"));
+        }
+        if let Some(partitions) = &self.options.partitions {
+            if partitions.is_empty() {
+                return Err(ConnectorError::invalid(
+                    "input.partitions",
+                    "is empty: leave the key out to read every partition",
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(p) = partitions.iter().find(|p| !seen.insert(**p)) {
+                return Err(ConnectorError::invalid(
+                    "input.partitions",
+                    format!("names partition {p} twice"),
+                ));
+            }
         }
         Ok(())
     }

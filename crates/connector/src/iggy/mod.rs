@@ -18,7 +18,7 @@ use secrecy::SecretString;
 
 use crate::config::{IggyConnection, IggyTransport};
 
-pub use input::{Consumed, IggyInput, Polled};
+pub use input::{Consumed, IggyInput, PartitionProgress, Polled};
 pub use output::IggyOutput;
 
 /// How long to wait between reconnection attempts of the TCP/QUIC client.

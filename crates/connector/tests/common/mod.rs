@@ -91,6 +91,59 @@ impl TestIndex {
         }
     }
 
+    /// Makes everything indexed so far searchable (`_refresh`).
+    pub async fn refresh(&self) {
+        let r = self
+            .http
+            .post(format!("{}/{}/_refresh", self.url, self.name))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("refresh {}: {e}", self.name));
+        assert!(
+            r.status().is_success(),
+            "refresh {}: {}",
+            self.name,
+            r.status()
+        );
+    }
+
+    /// Every `_id` the index holds (a scroll; call [`Self::refresh`] first).
+    pub async fn ids(&self) -> std::collections::BTreeSet<String> {
+        let mut ids = std::collections::BTreeSet::new();
+        let mut page: Value = self
+            .http
+            .post(format!("{}/{}/_search?scroll=1m", self.url, self.name))
+            .json(&json!({"size": 5000, "_source": false, "sort": ["_doc"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        loop {
+            let hits = page["hits"]["hits"].as_array().cloned().unwrap_or_default();
+            if hits.is_empty() {
+                break;
+            }
+            ids.extend(
+                hits.iter()
+                    .filter_map(|h| h["_id"].as_str().map(String::from)),
+            );
+            let scroll_id = page["_scroll_id"].as_str().unwrap_or_default().to_owned();
+            page = self
+                .http
+                .post(format!("{}/_search/scroll", self.url))
+                .json(&json!({"scroll": "1m", "scroll_id": scroll_id}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        }
+        ids
+    }
+
     /// Raw request helper.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
