@@ -72,6 +72,12 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
         e2e_source::expired_pit,
     ),
     (
+        "source-streaming-refresh",
+        "6000 documents streamed in on the index's default 1 s refresh while `run` reads, by \
+         event_id and by _shard_doc: each delivered exactly once",
+        e2e_source::streaming_default_refresh,
+    ),
+    (
         "iggy-source-sigkill",
         "50000 documents to an Iggy topic, SIGKILL three times, finish: one message per \
          document in a single partition (tail resume), none missing over three balanced ones \

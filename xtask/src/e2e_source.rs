@@ -697,3 +697,61 @@ pub fn expired_pit(cx: &mut Cx) -> Result<()> {
     );
     Ok(())
 }
+
+/// Documents stream into an index with its default refresh (1 s: nothing here
+/// refreshes or waits for one) while `run` reads; each document is delivered
+/// exactly once, by `event_id` and by `_shard_doc` inside a point in time.
+pub fn streaming_default_refresh(cx: &mut Cx) -> Result<()> {
+    const DOCS: u64 = 6_000;
+    // 97 per request: requests cut through the groups of ten documents that
+    // share a timestamp, so a group becomes visible in two refreshes.
+    const PER_REQUEST: u64 = 97;
+    for tiebreaker in [Some("event_id"), None] {
+        let name = format!("stream-{}", tiebreaker.unwrap_or("shard-doc"));
+        let label = tiebreaker.unwrap_or("_shard_doc");
+        cx.step(
+            &format!(
+                "{DOCS} documents streamed in on the default refresh while `run` reads \
+                 (tiebreaker {label}): each delivered exactly once"
+            ),
+            |cx| {
+                let index = cx.logs_index(&name)?;
+                let es_url = cx.es_url.clone();
+                let (cfg, out) =
+                    cx.source_config(&name, &es_url, &index, 100, "search_after", tiebreaker)?;
+                let mut running = Running::spawn(&cx.connector, &["run", "--config", &cfg], ECHO)?;
+                let started = Instant::now();
+                let mut http = Http::new(&es_url)?;
+                // Ten documents per second of timestamps, in indexing order.
+                load_logs(&mut http, &index, 0, DOCS, PER_REQUEST, |n| n / 10, |_| {})?;
+                step!(
+                    "  streamed {DOCS} documents in {:.1}s, {} delivered meanwhile",
+                    started.elapsed().as_secs_f64(),
+                    line_count(&out)
+                );
+                wait_lines(&out, DOCS as usize, Duration::from_secs(120), &mut running)?;
+                running.terminate()?;
+                let (status, _) = running.wait(Duration::from_secs(60))?;
+                ensure!(status.success(), "SIGTERM: exit {status}");
+                let stats = read_output(&out)?;
+                step!(
+                    "  {} lines, {} distinct ids, {} duplicates, {:.1}s",
+                    stats.lines,
+                    stats.ids,
+                    stats.duplicates(),
+                    started.elapsed().as_secs_f64()
+                );
+                ensure!(stats.bad == 0, "{} lines are not messages", stats.bad);
+                ensure_all_events(&stats, DOCS)?;
+                ensure!(
+                    stats.duplicates() == 0 && stats.lines as u64 == DOCS,
+                    "{} lines for {DOCS} documents: {} duplicates",
+                    stats.lines,
+                    stats.duplicates()
+                );
+                Ok(())
+            },
+        )?;
+    }
+    Ok(())
+}

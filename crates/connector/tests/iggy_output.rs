@@ -367,6 +367,7 @@ async fn the_sink_dead_letters_refused_documents_and_commits_after() {
         SinkConfig::from_toml(&sink_toml(&iggy, &stream, &es, &index.name, Some(&dead))).unwrap();
     let summary = run_sink(&cfg, once()).await.unwrap();
     assert_eq!(summary.dead_lettered, 2, "{summary:?}");
+    index.refresh().await;
     let count: serde_json::Value = reqwest::get(format!("{es}/{}/_count", index.name))
         .await
         .unwrap()
