@@ -175,7 +175,7 @@ fn bench_state(args: &[String]) -> Result<()> {
             other => bail!("bench state: unknown option `{other}`"),
         }
     }
-    let session = Session::start(opts, true)?;
+    let session = Session::start(opts.clone(), true)?;
     let servers = if opts.docker {
         "docker compose images (docker/compose.yml)"
     } else if std::env::var(crate::services::EXTERNAL_VAR).is_ok_and(|v| v == "1") {

@@ -68,19 +68,19 @@ enum Services {
 
 impl Services {
     fn start(opts: UpOptions, need_redis: bool) -> Result<Services> {
-        match Session::start(opts, true) {
+        match Session::start(opts.clone(), true) {
             Ok(session) => Ok(Services::Session(session)),
             Err(e) if !need_redis && !opts.docker => {
                 crate::step!(
                     "{e:#}\n  the source demo needs only Elasticsearch: starting it alone"
                 );
-                match native::running(Kind::Es) {
+                match native::running(demo_es()) {
                     Some((_, url)) => Ok(Services::EsOnly {
                         url,
                         started: false,
                     }),
                     None => Ok(Services::EsOnly {
-                        url: native::start(Kind::Es)?,
+                        url: native::start(demo_es())?,
                         started: true,
                     }),
                 }
@@ -113,12 +113,17 @@ impl Services {
             }
             Services::EsOnly { started, .. } => {
                 if started && !keep {
-                    native::stop(Kind::Es)?;
+                    native::stop(demo_es())?;
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// The Elasticsearch the demo starts alone: the first default line.
+fn demo_es() -> Kind {
+    Kind::Search(crate::search_server::default_set()[0])
 }
 
 /// The source tour.

@@ -83,7 +83,7 @@ fn require_engine() -> Result<()> {
 pub fn up() -> Result<bool> {
     require_engine()?;
     let was_up = marker_exists();
-    for kind in crate::services::KINDS {
+    for kind in crate::services::all_kinds() {
         if native::stop(kind)? {
             step!(
                 "{}: stopped the native instance (docker mode uses fixed ports)",

@@ -15,7 +15,7 @@ use crate::e2e::source_kit::{
     self, Http, Output, Running, SourceConfig, create_logs_index, ensure_all_events, line_count,
     load_logs, read_output, run_once, wait_lines,
 };
-use crate::{native, net, services, step, util};
+use crate::{net, services, step, util};
 
 /// Echo prefix for the connector's own lines.
 const ECHO: Option<&str> = Some("    | ");
@@ -211,45 +211,9 @@ pub fn sigkill_restart(cx: &mut Cx) -> Result<()> {
     Ok(())
 }
 
-/// The osmem-server binary: `OSMEM_SERVER_BIN`, else the executable of the
-/// natively started test server, else the one in xtask's cached venv.
+/// The osmem-server binary (`OSMEM_SERVER_BIN`, else xtask's cached venv).
 fn osmem_bin() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("OSMEM_SERVER_BIN").filter(|b| !b.is_empty()) {
-        return Ok(PathBuf::from(bin));
-    }
-    if let Some((pid, _)) = native::recorded(services::Kind::Es) {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
-        let bin = PathBuf::from(String::from_utf8_lossy(argv0).into_owned());
-        if bin.is_file() && bin.to_string_lossy().contains("osmem") {
-            return Ok(bin);
-        }
-    }
-    // The venv native.rs creates (same location rules).
-    let venv = match std::env::var_os("XTASK_OSMEM_VENV").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .context("no HOME to find the osmem-server venv in; set OSMEM_SERVER_BIN")?
-            .join("es-state")
-            .join(native::OSMEM_PACKAGE.replace("==", "-")),
-    };
-    let out = util::capture(
-        Command::new(venv.join("bin").join("python")).args([
-            "-c",
-            "import osmem_server; print(osmem_server.resolve_binary())",
-        ]),
-        Duration::from_secs(60),
-    )?;
-    ensure!(
-        out.status.success(),
-        "no osmem-server found (not in {}); run `cargo xtask services up` once or set \
-         OSMEM_SERVER_BIN",
-        venv.display()
-    );
-    Ok(PathBuf::from(out.stdout.trim()))
+    crate::osmem::binary()
 }
 
 /// A private osmem-server on a fixed port, started and stopped by a scenario.

@@ -8,8 +8,12 @@ mod connector;
 mod demo;
 mod docker;
 mod e2e;
+mod iggy_server;
 mod native;
 mod net;
+mod osmem;
+mod redis_server;
+mod search_server;
 mod services;
 mod test;
 mod util;
@@ -24,13 +28,16 @@ cargo xtask — development tasks for this workspace
 USAGE: cargo xtask <command> [options]
 
 COMMANDS
-  services up [--docker]   start the test services (Elasticsearch-compatible server and Redis)
-                           on free 127.0.0.1 ports and write target/xtask/services.env
+  services up [--docker] [--servers LINES]
+                           start the test services (by default Elasticsearch 8.19, OpenSearch 3.6
+                           and Redis) on free 127.0.0.1 ports and write target/xtask/services.env
   services down            stop what `services up` started and remove the env file
   services status          each service, its URL and whether it answers (exit 1 if one does not)
-  test [--docker] [--no-e2e] [-- <cargo test args>]
-                           services up, `cargo test --workspace --all-features` against them,
-                           then the e2e scenarios, then services down (also on failure)
+  test [--docker] [--servers LINES | --matrix] [--no-e2e] [-- <cargo test args>]
+                           services up, then per Elasticsearch-flavoured server (ES_URL pointing
+                           at it): `cargo test --workspace --all-features` (later servers: only
+                           the packages whose tests read ES_URL) and the e2e scenarios; then
+                           services down (also on failure). --matrix: every line
   e2e [--docker] [--list] [SCENARIO...]
                            build es-connector and run end-to-end scenarios with it
   bench <target> [--docker]
@@ -43,12 +50,18 @@ COMMANDS
   help                     this text
 
 SERVICES
-  Native mode (default) needs no Docker: Elasticsearch is `osmem-server` (PyPI osmem-server==0.1.6,
-  an in-memory server speaking the OpenSearch REST API), installed once into a venv under
-  ~/.cache/es-state/ (override: XTASK_OSMEM_VENV, XTASK_PYTHON, or OSMEM_SERVER_BIN), and Redis is
-  `redis-server` (REDIS_SERVER_BIN, else PATH; installed with apt-get when missing and run as root).
-  They run in the background until `services down`; logs and pid files are in
-  target/xtask/services/.
+  Server lines (--servers, comma-separated): es7 (Elasticsearch 7.17.29), es8 (8.19.21), os2
+  (OpenSearch 2.19.6), os3 (3.6.0): the vendors' integ-test zips from Maven Central, fetched with
+  `mvn` into target/xtask/dist/, unpacked under target/xtask/servers/, run on a JDK found in
+  JAVA_HOME or /usr/lib/jvm (17 for es7/es8/os2, 21+ for os3), as the system user
+  `es-state-xtask` when run as root (created with useradd; the servers refuse root); osmem:
+  `osmem-server` (PyPI osmem-server==0.1.6, an in-memory emulator of the OpenSearch REST API) in a
+  venv under ~/.cache/es-state/ (override: XTASK_OSMEM_VENV, XTASK_PYTHON, OSMEM_SERVER_BIN).
+  Default: es8 and os3. The env file names each line's URL (ES8_URL, OS3_URL, ...), ES_URL (the
+  first Elasticsearch line) and OPENSEARCH_URL (the first OpenSearch line). Redis is
+  `redis-server` (REDIS_SERVER_BIN, else PATH; installed with apt-get when missing and run as
+  root). They run in the background until `services down`, which ends each one's whole process
+  group; logs and pid files are in target/xtask/services/.
   --docker uses docker/compose.yml instead (Elasticsearch 8 on 9200, OpenSearch on 9201,
   Redis on 6379, Iggy on 8090) and needs a running Docker engine.
   External services (e.g. CI service containers): set XTASK_EXTERNAL_SERVICES=1 together with
@@ -57,9 +70,9 @@ SERVICES
   Commands that bring services up stop afterwards only what they started themselves.
 
 ENVIRONMENT FOR TESTS
-  `. target/xtask/services.env` exports ES_URL, REDIS_URL and REDIS_SERVER_BIN. `cargo xtask test`
-  also sets XTASK_REQUIRE_SERVICES=1: a test whose service variable is missing then fails instead
-  of skipping.
+  `. target/xtask/services.env` exports ES_URL, OPENSEARCH_URL, REDIS_URL and REDIS_SERVER_BIN.
+  `cargo xtask test` also sets XTASK_REQUIRE_SERVICES=1: a test whose service variable is missing
+  then fails instead of skipping.
 ";
 
 fn main() -> ExitCode {
@@ -95,11 +108,12 @@ fn services_cmd(args: &[String]) -> Result<ExitCode> {
     match args.first().map(String::as_str) {
         Some("up") => {
             let mut opts = services::UpOptions::default();
-            for arg in &args[1..] {
-                match arg.as_str() {
-                    "--docker" => opts.docker = true,
-                    other => bail!("services up: unknown option `{other}`"),
+            let mut i = 1;
+            while i < args.len() {
+                if !opts.parse_arg(args, &mut i)? {
+                    bail!("services up: unknown option `{}`", args[i]);
                 }
+                i += 1;
             }
             let mut session = services::up(opts)?;
             session.keep();
@@ -126,6 +140,9 @@ fn services_cmd(args: &[String]) -> Result<ExitCode> {
             services::guard(&args[1..])?;
             Ok(ExitCode::SUCCESS)
         }
-        _ => bail!("usage: cargo xtask services up [--docker] | down | status"),
+        _ => bail!(
+            "usage: cargo xtask services up [--docker] [--servers es7,es8,os2,os3,osmem] | down | \
+             status"
+        ),
     }
 }

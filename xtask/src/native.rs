@@ -1,22 +1,40 @@
-//! The native test services: `osmem-server` (an in-memory server speaking the
-//! OpenSearch REST API, from PyPI, in a cached venv) and `redis-server`, run as
-//! detached background processes with pid, url and log files in the state dir.
+//! The native test services as detached background processes: one seam for every
+//! kind (its module describes a [`Launch`]: install, command, endpoint), then the
+//! same start (own process group), readiness poll, pid/url/log files in the state
+//! dir, and stop (the whole process group, so no java child outlives it).
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub use crate::iggy_server::bin as iggy_server_bin;
+pub use crate::redis_server::on_path as redis_server_on_path;
 use crate::services::{Kind, state_dir, wait_answers};
 use crate::util::{self, capture};
-use crate::{net, step};
+use crate::{iggy_server, net, redis_server, search_server, step};
 
-/// The PyPI package (and pinned version) of the Elasticsearch-compatible test server.
-pub const OSMEM_PACKAGE: &str = "osmem-server==0.1.6";
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How one kind of service starts, as its module describes it.
+#[derive(Debug)]
+pub struct Launch {
+    /// The command (installed already); stdout and stderr go to its log file.
+    pub cmd: Command,
+    /// Its endpoint, the value of its variable.
+    pub url: String,
+    /// How long it may take to answer.
+    pub ready_timeout: Duration,
+}
+
+fn launch(kind: Kind, port: u16) -> Result<Launch> {
+    match kind {
+        Kind::Search(line) => search_server::launch(line, port),
+        Kind::Redis => redis_server::launch(port),
+        Kind::Iggy => iggy_server::launch(port),
+    }
+}
 
 fn pid_file(kind: Kind) -> PathBuf {
     state_dir().join(format!("{}.pid", kind.stem()))
@@ -32,26 +50,40 @@ pub fn log_file(kind: Kind) -> PathBuf {
 
 /// Whether process `pid` exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state letter follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
+    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s != "Z" && s != "X"))
 }
 
-/// Whether `pid` is alive and still runs our service's binary (not a reused pid).
-fn pid_is(kind: Kind, pid: u32) -> bool {
-    let needle = match kind {
-        Kind::Es => "osmem",
-        Kind::Redis => "redis-server",
-        Kind::Iggy => "iggy-server",
+/// The fields of `/proc/PID/stat` after the parenthesised command name
+/// (state, ppid, pgrp, ...).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Live processes of process group `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
     };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            stat_fields(pid).is_some_and(|f| {
+                f.first().is_some_and(|s| s != "Z" && s != "X")
+                    && f.get(2).is_some_and(|g| *g == pgid.to_string())
+            })
+        })
+        .collect()
+}
+
+/// Whether `pid` is alive and still runs our service (not a reused pid).
+fn pid_is(kind: Kind, pid: u32) -> bool {
+    let needle = kind.needle();
     pid_alive(pid)
         && std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
 }
 
 fn read_pid(kind: Kind) -> Option<u32> {
@@ -94,56 +126,17 @@ pub fn start(kind: Kind) -> Result<String> {
 }
 
 fn start_once(kind: Kind) -> Result<String> {
-    let port = net::free_port()?;
-    let (mut cmd, url) = match kind {
-        Kind::Es => {
-            let mut cmd = Command::new(osmem_binary()?);
-            cmd.arg("--addr")
-                .arg(format!("127.0.0.1:{port}"))
-                .args(["--no-stdin-watch", "--no-ja"]);
-            (cmd, format!("http://127.0.0.1:{port}"))
-        }
-        Kind::Redis => {
-            let mut cmd = Command::new(redis_server_bin()?);
-            cmd.args(["--bind", "127.0.0.1", "--port"])
-                .arg(port.to_string())
-                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-                .arg("--dir")
-                .arg(state_dir());
-            (cmd, format!("redis://127.0.0.1:{port}"))
-        }
-        Kind::Iggy => {
-            let bin = iggy_server_bin().context("IGGY_SERVER_BIN is not set")?;
-            let data = state_dir().join("iggy-data");
-            // A fresh server each time: no streams left from earlier runs.
-            let _ = std::fs::remove_dir_all(&data);
-            let mut cmd = Command::new(bin);
-            cmd.current_dir(state_dir())
-                .env("IGGY_SYSTEM_PATH", &data)
-                .env("IGGY_TCP_ADDRESS", format!("127.0.0.1:{port}"))
-                .env("IGGY_ROOT_USERNAME", "iggy")
-                .env("IGGY_ROOT_PASSWORD", "iggy");
-            cmd.env(
-                "IGGY_HTTP_ADDRESS",
-                format!("127.0.0.1:{}", net::free_port()?),
-            )
-            .env(
-                "IGGY_QUIC_ADDRESS",
-                format!("127.0.0.1:{}", net::free_port()?),
-            )
-            .env(
-                "IGGY_WEBSOCKET_ADDRESS",
-                format!("127.0.0.1:{}", net::free_port()?),
-            );
-            (cmd, format!("127.0.0.1:{port}"))
-        }
-    };
+    let Launch {
+        mut cmd,
+        url,
+        ready_timeout,
+    } = launch(kind, net::free_port()?)?;
     let log_path = log_file(kind);
     let log =
         File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     step!("{}: starting {}", kind.name(), util::display(&cmd));
-    // Own process group: a Ctrl-C in the terminal does not reach it; it
-    // outlives this command until `services down`.
+    // Own process group: a Ctrl-C in the terminal does not reach it, it outlives
+    // this command until `services down`, and `stop` ends the whole group.
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -153,9 +146,10 @@ fn start_once(kind: Kind) -> Result<String> {
         .with_context(|| format!("could not start {}", util::display(&cmd)))?;
     std::fs::write(pid_file(kind), child.id().to_string())?;
     std::fs::write(url_file(kind), &url)?;
-    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
+            stop_group(child.id())?;
             bail!(
                 "exited ({status}) before answering; log {}:\n{}",
                 log_path.display(),
@@ -163,185 +157,81 @@ fn start_once(kind: Kind) -> Result<String> {
             );
         }
         if wait_answers(kind.var(), &url, Duration::ZERO) {
-            step!("{}: up at {url} (pid {})", kind.name(), child.id());
+            step!(
+                "{}: up at {url} (pid {}, {}s)",
+                kind.name(),
+                child.id(),
+                started.elapsed().as_secs()
+            );
             return Ok(url);
         }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
+        if started.elapsed() > ready_timeout {
+            stop_group(child.id())?;
+            let _ = child.wait();
             bail!(
                 "did not answer at {url} within {}s; log {}:\n{}",
-                READY_TIMEOUT.as_secs(),
+                ready_timeout.as_secs(),
                 log_path.display(),
                 util::tail(&log_path, 15)
             );
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
-/// Stops our instance of `kind` (SIGTERM, then SIGKILL after 10 s) and
-/// removes its pid and url files. Returns whether one was running.
+/// Stops our instance of `kind` (its process group: SIGTERM, then SIGKILL after
+/// 30 s) and removes its pid and url files. Returns whether one was running.
 pub fn stop(kind: Kind) -> Result<bool> {
     let Some(pid) = read_pid(kind) else {
         return Ok(false);
     };
-    let was_running = pid_is(kind, pid);
+    let was_running = pid_is(kind, pid) || !group_members(pid).is_empty();
     if was_running {
-        step!("{}: stopping pid {pid}", kind.name());
-        signal(pid, "TERM")?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while pid_alive(pid) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if pid_alive(pid) {
-            signal(pid, "KILL")?;
-        }
+        step!("{}: stopping pid {pid} and its process group", kind.name());
+        stop_group(pid)?;
     }
     let _ = std::fs::remove_file(pid_file(kind));
     let _ = std::fs::remove_file(url_file(kind));
     Ok(was_running)
 }
 
-fn signal(pid: u32, sig: &str) -> Result<()> {
-    // `kill(1)` rather than libc, to keep this crate free of unsafe code.
-    let out = capture(
-        Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string()),
-        Duration::from_secs(5),
-    )?;
-    if !out.status.success() && pid_alive(pid) {
-        bail!("kill -{sig} {pid} failed: {}", out.all().trim());
+/// SIGTERM to process group `pgid`, SIGKILL to what is left after 30 s; returns
+/// once no member is alive.
+fn stop_group(pgid: u32) -> Result<()> {
+    if group_members(pgid).is_empty() {
+        return Ok(());
+    }
+    signal_group(pgid, "TERM")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !group_members(pgid).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !group_members(pgid).is_empty() {
+        step!("process group {pgid} ignored SIGTERM for 30s; SIGKILL");
+        signal_group(pgid, "KILL")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !group_members(pgid).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let left = group_members(pgid);
+    if !left.is_empty() {
+        bail!("processes {left:?} of group {pgid} survived SIGKILL");
     }
     Ok(())
 }
 
-/// `IGGY_SERVER_BIN`: an `iggy-server` binary (built from apache/iggy by the
-/// user; nothing here builds or downloads one).
-pub fn iggy_server_bin() -> Option<PathBuf> {
-    match std::env::var_os("IGGY_SERVER_BIN") {
-        Some(bin) if !bin.is_empty() => Some(PathBuf::from(bin)),
-        _ => None,
-    }
-}
-
-/// `REDIS_SERVER_BIN` or `redis-server` on PATH, without installing anything.
-pub fn redis_server_on_path() -> Option<PathBuf> {
-    match std::env::var_os("REDIS_SERVER_BIN") {
-        Some(bin) if !bin.is_empty() => Some(PathBuf::from(bin)),
-        _ => util::which("redis-server"),
-    }
-}
-
-/// `redis-server`; installed with apt-get when missing and we are root.
-fn redis_server_bin() -> Result<PathBuf> {
-    if let Some(bin) = redis_server_on_path() {
-        return Ok(bin);
-    }
-    if util::is_root() && util::which("apt-get").is_some() {
-        step!("redis-server not found; installing it with apt-get (running as root)");
-        util::run(
-            Command::new("apt-get")
-                .arg("update")
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-        util::run(
-            Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends", "redis-server"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-        if let Some(bin) = util::which("redis-server") {
-            return Ok(bin);
-        }
-    }
-    bail!(
-        "redis-server is not installed. Install it (Debian/Ubuntu: `sudo apt-get install -y \
-         redis-server`; macOS: `brew install redis`), or set REDIS_SERVER_BIN to its path, or use \
-         `--docker`"
-    )
-}
-
-/// Where the osmem-server venv lives: `XTASK_OSMEM_VENV`, else a per-user cache
-/// (`$XDG_CACHE_HOME` or `~/.cache`)`/es-state/osmem-server-0.1.6`, else under target/.
-fn venv_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XTASK_OSMEM_VENV").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let version = OSMEM_PACKAGE.replace("==", "-");
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-    match cache {
-        Some(cache) => cache.join("es-state").join(version),
-        None => util::xtask_dir().join("venv").join(version),
-    }
-}
-
-/// The osmem-server binary: `OSMEM_SERVER_BIN`, or from the cached venv
-/// (created with `python3 -m venv` + `pip install osmem-server==0.1.6` when missing).
-fn osmem_binary() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("OSMEM_SERVER_BIN").filter(|b| !b.is_empty()) {
-        return Ok(PathBuf::from(bin));
-    }
-    let venv = venv_dir();
-    let python = venv.join("bin").join("python");
-    let ready = venv.join(".xtask-ready");
-    if !ready.exists() {
-        create_venv(&venv)?;
-        std::fs::write(&ready, OSMEM_PACKAGE)?;
-    }
+fn signal_group(pgid: u32, sig: &str) -> Result<()> {
+    // `kill(1)` rather than libc, to keep this crate free of unsafe code.
     let out = capture(
-        Command::new(&python).args([
-            "-c",
-            "import osmem_server; print(osmem_server.resolve_binary())",
-        ]),
-        Duration::from_secs(60),
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg("--")
+            .arg(format!("-{pgid}")),
+        Duration::from_secs(5),
     )?;
-    if !out.status.success() {
-        bail!(
-            "the venv {} has no working osmem_server ({}). Delete that directory and retry",
-            venv.display(),
-            out.stderr.trim()
-        );
-    }
-    Ok(PathBuf::from(out.stdout.trim()))
-}
-
-fn create_venv(venv: &PathBuf) -> Result<()> {
-    let python = std::env::var("XTASK_PYTHON").unwrap_or_else(|_| "python3".into());
-    step!(
-        "elasticsearch: installing {OSMEM_PACKAGE} into {} (once)",
-        venv.display()
-    );
-    let _ = std::fs::remove_dir_all(venv);
-    if let Some(parent) = venv.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let venv_status = util::status(Command::new(&python).arg("-m").arg("venv").arg(venv));
-    if !venv_status.as_ref().is_ok_and(|s| s.success()) {
-        bail!(
-            "`{python} -m venv` failed. Install Python 3 with venv support (Debian/Ubuntu: \
-             `apt-get install -y python3-venv`), set XTASK_PYTHON to a python3, or set \
-             OSMEM_SERVER_BIN to an osmem-server binary"
-        );
-    }
-    let pip = util::status(
-        Command::new(venv.join("bin").join("python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--quiet",
-            ])
-            .arg(OSMEM_PACKAGE),
-    );
-    if !pip.as_ref().is_ok_and(|s| s.success()) {
-        bail!(
-            "`pip install {OSMEM_PACKAGE}` failed (is PyPI reachable? a proxy may need \
-             PIP_INDEX_URL). Or use `--docker` for a real Elasticsearch"
-        );
+    if !out.status.success() && !group_members(pgid).is_empty() {
+        bail!("kill -{sig} -- -{pgid} failed: {}", out.all().trim());
     }
     Ok(())
 }

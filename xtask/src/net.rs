@@ -135,9 +135,19 @@ pub fn http(method: &str, base: &str, path: &str) -> Result<(u16, String)> {
     Ok((status, body))
 }
 
-/// Whether the Elasticsearch-compatible server at `url` answers `GET /` with 200.
+/// Whether the Elasticsearch-compatible server at `url` is ready: its cluster is at
+/// least yellow (`GET /_cluster/health?wait_for_status=yellow`), or, for a server
+/// without that API, `GET /` answers 200.
 pub fn es_answers(url: &str) -> bool {
-    matches!(http("GET", url, "/"), Ok((200, _)))
+    match http(
+        "GET",
+        url,
+        "/_cluster/health?wait_for_status=yellow&timeout=1s",
+    ) {
+        Ok((200, _)) => true,
+        Ok((404 | 405, _)) => matches!(http("GET", url, "/"), Ok((200, _))),
+        _ => false,
+    }
 }
 
 /// A RESP reply, as far as we need it.

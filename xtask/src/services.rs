@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::search_server::{self, Line};
 use crate::util::{self, xtask_dir};
 use crate::{docker, native, net, step};
 
@@ -15,31 +16,40 @@ use crate::{docker, native, net, step};
 /// every `*_URL` variable already set is used as is, checked, never started or stopped.
 pub const EXTERNAL_VAR: &str = "XTASK_EXTERNAL_SERVICES";
 
-/// A service xtask can start natively.
+/// A service xtask can start natively; each kind is one module behind
+/// [`native::Launch`] (`search_server`, `redis_server`, `iggy_server`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    Es,
+    /// An Elasticsearch-flavoured server: one line of [`search_server::LINES`].
+    Search(&'static Line),
     Redis,
     /// Only when `IGGY_SERVER_BIN` names an `iggy-server` binary (none is
     /// installable from the registries), or in docker mode.
     Iggy,
 }
 
-pub const KINDS: [Kind; 3] = [Kind::Es, Kind::Redis, Kind::Iggy];
+/// Every kind xtask may have started (for `services down`).
+pub fn all_kinds() -> Vec<Kind> {
+    search_server::LINES
+        .iter()
+        .map(Kind::Search)
+        .chain([Kind::Redis, Kind::Iggy])
+        .collect()
+}
 
 impl Kind {
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Kind::Es => "elasticsearch",
-            Kind::Redis => "redis",
-            Kind::Iggy => "iggy",
+            Kind::Search(line) => format!("{} ({})", line.name, line.label()),
+            Kind::Redis => "redis".into(),
+            Kind::Iggy => "iggy".into(),
         }
     }
 
     /// Stem of its pid, url and log files.
     pub fn stem(self) -> &'static str {
         match self {
-            Kind::Es => "es",
+            Kind::Search(line) => line.name,
             Kind::Redis => "redis",
             Kind::Iggy => "iggy",
         }
@@ -48,26 +58,41 @@ impl Kind {
     /// The environment variable that carries its endpoint.
     pub fn var(self) -> &'static str {
         match self {
-            Kind::Es => "ES_URL",
+            Kind::Search(line) => line.var(),
             Kind::Redis => "REDIS_URL",
             Kind::Iggy => "IGGY_TCP_ADDRESS",
         }
     }
 
+    /// What the command line of our running instance contains.
+    pub fn needle(self) -> String {
+        match self {
+            Kind::Search(line) => match line.start {
+                search_server::Start::Osmem => "osmem".into(),
+                search_server::Start::IntegTestZip { .. } => {
+                    format!("{}-{}", line.product.name(), line.version)
+                }
+            },
+            Kind::Redis => "redis-server".into(),
+            Kind::Iggy => "iggy-server".into(),
+        }
+    }
+
     fn parse(s: &str) -> Option<Kind> {
-        KINDS.into_iter().find(|k| k.stem() == s)
+        all_kinds().into_iter().find(|k| k.stem() == s)
     }
 }
 
 /// Whether the endpoint in variable `var` answers.
 fn answers(var: &str, value: &str) -> bool {
     match var {
-        "ES_URL" | "OPENSEARCH_URL" => net::es_answers(value),
         "REDIS_URL" => net::redis_answers(value),
         "IGGY_TCP_ADDRESS" => value
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h, p.parse().ok()?)))
             .is_some_and(|(h, p)| net::tcp_answers(h, p)),
+        // ES_URL, OPENSEARCH_URL and each line's ES8_URL, OS3_URL, ...
+        v if v.ends_with("_URL") => net::es_answers(value),
         _ => true,
     }
 }
@@ -96,10 +121,43 @@ pub fn env_file() -> PathBuf {
 }
 
 /// Options of `services up` (and of commands that bring services up).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct UpOptions {
     /// Use `docker compose` with real images instead of native processes.
     pub docker: bool,
+    /// The server lines to start (`--servers`); empty: the default ones.
+    pub servers: Vec<&'static Line>,
+}
+
+impl UpOptions {
+    /// Reads `--docker`, `--servers a,b` and `--matrix` (every line) at `args[*i]`;
+    /// returns whether it was one of them.
+    pub fn parse_arg(&mut self, args: &[String], i: &mut usize) -> Result<bool> {
+        match args[*i].as_str() {
+            "--docker" => self.docker = true,
+            "--matrix" => self.servers = search_server::LINES.iter().collect(),
+            "--servers" => {
+                *i += 1;
+                let list = args
+                    .get(*i)
+                    .context("--servers needs a list, e.g. --servers es7,es8,os2,os3,osmem")?;
+                self.servers = search_server::parse_set(list)?;
+            }
+            other => match other.strip_prefix("--servers=") {
+                Some(list) => self.servers = search_server::parse_set(list)?,
+                None => return Ok(false),
+            },
+        }
+        Ok(true)
+    }
+
+    fn lines(&self) -> Vec<&'static Line> {
+        if self.servers.is_empty() {
+            search_server::default_set()
+        } else {
+            self.servers.clone()
+        }
+    }
 }
 
 /// The endpoints a command runs against. On [`Session::finish`] (or drop) it
@@ -137,6 +195,46 @@ impl Session {
             .iter()
             .find(|(k, _)| k == var)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The Elasticsearch-flavoured servers of this session, in table order:
+    /// `(line name, url)`; external or docker ones as `ES_URL` / `OPENSEARCH_URL`.
+    pub fn search_servers(&self) -> Vec<(String, String)> {
+        let lines: Vec<(String, String)> = search_server::LINES
+            .iter()
+            .filter_map(|l| Some((l.name.to_owned(), self.get(l.var())?.to_owned())))
+            .collect();
+        if !lines.is_empty() {
+            return lines;
+        }
+        let mut servers: Vec<(String, String)> = Vec::new();
+        for var in ["ES_URL", "OPENSEARCH_URL"] {
+            if let Some(url) = self.get(var)
+                && !servers.iter().any(|(_, u)| u == url)
+            {
+                servers.push((var.to_owned(), url.to_owned()));
+            }
+        }
+        servers
+    }
+
+    /// A view of this session with `ES_URL` pointing at `url` (it stops nothing).
+    pub fn with_es_url(&self, url: &str) -> Session {
+        let mut vars: Vec<(String, String)> = self
+            .vars
+            .iter()
+            .filter(|(k, _)| k != "ES_URL")
+            .cloned()
+            .collect();
+        vars.insert(0, ("ES_URL".to_owned(), url.to_owned()));
+        Session {
+            vars,
+            started: Vec::new(),
+            started_docker: false,
+            keep: true,
+            done: true,
+            guard: None,
+        }
     }
 
     /// Leave the services running when this session ends.
@@ -193,13 +291,21 @@ fn stop_started(kinds: &[Kind], docker: bool) -> Result<()> {
     if docker && let Err(e) = docker::down() {
         result = Err(e);
     }
-    let vars = read_env_file()
-        .into_iter()
-        .filter(|(k, _)| {
+    let all = read_env_file();
+    let stopped_urls: Vec<&String> = all
+        .iter()
+        .filter(|(k, _)| kinds.iter().any(|kind| kind.var() == k))
+        .map(|(_, v)| v)
+        .collect();
+    let vars = all
+        .iter()
+        .filter(|(k, v)| {
             let stopped = kinds.iter().any(|kind| kind.var() == k)
+                || stopped_urls.contains(&v)
                 || (kinds.contains(&Kind::Iggy) && k.starts_with("IGGY_"));
             !docker && !stopped
         })
+        .cloned()
         .collect::<Vec<_>>();
     if vars.iter().any(|(k, _)| k.ends_with("_URL")) {
         write_env_file(&vars)?;
@@ -233,7 +339,22 @@ pub fn up(opts: UpOptions) -> Result<Session> {
         session.vars = read_env_file();
         return Ok(session);
     } else {
-        for kind in KINDS {
+        let external_es = std::env::var("ES_URL")
+            .ok()
+            .filter(|v| external_mode() && !v.trim().is_empty());
+        let mut kinds: Vec<Kind> = Vec::new();
+        if external_es.is_none() {
+            kinds.extend(opts.lines().into_iter().map(Kind::Search));
+        }
+        kinds.extend([Kind::Redis, Kind::Iggy]);
+        for var in ["ES_URL", "OPENSEARCH_URL"] {
+            if let Some(url) = external_es.as_ref().and_then(|_| std::env::var(var).ok()) {
+                session
+                    .vars
+                    .push((var.to_owned(), use_external(var, "search server", &url)?));
+            }
+        }
+        for kind in kinds {
             let external =
                 std::env::var(kind.var()).is_ok_and(|v| external_mode() && !v.trim().is_empty());
             if kind == Kind::Iggy
@@ -249,20 +370,7 @@ pub fn up(opts: UpOptions) -> Result<Session> {
             }
             let url = match std::env::var(kind.var()) {
                 Ok(url) if external_mode() && !url.trim().is_empty() => {
-                    step!(
-                        "{}: using external {}={url} (waiting up to 120s for it to answer)",
-                        kind.name(),
-                        kind.var()
-                    );
-                    if !wait_answers(kind.var(), &url, Duration::from_secs(120)) {
-                        bail!(
-                            "{EXTERNAL_VAR}=1 and {}={url}, but nothing answers there. Start that \
-                             service, or unset {} to let xtask start one",
-                            kind.var(),
-                            kind.var()
-                        );
-                    }
-                    url
+                    use_external(kind.var(), &kind.name(), &url)?
                 }
                 _ => match native::running(kind) {
                     Some((pid, url)) => {
@@ -284,6 +392,10 @@ pub fn up(opts: UpOptions) -> Result<Session> {
                 }
             }
         }
+        if external_es.is_none() {
+            let aliases = search_aliases(&opts.lines(), &session.vars);
+            session.vars.splice(0..0, aliases);
+        }
     }
     if let Some(bin) = native::redis_server_on_path() {
         session
@@ -292,6 +404,45 @@ pub fn up(opts: UpOptions) -> Result<Session> {
     }
     write_env_file(&session.vars)?;
     Ok(session)
+}
+
+/// `ES_URL` (the first Elasticsearch line, else the first line) and
+/// `OPENSEARCH_URL` (the first OpenSearch line), from the lines' own variables.
+fn search_aliases(lines: &[&'static Line], vars: &[(String, String)]) -> Vec<(String, String)> {
+    let url = |line: &&Line| {
+        vars.iter()
+            .find(|(k, _)| k == line.var())
+            .map(|(_, v)| v.clone())
+    };
+    let first_of = |product| {
+        lines
+            .iter()
+            .filter(|l| l.product == product && l.start != search_server::Start::Osmem)
+            .find_map(url)
+    };
+    let es = first_of(search_server::Product::Elasticsearch).or_else(|| lines.iter().find_map(url));
+    let os = first_of(search_server::Product::OpenSearch).or_else(|| {
+        lines
+            .iter()
+            .filter(|l| l.product == search_server::Product::OpenSearch)
+            .find_map(url)
+    });
+    let mut aliases = Vec::new();
+    aliases.extend(es.map(|u| ("ES_URL".to_owned(), u)));
+    aliases.extend(os.map(|u| ("OPENSEARCH_URL".to_owned(), u)));
+    aliases
+}
+
+/// Waits up to 120 s for an external service someone else runs.
+fn use_external(var: &str, name: &str, url: &str) -> Result<String> {
+    step!("{name}: using external {var}={url} (waiting up to 120s for it to answer)");
+    if !wait_answers(var, url, Duration::from_secs(120)) {
+        bail!(
+            "{EXTERNAL_VAR}=1 and {var}={url}, but nothing answers there. Start that service, or \
+             unset {var} to let xtask start one"
+        );
+    }
+    Ok(url.to_owned())
 }
 
 fn docker_vars_answer() -> bool {
@@ -303,7 +454,7 @@ fn docker_vars_answer() -> bool {
 pub fn down() -> Result<()> {
     let mut result = Ok(());
     let mut stopped_any = false;
-    for kind in KINDS {
+    for kind in all_kinds() {
         match native::stop(kind) {
             Ok(stopped) => stopped_any |= stopped,
             Err(e) => result = Err(e),
@@ -346,10 +497,10 @@ pub fn status() -> Result<bool> {
         }
         let up = answers(var, value);
         all_up &= up;
-        let recorded = KINDS
+        let kind = all_kinds()
             .into_iter()
-            .find(|k| k.var() == var)
-            .and_then(|k| native::recorded(k).filter(|(_, url)| url == value));
+            .find(|k| k.var() == var || native::recorded(*k).is_some_and(|(_, url)| &url == value));
+        let recorded = kind.and_then(|k| native::recorded(k).filter(|(_, url)| url == value));
         let origin = match recorded {
             Some((pid, _)) if native::pid_alive(pid) => format!("native, pid {pid}"),
             Some((pid, _)) => format!(
@@ -359,15 +510,14 @@ pub fn status() -> Result<bool> {
             None if docker::marker_exists() => "docker".into(),
             None => "external".into(),
         };
-        let name = match var.as_str() {
-            "ES_URL" => "elasticsearch",
-            "OPENSEARCH_URL" => "opensearch",
-            "REDIS_URL" => "redis",
-            "IGGY_TCP_ADDRESS" => "iggy",
-            other => other,
+        let name = match kind {
+            Some(Kind::Search(line)) => line.label(),
+            Some(Kind::Redis) => "redis".into(),
+            Some(Kind::Iggy) => "iggy".into(),
+            None => "external".into(),
         };
         let state = if up { "up" } else { "NOT ANSWERING" };
-        println!("{name:<14} {value:<28} {state:<14} ({origin})");
+        println!("{var:<16} {value:<28} {state:<14} {name} ({origin})");
     }
     println!("env file: {}", env_file().display());
     Ok(all_up)

@@ -1,29 +1,45 @@
 //! `cargo xtask test`: services up, the whole test suite against them, the
 //! end-to-end scenarios, services down — whatever fails along the way.
+//!
+//! With several Elasticsearch-flavoured servers (by default Elasticsearch 8 and
+//! OpenSearch 3), the suite runs once per server with `ES_URL` pointing at it: the
+//! first pass runs every test, later passes only the packages whose tests read
+//! `ES_URL`, and the e2e scenarios run in every pass.
 
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 
 use crate::connector::Connector;
+use crate::search_server::server_version;
 use crate::services::{Session, UpOptions, env_file};
 use crate::{e2e, step, util};
+
+/// The packages whose tests read `ES_URL` (the later passes run only these).
+const ES_PACKAGES: [&str; 3] = ["bulk", "connector", "state-es"];
 
 pub fn cmd(args: &[String]) -> Result<()> {
     let mut opts = UpOptions::default();
     let mut run_e2e = true;
     let mut extra = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--docker" => opts.docker = true,
+    let mut i = 0;
+    while i < args.len() {
+        if opts.parse_arg(args, &mut i)? {
+            i += 1;
+            continue;
+        }
+        match args[i].as_str() {
             "--no-e2e" => run_e2e = false,
-            "--" => extra.extend(it.by_ref().cloned()),
+            "--" => {
+                extra.extend(args[i + 1..].iter().cloned());
+                break;
+            }
             other => bail!(
                 "test: unknown option `{other}`; arguments for cargo test go after `--` \
                  (e.g. `cargo xtask test -- --nocapture`)"
             ),
         }
+        i += 1;
     }
     let started = Instant::now();
     let session = Session::start(opts, true)?;
@@ -46,45 +62,70 @@ pub fn cmd(args: &[String]) -> Result<()> {
              from the registries; set IGGY_SERVER_BIN to an iggy-server binary, or use --docker)"
         );
     }
-    let mut cargo_test = util::cargo();
-    cargo_test
-        .args(["test", "--workspace", "--all-features"])
-        .args(&extra)
-        .envs(session.vars.iter().map(|(k, v)| (k, v)))
-        // Tests needing a service fail instead of skipping when its variable is missing.
-        .env("XTASK_REQUIRE_SERVICES", "1");
-    let tests = match util::status(&mut cargo_test) {
-        Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(format!("cargo test failed ({status})")),
-        Err(e) => Err(format!("{e:#}")),
-    };
-
-    let e2e = if run_e2e {
-        match Connector::build().and_then(|c| e2e::run(&session, &c, &[])) {
-            Ok(s) if s.failed == 0 => Ok(format!("e2e {} passed", s.passed)),
-            Ok(s) => Err(format!("e2e {} passed, {} failed", s.passed, s.failed)),
-            Err(e) => Err(format!("e2e could not run: {e:#}")),
-        }
+    let connector = if run_e2e {
+        Some(Connector::build())
     } else {
-        Ok("e2e skipped (--no-e2e)".to_string())
+        None
     };
+    let mut parts = Vec::new();
+    let mut ok = true;
+    for (pass, (name, url)) in session.search_servers().into_iter().enumerate() {
+        let server = match server_version(&url) {
+            Some((product, version)) => format!("{product} {version}"),
+            None => "a server that does not say its version".to_owned(),
+        };
+        step!("tests against {server} ({name}, ES_URL={url})");
+        let pass_started = Instant::now();
+        let view = session.with_es_url(&url);
+        let mut cargo_test = util::cargo();
+        cargo_test.arg("test");
+        if pass == 0 {
+            cargo_test.arg("--workspace");
+        } else {
+            for package in ES_PACKAGES {
+                cargo_test.args(["-p", package]);
+            }
+        }
+        cargo_test
+            .arg("--all-features")
+            .args(&extra)
+            .envs(view.vars.iter().map(|(k, v)| (k, v)))
+            // Tests needing a service fail instead of skipping when its variable is missing.
+            .env("XTASK_REQUIRE_SERVICES", "1");
+        let tests = match util::status(&mut cargo_test) {
+            Ok(status) if status.success() => Ok("cargo test passed".to_string()),
+            Ok(status) => Err(format!("cargo test failed ({status})")),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let e2e = match &connector {
+            None => Ok("e2e skipped (--no-e2e)".to_string()),
+            Some(Err(e)) => Err(format!("e2e could not run: {e:#}")),
+            Some(Ok(c)) => match e2e::run(&view, c, &[]) {
+                Ok(s) if s.failed == 0 => Ok(format!("e2e {} passed", s.passed)),
+                Ok(s) => Err(format!("e2e {} passed, {} failed", s.passed, s.failed)),
+                Err(e) => Err(format!("e2e could not run: {e:#}")),
+            },
+        };
+        ok &= tests.is_ok() && e2e.is_ok();
+        let outcome = [tests, e2e].map(|r| r.unwrap_or_else(|e| e)).join(", ");
+        let secs = pass_started.elapsed().as_secs();
+        step!("{server}: {outcome} ({secs}s)");
+        parts.push(format!("{server}: {outcome}"));
+    }
+    if parts.is_empty() {
+        ok = false;
+        parts.push("no Elasticsearch-flavoured server to test against".to_owned());
+    }
 
     let down = session.finish();
     let secs = started.elapsed().as_secs();
-    let mut parts = vec![match &tests {
-        Ok(()) => "cargo test passed".to_string(),
-        Err(e) => e.clone(),
-    }];
-    parts.push(match &e2e {
-        Ok(s) | Err(s) => s.clone(),
-    });
     if !iggy {
         parts.push("Iggy tests not run (IGGY_TCP_ADDRESS unset)".into());
     }
     if let Err(e) = &down {
+        ok = false;
         parts.push(format!("stopping services failed: {e:#}"));
     }
-    let ok = tests.is_ok() && e2e.is_ok() && down.is_ok();
     let verdict = if ok { "ok" } else { "FAILED" };
     println!("xtask test: {verdict}: {} ({secs}s)", parts.join("; "));
     if !ok {

@@ -17,7 +17,17 @@ fn msg(i: u32) -> Message {
     )
 }
 
+/// The number of documents in `index`, after an explicit `_refresh`.
 async fn count(url: &str, index: &str) -> u64 {
+    let refreshed = reqwest::Client::new()
+        .post(format!("{url}/{index}/_refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        refreshed.status().is_success(),
+        "_refresh {index}: {refreshed:?}"
+    );
     let v: serde_json::Value = reqwest::get(format!("{url}/{index}/_count"))
         .await
         .unwrap()

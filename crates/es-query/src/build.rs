@@ -35,9 +35,8 @@ impl QuerySpec {
                 ));
             }
         }
-        if let Some(cursor) = cursor {
-            self.check_cursor(cursor)?;
-        }
+        let cursor = cursor.map(|c| self.check_cursor(c)).transpose()?;
+        let cursor = cursor.as_ref();
         let mut body = self.common_body(self.query(cursor.map(Hint::AtOrAfter))?);
         if self.config.track_total_hits {
             body.insert("track_total_hits".into(), true.into());
@@ -97,9 +96,8 @@ impl QuerySpec {
     /// tiebreaker. Needs `tiebreaker_field`.
     pub fn scroll_start(&self, cursor: Option<&Cursor>, keep_alive: Duration) -> Result<Request> {
         self.refuse_shard_doc_outside_pit("a scroll")?;
-        if let Some(cursor) = cursor {
-            self.check_cursor(cursor)?;
-        }
+        let cursor = cursor.map(|c| self.check_cursor(c)).transpose()?;
+        let cursor = cursor.as_ref();
         let mut body = self.common_body(self.query(cursor.map(Hint::StrictlyAfter))?);
         // Scrolls refuse `track_total_hits: false`.
         if self.config.track_total_hits {
@@ -131,10 +129,8 @@ impl QuerySpec {
     /// the same query and window, from the cursor's timestamp (inclusive, so documents
     /// sharing the cursor's timestamp are counted again: an upper estimate).
     pub fn count(&self, cursor: Option<&Cursor>) -> Result<Request> {
-        if let Some(cursor) = cursor {
-            self.check_cursor(cursor)?;
-        }
-        let query = self.query(cursor.map(Hint::AtOrAfter))?;
+        let cursor = cursor.map(|c| self.check_cursor(c)).transpose()?;
+        let query = self.query(cursor.as_ref().map(Hint::AtOrAfter))?;
         Ok(
             Request::new(Method::Post, format!("/{}/_count", self.index_path))
                 .body(json!({ "query": query })),
@@ -214,12 +210,31 @@ impl QuerySpec {
         Ok(())
     }
 
-    fn check_cursor(&self, cursor: &Cursor) -> Result<()> {
+    /// The cursor's two sort values, checked against this query. A third value after
+    /// a field tiebreaker is the implicit `_shard_doc` Elasticsearch appends inside a
+    /// point in time (see [`Cursor::from_hit`]); cursors stored before it was left out
+    /// carry it, and it is dropped here so they resume like any other.
+    fn check_cursor(&self, cursor: &Cursor) -> Result<Cursor> {
         let bad = |reason: String| QueryError::InvalidCursor {
             cursor: Value::Array(cursor.sort.clone()).to_string(),
             reason,
         };
-        let [ts, tiebreaker] = cursor.sort.as_slice() else {
+        let values = match (&self.tiebreaker, cursor.sort.as_slice()) {
+            (Tiebreaker::Field(_), [ts, tiebreaker, implicit_shard_doc])
+                if implicit_shard_doc.as_i64().is_some_and(|v| v >= 0) =>
+            {
+                vec![ts.clone(), tiebreaker.clone()]
+            }
+            (Tiebreaker::Field(field), [_, _, other]) => {
+                return Err(bad(format!(
+                    "its third sort value {other} is not the implicit `_shard_doc` of an \
+                     Elasticsearch point in time; this query sorts on two ([{}, {field}])",
+                    self.config.timestamp_field
+                )));
+            }
+            (_, values) => values.to_vec(),
+        };
+        let [ts, tiebreaker] = values.as_slice() else {
             return Err(bad(format!(
                 "it has {} sort values, this query sorts on two ([{}, {}])",
                 cursor.sort.len(),
@@ -242,7 +257,7 @@ impl QuerySpec {
                      tiebreaker_field present and single-valued in every document?"
                 )))
             }
-            _ => Ok(()),
+            _ => Ok(Cursor::new(values.clone())),
         }
     }
 

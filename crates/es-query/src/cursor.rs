@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::response::Hit;
 
+/// How many sort values a cursor holds: every search sorts on `[timestamp, tiebreaker]`.
+pub(crate) const SORT_KEYS: usize = 2;
+
 /// The sort values `[timestamp, tiebreaker]` of the last delivered hit, kept exactly
 /// as the server returned them and sent back verbatim as `search_after`.
 ///
@@ -29,13 +32,22 @@ impl Cursor {
         Cursor { sort }
     }
 
-    /// The cursor just after `hit`; `None` if the hit has no sort values (a search
-    /// not built by this crate).
+    /// The cursor just after `hit`: its first two sort values, the ones this crate's
+    /// searches sort on; `None` if the hit has no sort values (a search not built by
+    /// this crate).
+    ///
+    /// Inside a point in time, Elasticsearch >= 7.12 appends an implicit `_shard_doc`
+    /// value to every hit's `sort` when the request's sort does not end in
+    /// `_shard_doc` (with `tiebreaker_field`: `[timestamp, tiebreaker, shard_doc]`).
+    /// It is left out: the unique tiebreaker already orders every hit, and a
+    /// `search_after` of the two requested values resumes in any point in time.
     pub fn from_hit(hit: &Hit) -> Option<Cursor> {
         if hit.sort.is_empty() {
             None
         } else {
-            Some(Cursor::new(hit.sort.clone()))
+            Some(Cursor::new(
+                hit.sort.iter().take(SORT_KEYS).cloned().collect(),
+            ))
         }
     }
 

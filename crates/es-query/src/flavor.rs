@@ -1,10 +1,12 @@
-//! Which server we talk to, detected from the `GET /` answer.
+//! Which server we talk to, detected from the `GET /` answer (or, where `GET /` is
+//! not there, from the local node's info).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{QueryError, Result};
+use crate::request::{Method, Request};
 
 /// The server family and version: decides PIT paths and which tiebreakers exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -53,6 +55,46 @@ impl Flavor {
         } else {
             Flavor::Elasticsearch { major, minor }
         })
+    }
+
+    /// Where to ask for the version when `GET /` is not there: `GET /_nodes/_local`,
+    /// filtered to the node's `version` and `build_flavor`; read the answer with
+    /// [`Flavor::from_local_node_response`].
+    pub fn local_node_request() -> Request {
+        Request::new(Method::Get, "/_nodes/_local")
+            .param("filter_path", "nodes.*.version,nodes.*.build_flavor")
+    }
+
+    /// Reads the answer to [`Flavor::local_node_request`], for servers whose `GET /` is not
+    /// there (a minimal Elasticsearch 8 distribution answers it with 405): the flavour
+    /// and the version string of the node that answered. Elasticsearch (since 6.3)
+    /// reports a `build_flavor`; OpenSearch does not.
+    pub fn from_local_node_response(body: &[u8]) -> Result<(Flavor, String)> {
+        const WHAT: &str = "GET /_nodes/_local";
+        let doc: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| QueryError::malformed(WHAT, format!("not JSON ({e})"), body))?;
+        let node = doc
+            .get("nodes")
+            .and_then(serde_json::Value::as_object)
+            .and_then(|nodes| nodes.values().next())
+            .ok_or_else(|| QueryError::malformed(WHAT, "no node in `nodes`", body))?;
+        let number = node
+            .get("version")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| QueryError::malformed(WHAT, "no `version` string", body))?;
+        let (major, minor) = parse_version(number).ok_or_else(|| {
+            QueryError::malformed(
+                WHAT,
+                format!("version `{number}` is not MAJOR.MINOR[...]"),
+                body,
+            )
+        })?;
+        let flavor = if node.get("build_flavor").is_some() {
+            Flavor::Elasticsearch { major, minor }
+        } else {
+            Flavor::OpenSearch { major, minor }
+        };
+        Ok((flavor, number.to_owned()))
     }
 
     /// Whether point in time searches exist: Elasticsearch >= 7.10, OpenSearch >= 2.4.

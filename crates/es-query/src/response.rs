@@ -75,7 +75,9 @@ pub struct Hit {
     pub primary_term: Option<i64>,
     /// `_source` exactly as received (`None` when `_source` was disabled).
     pub source: Option<Box<RawValue>>,
-    /// The sort values `[timestamp, tiebreaker]`, exactly as received.
+    /// The sort values `[timestamp, tiebreaker]`, exactly as received: inside an
+    /// Elasticsearch point in time a third, the implicit `_shard_doc`, may follow
+    /// ([`Hit::cursor`] leaves it out).
     pub sort: Vec<Value>,
 }
 

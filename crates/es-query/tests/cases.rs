@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use es_query::{Cursor, Flavor, PitId, QueryConfig, QueryError, QuerySpec, ScrollId};
+use es_query::{Cursor, Flavor, PitId, QueryConfig, QueryError, QuerySpec, ScrollId, SearchPage};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -74,6 +74,12 @@ enum Call {
     CursorForNewPit {
         cursor: Vec<Value>,
     },
+    /// The page after the last hit of `answer` (a search answer as the server sent it).
+    NextPageAfterAnswer {
+        answer: Value,
+        #[serde(default)]
+        pit: Option<String>,
+    },
     Sort,
 }
 
@@ -99,6 +105,14 @@ fn run(case: &Case) -> Result<Value, QueryError> {
             let pit = pit.clone().map(PitId::new);
             let keep_alive = duration(keep_alive.as_deref().unwrap_or("1m"));
             spec.search_after_page(cursor(c).as_ref(), pit.as_ref().map(|p| (p, keep_alive)))?
+        }
+        Call::NextPageAfterAnswer { answer, pit } => {
+            let page = SearchPage::parse(answer.to_string().as_bytes())?;
+            let pit = pit.clone().map(PitId::new);
+            spec.search_after_page(
+                page.last_cursor().as_ref(),
+                pit.as_ref().map(|p| (p, duration("1m"))),
+            )?
         }
         Call::OpenPit { keep_alive } => spec.open_pit(duration(keep_alive))?,
         Call::ClosePit { pit } => spec.close_pit(&PitId::new(pit.clone()))?,

@@ -236,3 +236,41 @@ fn server_errors_keep_status_type_and_root_cause() {
     assert!(err.is_retryable());
     assert!(err.to_string().contains("nginx"), "{err}");
 }
+
+#[test]
+fn flavor_from_the_local_node_where_get_root_is_not_there() {
+    // A minimal Elasticsearch 8.19 distribution answers `GET /` with 405.
+    let err = Flavor::from_root_response(&fixture("root_elasticsearch_8_19_405.json")).unwrap_err();
+    assert!(matches!(err, QueryError::Malformed { .. }), "{err:?}");
+    assert_eq!(
+        Flavor::from_local_node_response(&fixture("nodes_local_elasticsearch_8_19.json")).unwrap(),
+        (
+            Flavor::Elasticsearch {
+                major: 8,
+                minor: 19
+            },
+            "8.19.21".to_owned()
+        )
+    );
+    assert_eq!(
+        Flavor::from_local_node_response(&fixture("nodes_local_opensearch_3_6.json")).unwrap(),
+        (
+            Flavor::OpenSearch { major: 3, minor: 6 },
+            "3.6.0".to_owned()
+        )
+    );
+    let err = Flavor::from_local_node_response(b"{\"nodes\":{}}").unwrap_err();
+    assert!(matches!(err, QueryError::Malformed { .. }), "{err:?}");
+}
+
+#[test]
+fn implicit_shard_doc_of_an_elasticsearch_pit_stays_out_of_the_cursor() {
+    // Elasticsearch 8.19 inside a point in time, sorted on [ts, eid]: every hit
+    // carries a third sort value, the implicit `_shard_doc`.
+    let page = SearchPage::parse(&fixture("es_8_19_pit_page_implicit_shard_doc.json")).unwrap();
+    assert_eq!(page.hits[1].sort.len(), 3);
+    assert_eq!(
+        page.last_cursor().unwrap(),
+        Cursor::new(vec![1704067202000_i64.into(), "e2".into()])
+    );
+}

@@ -79,7 +79,21 @@ impl TestIndex {
     }
 
     /// `GET /<index>/_count`.
+    /// The number of documents, after an explicit `_refresh` (a real server shows
+    /// new documents only after one).
     pub async fn count(&self) -> u64 {
+        let refreshed = self
+            .client
+            .post(format!("{}/{}/_refresh", self.url, self.name))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            refreshed.status().is_success(),
+            "_refresh of {}: HTTP {}",
+            self.name,
+            refreshed.status()
+        );
         let resp = self
             .client
             .get(format!("{}/{}/_count", self.url, self.name))

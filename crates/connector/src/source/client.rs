@@ -154,6 +154,10 @@ impl EsClient {
             body: None,
         };
         let (status, body) = self.send(&request, WHAT).await?;
+        if matches!(status, 404 | 405 | 410) {
+            // A minimal Elasticsearch 8 distribution has no `GET /` (405): ask the node.
+            return self.local_node_info().await;
+        }
         if !(200..300).contains(&status) {
             return Err(self.refused(WHAT, QueryError::from_error_response(status, &body)));
         }
@@ -162,6 +166,19 @@ impl EsClient {
             .ok()
             .and_then(|v| v["version"]["number"].as_str().map(str::to_owned))
             .unwrap_or_default();
+        Ok(ServerInfo { flavor, version })
+    }
+
+    /// `GET /_nodes/_local`: the flavour and version where `GET /` is not there.
+    async fn local_node_info(&self) -> Result<ServerInfo> {
+        const WHAT: &str = "GET /_nodes/_local";
+        let request = Flavor::local_node_request();
+        let (status, body) = self.send(&request, WHAT).await?;
+        if !(200..300).contains(&status) {
+            return Err(self.refused(WHAT, QueryError::from_error_response(status, &body)));
+        }
+        let (flavor, version) =
+            Flavor::from_local_node_response(&body).map_err(|e| self.refused(WHAT, e))?;
         Ok(ServerInfo { flavor, version })
     }
 
