@@ -73,7 +73,7 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
     ),
     (
         "source-streaming-refresh",
-        "6000 documents streamed in on the index's default 1 s refresh while `run` reads, by \
+        "30000 documents streamed in on the index's default 1 s refresh while `run` reads, by \
          event_id and by _shard_doc: each delivered exactly once",
         e2e_source::streaming_default_refresh,
     ),

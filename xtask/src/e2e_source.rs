@@ -666,7 +666,8 @@ pub fn expired_pit(cx: &mut Cx) -> Result<()> {
 /// refreshes or waits for one) while `run` reads; each document is delivered
 /// exactly once, by `event_id` and by `_shard_doc` inside a point in time.
 pub fn streaming_default_refresh(cx: &mut Cx) -> Result<()> {
-    const DOCS: u64 = 6_000;
+    // Enough that the stream spans several refreshes (about 5 s here).
+    const DOCS: u64 = 30_000;
     // 97 per request: requests cut through the groups of ten documents that
     // share a timestamp, so a group becomes visible in two refreshes.
     const PER_REQUEST: u64 = 97;

@@ -8,6 +8,7 @@ mod connector;
 mod demo;
 mod docker;
 mod e2e;
+mod es_embedded;
 mod iggy_server;
 mod native;
 mod net;

@@ -40,6 +40,9 @@ pub enum Start {
         group: &'static str,
         java: (u32, u32),
     },
+    /// The server's jars from Maven Central and our launcher
+    /// (`es_embedded`), on a JDK whose major version lies in `java`.
+    EmbeddedJars { java: (u32, u32) },
     /// `osmem-server` (PyPI), an in-memory emulator of the OpenSearch REST API.
     Osmem,
 }
@@ -60,7 +63,7 @@ const ES_GROUP: &str = "org.elasticsearch.distribution.integ-test-zip";
 const OS_GROUP: &str = "org.opensearch.distribution.integ-test-zip";
 
 /// Every line xtask can start, in the order test passes run.
-pub static LINES: [Line; 5] = [
+pub static LINES: [Line; 6] = [
     Line {
         name: "es7",
         product: Product::Elasticsearch,
@@ -79,6 +82,13 @@ pub static LINES: [Line; 5] = [
             group: ES_GROUP,
             java: (17, 24),
         },
+        default: false,
+    },
+    Line {
+        name: "es9",
+        product: Product::Elasticsearch,
+        version: "9.5.3",
+        start: Start::EmbeddedJars { java: (21, 25) },
         default: true,
     },
     Line {
@@ -112,7 +122,7 @@ pub static LINES: [Line; 5] = [
 
 /// The unprivileged user real servers run as when we are root (both refuse root).
 const SERVER_USER: &str = "es-state-xtask";
-const HEAP: &str = "-Xms512m -Xmx512m";
+pub const HEAP: &str = "-Xms512m -Xmx512m";
 pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Line {
@@ -125,6 +135,7 @@ impl Line {
         match self.name {
             "es7" => "ES7_URL",
             "es8" => "ES8_URL",
+            "es9" => "ES9_URL",
             "os2" => "OS2_URL",
             "os3" => "OS3_URL",
             _ => "OSMEM_URL",
@@ -136,6 +147,9 @@ impl Line {
         match self.start {
             Start::Osmem => format!("osmem-server {}", self.version),
             Start::IntegTestZip { .. } => format!("{} {}", self.product.name(), self.version),
+            Start::EmbeddedJars { .. } => {
+                format!("{} {} (jars)", self.product.name(), self.version)
+            }
         }
     }
 }
@@ -170,6 +184,7 @@ pub fn default_set() -> Vec<&'static Line> {
 pub fn launch(line: &'static Line, port: u16) -> Result<Launch> {
     match line.start {
         Start::Osmem => osmem::launch(port),
+        Start::EmbeddedJars { java } => crate::es_embedded::launch(line, java, port),
         Start::IntegTestZip { group, java } => {
             let home = install_zip(line, group)?;
             let java_home = java_home(java)?;
@@ -229,7 +244,7 @@ fn install_zip(line: &Line, group: &str) -> Result<PathBuf> {
 /// Where unpacked servers and their data live: under target/xtask/, unless we are
 /// root and the server user cannot reach it (a checkout under /root): then under
 /// the system's temporary directory.
-fn servers_root() -> Result<PathBuf> {
+pub fn servers_root() -> Result<PathBuf> {
     let inside = util::xtask_dir().join("servers");
     std::fs::create_dir_all(&inside)?;
     if !util::is_root() || user_can_enter(&inside)? {
@@ -273,7 +288,7 @@ fn ensure_user() -> Result<()> {
 
 /// A JDK whose major version lies in `range`: `JAVA_HOME`, the JDKs under
 /// /usr/lib/jvm and the `java` on PATH; the lowest fitting major wins.
-fn java_home((min, max): (u32, u32)) -> Result<PathBuf> {
+pub fn java_home((min, max): (u32, u32)) -> Result<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(home) = std::env::var_os("JAVA_HOME").filter(|h| !h.is_empty()) {
         candidates.push(PathBuf::from(home));
@@ -354,25 +369,14 @@ fn zip_launch(line: &Line, home: &Path, java_home: &Path, port: u16) -> Result<L
         format!("transport.port={transport_port}"),
         format!("path.data={}", data.display()),
         format!("path.logs={}", logs.display()),
-        // A full-ish disk must not turn indices read-only under the tests.
-        "cluster.routing.allocation.disk.threshold_enabled=false".to_string(),
-        // Tests delete their indices by pattern.
-        "action.destructive_requires_name=false".to_string(),
     ];
+    settings.extend(COMMON_SETTINGS.iter().map(|s| s.to_string()));
     if line.product == Product::Elasticsearch {
         // The zips carry x-pack security; on, 8.x would demand TLS and passwords.
         settings.push("xpack.security.enabled=false".to_string());
     }
     let bin = home.join("bin").join(line.product.name());
-    let mut cmd = if util::is_root() {
-        ensure_user()?;
-        util::run(Command::new("chown").arg("-R").arg(SERVER_USER).arg(root))?;
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", SERVER_USER, "--", "env"]);
-        cmd
-    } else {
-        Command::new("env")
-    };
+    let mut cmd = as_server_user(root)?;
     cmd.arg(format!("{java_var}={}", java_home.display()))
         .arg(format!("{opts_var}={HEAP}"))
         .arg(bin)
@@ -383,6 +387,27 @@ fn zip_launch(line: &Line, home: &Path, java_home: &Path, port: u16) -> Result<L
         url: format!("http://127.0.0.1:{port}"),
         ready_timeout: READY_TIMEOUT,
     })
+}
+
+/// Settings every real line starts with, besides its ports and paths.
+pub const COMMON_SETTINGS: &[&str] = &[
+    // A full-ish disk must not turn indices read-only under the tests.
+    "cluster.routing.allocation.disk.threshold_enabled=false",
+    // Tests delete their indices by pattern.
+    "action.destructive_requires_name=false",
+];
+
+/// `env`, run as the server user when we are root (after giving it `root`).
+pub fn as_server_user(root: &Path) -> Result<Command> {
+    if util::is_root() {
+        ensure_user()?;
+        util::run(Command::new("chown").arg("-R").arg(SERVER_USER).arg(root))?;
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", SERVER_USER, "--", "env"]);
+        Ok(cmd)
+    } else {
+        Ok(Command::new("env"))
+    }
 }
 
 /// `(product, version)` as the server at `url` reports it: `GET /`, or the local

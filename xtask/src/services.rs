@@ -72,6 +72,9 @@ impl Kind {
                 search_server::Start::IntegTestZip { .. } => {
                     format!("{}-{}", line.product.name(), line.version)
                 }
+                search_server::Start::EmbeddedJars { .. } => {
+                    format!("es-embedded-{}", line.version)
+                }
             },
             Kind::Redis => "redis-server".into(),
             Kind::Iggy => "iggy-server".into(),

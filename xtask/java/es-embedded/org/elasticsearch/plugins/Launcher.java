@@ -1,4 +1,6 @@
-// Minimal in-process launcher for an Elasticsearch 9.x node built only from Maven Central jars.
+// Minimal in-process launcher for an Elasticsearch 9.x node built only from Maven Central jars
+// (Maven Central has no Elasticsearch 9 distribution zip). Used by `cargo xtask services` for the
+// `es9` line: java -cp 'classes:lib/*' org.elasticsearch.plugins.Launcher HTTP_PORT TRANSPORT_PORT HOME [key=value ...]
 // It lives in package org.elasticsearch.plugins (a split package, fine on the plain classpath) only so that it
 // can call the package-private PluginBundle / PluginsLoader constructors and register plugins that sit on the
 // application classpath (transport-netty4, plus a tiny "GET /" plugin) as ordinary modules.
@@ -42,13 +44,24 @@ public final class Launcher {
 
     public static void main(String[] args) throws Exception {
         long t0 = System.nanoTime();
-        int httpPort = args.length > 0 ? Integer.parseInt(args[0]) : 9200;
-        int transportPort = args.length > 1 ? Integer.parseInt(args[1]) : 9300;
-        Path home = Path.of(args.length > 2 ? args[2] : "/tmp/es9/home").toAbsolutePath();
+        int httpPort = Integer.parseInt(args[0]);
+        int transportPort = Integer.parseInt(args[1]);
+        if (args.length < 3) {
+            throw new IllegalArgumentException("usage: Launcher HTTP_PORT TRANSPORT_PORT HOME [key=value ...]");
+        }
+        Path home = Path.of(args[2]).toAbsolutePath();
         for (String d : new String[] { "config", "data", "logs", "bundles/netty4", "bundles/root" }) {
             Files.createDirectories(home.resolve(d));
         }
 
+        Settings.Builder extra = Settings.builder();
+        for (int i = 3; i < args.length; i++) {
+            int eq = args[i].indexOf('=');
+            if (eq <= 0) {
+                throw new IllegalArgumentException("expected key=value, got [" + args[i] + "]");
+            }
+            extra.put(args[i].substring(0, eq), args[i].substring(eq + 1));
+        }
         Settings settings = Settings.builder()
             .put("path.home", home.toString())
             .put("path.data", home.resolve("data").toString())
@@ -61,6 +74,7 @@ public final class Launcher {
             .put("discovery.type", "single-node")
             .put("cluster.routing.allocation.disk.threshold_enabled", false)
             .put("logger.level", System.getProperty("launcher.log.level", "INFO"))
+            .put(extra.build())
             .build();
 
         // Route ES's own logging API to log4j; with no log4j2.properties, configureWithoutConfig keeps log4j's
