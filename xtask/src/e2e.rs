@@ -14,6 +14,8 @@ use crate::{net, step};
 
 #[path = "e2e_iggy.rs"]
 mod e2e_iggy;
+#[path = "e2e_security.rs"]
+mod e2e_security;
 #[path = "e2e_source.rs"]
 mod e2e_source;
 #[path = "source_kit.rs"]
@@ -76,6 +78,13 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
         "30000 documents streamed in on the index's default 1 s refresh while `run` reads, by \
          event_id and by _shard_doc: each delivered exactly once",
         e2e_source::streaming_default_refresh,
+    ),
+    (
+        "source-security",
+        "a private Elasticsearch 8.19 with security: HTTPS with a private CA and basic \
+         authentication deliver every document; a wrong CA and a wrong password fail naming \
+         the cause; no secret in output, logs or state",
+        e2e_security::security,
     ),
     (
         "iggy-source-sigkill",

@@ -452,7 +452,7 @@ impl PrivateIggy {
 }
 
 /// A CA and a `localhost` certificate it signed, made with the openssl CLI.
-fn make_certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+pub(crate) fn make_certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir)?;
     let (ca_key, ca, key, csr, cert, ext) = (
         dir.join("ca.key"),

@@ -193,6 +193,14 @@ pub fn launch(line: &'static Line, port: u16) -> Result<Launch> {
     }
 }
 
+/// The unpacked home of a zip line and a JDK for it.
+pub fn installed_zip(line: &'static Line) -> Result<(PathBuf, PathBuf)> {
+    let Start::IntegTestZip { group, java } = line.start else {
+        bail!("{} is not a distribution zip", line.name);
+    };
+    Ok((install_zip(line, group)?, java_home(java)?))
+}
+
 /// The product's server home, unpacked from the cached zip (fetched once with mvn).
 fn install_zip(line: &Line, group: &str) -> Result<PathBuf> {
     let artifact = line.product.name();
