@@ -223,6 +223,9 @@ async fn a_restart_inside_a_shared_timestamp_rereads_at_most_one_batch() {
             })
         }))
         .await;
+    if !shard_doc_or_refused(&url, &index.name).await {
+        return;
+    }
     let extra = format!("batch_size = 100\n{}", file_state(dir.path(), "group"));
     let mut delivered = commit_then_crash(
         ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra)),
