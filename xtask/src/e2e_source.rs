@@ -73,8 +73,25 @@ fn load(es_url: &str, index: &str, count: u64, second_of: impl Fn(u64) -> u64) -
     Ok(())
 }
 
+/// Whether the server at `url` has the `_shard_doc` sort (Elasticsearch >= 7.12,
+/// OpenSearch >= 3.3), by the version it reports.
+fn has_shard_doc(url: &str) -> Result<bool> {
+    let (product, version) = crate::search_server::server_version(url)
+        .with_context(|| format!("the server at {url} does not say its version"))?;
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let major_minor = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    Ok(if product == "opensearch" {
+        major_minor >= (3, 3)
+    } else {
+        major_minor >= (7, 12)
+    })
+}
+
 /// 10k documents, one timestamp, batch 100: every page boundary falls inside
-/// the same timestamp, so only the tiebreaker keeps pages apart.
+/// the same timestamp, so only the tiebreaker keeps pages apart. On a server
+/// without `_shard_doc`, reading without `tiebreaker_field` must be refused.
 pub fn shared_timestamps(cx: &mut Cx) -> Result<()> {
     const DOCS: u64 = 10_000;
     let index = cx.step("load 10000 documents sharing ONE timestamp", |cx| {
@@ -91,6 +108,31 @@ pub fn shared_timestamps(cx: &mut Cx) -> Result<()> {
             Some(field) => format!("{pagination} by {field}"),
             None => format!("{pagination} by _shard_doc"),
         };
+        if tiebreaker.is_none() && !has_shard_doc(&cx.es_url)? {
+            cx.step(
+                &format!("{name}: this server has no _shard_doc: `run --once` is refused naming tiebreaker_field"),
+                |cx| {
+                    let es_url = cx.es_url.clone();
+                    let (cfg, _) = cx.source_config(
+                        "shared-no-shard-doc",
+                        &es_url,
+                        &index,
+                        100,
+                        pagination,
+                        None,
+                    )?;
+                    let refused = run_once(&cx.connector, &cfg, ECHO)
+                        .err()
+                        .context("es-connector read without tiebreaker_field on a server without _shard_doc")?;
+                    ensure!(
+                        format!("{refused:#}").contains("tiebreaker_field"),
+                        "refused, but without naming tiebreaker_field: {refused:#}"
+                    );
+                    Ok(())
+                },
+            )?;
+            continue;
+        }
         cx.step(
             &format!("{name}, batch 100: `run --once` writes exactly {DOCS} distinct ids"),
             |cx| {
@@ -150,13 +192,19 @@ pub fn sigkill_restart(cx: &mut Cx) -> Result<()> {
         Ok(index)
     })?;
     let es_url = cx.es_url.clone();
+    // The _shard_doc tiebreaker where the server has it, else a field.
+    let tiebreaker = (!has_shard_doc(&es_url)?).then_some("event_id");
+    step!(
+        "  tiebreaker: {}",
+        tiebreaker.unwrap_or("_shard_doc (no tiebreaker_field)")
+    );
     let (cfg, out) = cx.source_config(
         "sigkill",
         &es_url,
         &index,
         BATCH as u32,
         "search_after",
-        None,
+        tiebreaker,
     )?;
     let mut kills = 0;
     for target in [1_500, 2_600, 3_700] {

@@ -274,11 +274,20 @@ pub fn load_logs(
         n = stop;
         progress(n - first);
     }
+    // A real server shows new documents to searches only after a refresh.
+    http.json("POST", &format!("/{index}/_refresh"), "")
+        .with_context(|| format!("cannot refresh {index}"))?;
     Ok(())
 }
 
 /// `_count` of `index` (0 when it does not exist).
 pub fn count(es_url: &str, index: &str) -> Result<u64> {
+    // Count what was indexed, not only what the last periodic refresh shows.
+    let (status, body) = net::http("POST", es_url, &format!("/{index}/_refresh"))?;
+    ensure!(
+        matches!(status, 200 | 404),
+        "_refresh of {index} answered {status}: {body}"
+    );
     let (status, body) = net::http("GET", es_url, &format!("/{index}/_count"))?;
     if status == 404 {
         return Ok(0);

@@ -87,7 +87,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
             }
         }
         cargo_test
-            .arg("--all-features")
+            .args(["--all-features", "--no-fail-fast"])
             .args(&extra)
             .envs(view.vars.iter().map(|(k, v)| (k, v)))
             // Tests needing a service fail instead of skipping when its variable is missing.

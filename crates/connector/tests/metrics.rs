@@ -134,7 +134,11 @@ async fn the_run_loop_updates_the_metrics_and_the_observer() {
             json!((base + chrono::Duration::seconds(i as i64)).to_rfc3339())
         }))
         .await;
-    let extra = format!("batch_size = 100\n{}", file_state(dir.path(), "metrics"));
+    // A field tiebreaker: every server line has one (not every line has `_shard_doc`).
+    let extra = format!(
+        "batch_size = 100\ntiebreaker_field = \"id\"\n{}",
+        file_state(dir.path(), "metrics")
+    );
     let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
     source.open().await.unwrap();
     assert_eq!(source.count_remaining().await.unwrap(), 300);

@@ -240,3 +240,24 @@ pub fn assert_exactly_once(got: &[String], expected: usize) {
     assert!(dupes.is_empty(), "duplicates: {dupes:?}");
     assert_eq!(counts.len(), expected, "distinct documents delivered");
 }
+
+/// Whether a source without `tiebreaker_field` can read `index` on this server:
+/// only where `_shard_doc` exists (Elasticsearch >= 7.12, OpenSearch >= 3.3), as
+/// the server's own version says. Where it does not, asserts that such a source is
+/// refused naming `tiebreaker_field`, so the test still proves something.
+pub async fn shard_doc_or_refused(url: &str, index: &str) -> bool {
+    let with_field = plugin_config(url, index, "tiebreaker_field = \"id\"\n");
+    let server = ElasticsearchSource::check(&with_field)
+        .await
+        .unwrap_or_else(|e| panic!("ES_URL={url}: {e}"));
+    let without = plugin_config(url, index, "");
+    let refused = ElasticsearchSource::check(&without).await;
+    if server.flavor.supports_shard_doc() {
+        refused.unwrap_or_else(|e| panic!("{:?} {}: {e}", server.flavor, server.version));
+        true
+    } else {
+        let error = refused.expect_err("no _shard_doc, yet no tiebreaker_field was accepted");
+        assert!(error.to_string().contains("tiebreaker_field"), "{error}");
+        false
+    }
+}
