@@ -82,7 +82,7 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
     (
         "source-security",
         "a private Elasticsearch 8.19 with security: HTTPS with a private CA and basic \
-         authentication deliver every document; a wrong CA and a wrong password fail naming \
+         authentication deliver every document; a wrong password fails naming \
          the cause; no secret in output, logs or state",
         e2e_security::security,
     ),
