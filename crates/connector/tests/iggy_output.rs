@@ -21,23 +21,6 @@ use connector::{ConnectorConfig, ElasticsearchSource, Output, OutputConfig, RunO
 use iggy::prelude::{Client, Identifier, IggyClient, MessageClient, TopicClient};
 use serde_json::json;
 
-fn iggy_address() -> Option<String> {
-    match std::env::var("IGGY_TCP_ADDRESS") {
-        Ok(a) if !a.trim().is_empty() => Some(a),
-        _ => {
-            eprintln!("IGGY_TCP_ADDRESS is not set: the Iggy tests were not run");
-            None
-        }
-    }
-}
-
-fn credentials() -> (String, String) {
-    (
-        std::env::var("IGGY_USERNAME").unwrap_or_else(|_| "iggy".into()),
-        std::env::var("IGGY_PASSWORD").unwrap_or_else(|_| "iggy".into()),
-    )
-}
-
 /// A config sending `index` to `stream/topic` with `partitioning`.
 fn config(
     es: &str,

@@ -36,23 +36,6 @@ const PER_SEND: u64 = 500;
 /// `batch_length` of the sink: one send is one poll.
 const BATCH: u64 = 500;
 
-fn iggy_address() -> Option<String> {
-    match std::env::var("IGGY_TCP_ADDRESS") {
-        Ok(a) if !a.trim().is_empty() => Some(a),
-        _ => {
-            eprintln!("IGGY_TCP_ADDRESS is not set: the Iggy tests were not run");
-            None
-        }
-    }
-}
-
-fn credentials() -> (String, String) {
-    (
-        std::env::var("IGGY_USERNAME").unwrap_or_else(|_| "iggy".into()),
-        std::env::var("IGGY_PASSWORD").unwrap_or_else(|_| "iggy".into()),
-    )
-}
-
 /// What message `k` is: a good document, a payload that is not JSON, or a
 /// document the index's mapping refuses (`n` must be a long).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

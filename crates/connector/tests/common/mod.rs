@@ -1,6 +1,12 @@
 //! Shared helpers of the tests that need the Elasticsearch/OpenSearch test server.
 
-#![allow(dead_code, clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -260,4 +266,24 @@ pub async fn shard_doc_or_refused(url: &str, index: &str) -> bool {
         assert!(error.to_string().contains("tiebreaker_field"), "{error}");
         false
     }
+}
+
+/// `IGGY_TCP_ADDRESS`, or `None` after saying the Iggy tests were not run
+/// (Iggy is not installable from the registries).
+pub fn iggy_address() -> Option<String> {
+    match std::env::var("IGGY_TCP_ADDRESS") {
+        Ok(a) if !a.trim().is_empty() => Some(a),
+        _ => {
+            eprintln!("IGGY_TCP_ADDRESS is not set: the Iggy tests were not run");
+            None
+        }
+    }
+}
+
+/// `IGGY_USERNAME`/`IGGY_PASSWORD`, default `iggy`/`iggy`.
+pub fn credentials() -> (String, String) {
+    (
+        std::env::var("IGGY_USERNAME").unwrap_or_else(|_| "iggy".into()),
+        std::env::var("IGGY_PASSWORD").unwrap_or_else(|_| "iggy".into()),
+    )
 }
