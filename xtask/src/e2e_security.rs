@@ -29,18 +29,9 @@ struct SecureNode {
 impl Drop for SecureNode {
     fn drop(&mut self) {
         // The whole group: runuser, the launcher script and the JVM.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(format!("-{}", self.child.id()))
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
+        if let Err(e) = crate::native::stop_group(self.child.id()) {
+            step!("  the secured node: {e:#}");
         }
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.child.id()))
-            .status();
         let _ = self.child.wait();
     }
 }

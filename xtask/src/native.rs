@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 pub use crate::iggy_server::bin as iggy_server_bin;
 pub use crate::redis_server::on_path as redis_server_on_path;
 use crate::services::{Kind, state_dir, wait_answers};
-use crate::util::{self, capture};
+use crate::util;
 use crate::{iggy_server, net, redis_server, search_server, step};
 
 /// How one kind of service starts, as its module describes it.
@@ -197,7 +197,7 @@ pub fn stop(kind: Kind) -> Result<bool> {
 
 /// SIGTERM to process group `pgid`, SIGKILL to what is left after 30 s; returns
 /// once no member is alive.
-fn stop_group(pgid: u32) -> Result<()> {
+pub fn stop_group(pgid: u32) -> Result<()> {
     if group_members(pgid).is_empty() {
         return Ok(());
     }
@@ -222,16 +222,22 @@ fn stop_group(pgid: u32) -> Result<()> {
 }
 
 fn signal_group(pgid: u32, sig: &str) -> Result<()> {
-    // `kill(1)` rather than libc, to keep this crate free of unsafe code.
-    let out = capture(
-        Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg("--")
-            .arg(format!("-{pgid}")),
-        Duration::from_secs(5),
-    )?;
-    if !out.status.success() && !group_members(pgid).is_empty() {
-        bail!("kill -{sig} -- -{pgid} failed: {}", out.all().trim());
+    use rustix::process::{Pid, Signal, kill_process_group};
+    let signal = match sig {
+        "TERM" => Signal::TERM,
+        "KILL" => Signal::KILL,
+        other => bail!("signal_group: unsupported signal {other}"),
+    };
+    // A process group id is a positive pid; 0 or a negative number would
+    // address our own group or every process.
+    let pid = i32::try_from(pgid)
+        .ok()
+        .filter(|&p| p > 1)
+        .and_then(Pid::from_raw)
+        .with_context(|| format!("{pgid} is not a process group id"))?;
+    match kill_process_group(pid, signal) {
+        Ok(()) => Ok(()),
+        Err(_) if group_members(pgid).is_empty() => Ok(()),
+        Err(e) => bail!("SIG{sig} to process group {pgid}: {e}"),
     }
-    Ok(())
 }
