@@ -30,7 +30,7 @@ USAGE: cargo xtask <command> [options]
 
 COMMANDS
   services up [--docker] [--servers LINES]
-                           start the test services (by default Elasticsearch 8.19, OpenSearch 3.6
+                           start the test services (by default Elasticsearch 9.5, OpenSearch 3.6
                            and Redis) on free 127.0.0.1 ports and write target/xtask/services.env
   services down            stop what `services up` started and remove the env file
   services status          each service, its URL and whether it answers (exit 1 if one does not)
@@ -53,12 +53,13 @@ COMMANDS
 SERVICES
   Server lines (--servers, comma-separated): es7 (Elasticsearch 7.17.29), es8 (8.19.21), os2
   (OpenSearch 2.19.6), os3 (3.6.0): the vendors' integ-test zips from Maven Central, fetched with
-  `mvn` into target/xtask/dist/, unpacked under target/xtask/servers/, run on a JDK found in
-  JAVA_HOME or /usr/lib/jvm (17 for es7/es8/os2, 21+ for os3), as the system user
+  `mvn` into target/xtask/dist/, unpacked under target/xtask/servers/; es9 (9.5.3): the server's
+  jars from Maven Central in one JVM with our launcher (docs/test-servers.md). They run on a JDK
+  found in JAVA_HOME or /usr/lib/jvm (17 for es7/es8/os2, 21+ for es9/os3), as the system user
   `es-state-xtask` when run as root (created with useradd; the servers refuse root); osmem:
   `osmem-server` (PyPI osmem-server==0.1.6, an in-memory emulator of the OpenSearch REST API) in a
   venv under ~/.cache/es-state/ (override: XTASK_OSMEM_VENV, XTASK_PYTHON, OSMEM_SERVER_BIN).
-  Default: es8 and os3. The env file names each line's URL (ES8_URL, OS3_URL, ...), ES_URL (the
+  Default: es9 and os3. The env file names each line's URL (ES9_URL, OS3_URL, ...), ES_URL (the
   first Elasticsearch line) and OPENSEARCH_URL (the first OpenSearch line). Redis is
   `redis-server` (REDIS_SERVER_BIN, else PATH; installed with apt-get when missing and run as
   root). They run in the background until `services down`, which ends each one's whole process

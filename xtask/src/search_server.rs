@@ -82,14 +82,14 @@ pub static LINES: [Line; 6] = [
             group: ES_GROUP,
             java: (17, 24),
         },
-        default: true,
+        default: false,
     },
     Line {
         name: "es9",
         product: Product::Elasticsearch,
         version: "9.5.3",
         start: Start::EmbeddedJars { java: (21, 25) },
-        default: false,
+        default: true,
     },
     Line {
         name: "os2",

@@ -4,7 +4,8 @@
 //! With several Elasticsearch-flavoured servers (by default Elasticsearch 8 and
 //! OpenSearch 3), the suite runs once per server with `ES_URL` pointing at it: the
 //! first pass runs every test, later passes only the packages whose tests read
-//! `ES_URL`, and the e2e scenarios run in every pass.
+//! `ES_URL`, and the e2e scenarios run in every pass (those with a server of
+//! their own, `e2e::OWN_SERVER`, in the first only).
 
 use std::time::Instant;
 
@@ -97,10 +98,15 @@ pub fn cmd(args: &[String]) -> Result<()> {
             Ok(status) => Err(format!("cargo test failed ({status})")),
             Err(e) => Err(format!("{e:#}")),
         };
+        let select = if pass == 0 {
+            e2e::Select::Named(&[])
+        } else {
+            e2e::Select::UsingEsUrl
+        };
         let e2e = match &connector {
             None => Ok("e2e skipped (--no-e2e)".to_string()),
             Some(Err(e)) => Err(format!("e2e could not run: {e:#}")),
-            Some(Ok(c)) => match e2e::run(&view, c, &[]) {
+            Some(Ok(c)) => match e2e::run(&view, c, select) {
                 Ok(s) if s.failed == 0 => Ok(format!("e2e {} passed", s.passed)),
                 Ok(s) => Err(format!("e2e {} passed, {} failed", s.passed, s.failed)),
                 Err(e) => Err(format!("e2e could not run: {e:#}")),
