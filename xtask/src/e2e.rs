@@ -82,8 +82,8 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
     (
         "source-security",
         "a private Elasticsearch 8.19 with security: HTTPS with a private CA and basic \
-         authentication deliver every document; a wrong password fails naming \
-         the cause; no secret in output, logs or state",
+         authentication deliver every document; a wrong CA and a wrong password \
+         fail naming the cause; no secret in output, logs or state",
         e2e_security::security,
     ),
     (
@@ -119,11 +119,21 @@ pub fn fixture_path() -> PathBuf {
     util::root().join("crates/state-core/tests/fixtures/documented_state.json")
 }
 
-/// Step counts of a run.
-#[derive(Debug, Default, Clone, Copy)]
+/// Step counts of a run, and how each scenario ended.
+#[derive(Debug, Default, Clone)]
 pub struct Summary {
     pub passed: usize,
     pub failed: usize,
+    pub scenarios: Vec<(&'static str, Outcome)>,
+}
+
+/// How one scenario ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    Failed,
+    /// It said why it could not run (e.g. no Iggy server).
+    NotRun,
 }
 
 /// What a scenario works with.
@@ -143,9 +153,17 @@ pub struct Cx {
     redis_prefixes: Vec<String>,
     summary: Summary,
     scenario: &'static str,
+    /// Set by [`Cx::not_run`] during the current scenario.
+    not_run: std::cell::Cell<bool>,
 }
 
 impl Cx {
+    /// Says why the current scenario does not run (it then returns `Ok`).
+    pub fn not_run(&self, why: &str) {
+        step!("  NOT RUN: {why}");
+        self.not_run.set(true);
+    }
+
     /// Runs one step: prints it, counts it; a failed step ends its scenario.
     pub fn step<T>(&mut self, what: &str, f: impl FnOnce(&mut Cx) -> Result<T>) -> Result<T> {
         step!("e2e: [{}] {what}", self.scenario);
@@ -343,7 +361,9 @@ pub fn run(session: &Session, connector: &Connector, select: Select<'_>) -> Resu
         redis_prefixes: Vec::new(),
         summary: Summary::default(),
         scenario: "",
+        not_run: std::cell::Cell::new(false),
     };
+    let mut outcomes = Vec::new();
     let mut failed_scenarios = Vec::new();
     for (name, about, scenario) in SCENARIOS {
         let selected = match select {
@@ -355,12 +375,19 @@ pub fn run(session: &Session, connector: &Connector, select: Select<'_>) -> Resu
         }
         step!("e2e: scenario {name}: {about}");
         cx.scenario = name;
-        if let Err(e) = scenario(&mut cx) {
-            failed_scenarios.push(format!("{name}: {e:#}"));
-        }
+        cx.not_run.set(false);
+        let outcome = match scenario(&mut cx) {
+            Err(e) => {
+                failed_scenarios.push(format!("{name}: {e:#}"));
+                Outcome::Failed
+            }
+            Ok(()) if cx.not_run.get() => Outcome::NotRun,
+            Ok(()) => Outcome::Passed,
+        };
+        outcomes.push((*name, outcome));
     }
     cx.cleanup();
-    let summary = cx.summary;
+    let summary = std::mem::take(&mut cx.summary);
     if failed_scenarios.is_empty() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
@@ -375,6 +402,7 @@ pub fn run(session: &Session, connector: &Connector, select: Select<'_>) -> Resu
     Ok(Summary {
         passed: summary.passed,
         failed,
+        scenarios: outcomes,
     })
 }
 

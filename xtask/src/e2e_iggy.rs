@@ -22,9 +22,9 @@ fn iggy(cx: &Cx) -> Option<(String, String, String)> {
     match &cx.iggy {
         Some(server) => Some(server.clone()),
         None => {
-            step!(
-                "  NOT RUN: IGGY_TCP_ADDRESS is unset (no Iggy server is installable from the \
-                 registries; set IGGY_SERVER_BIN to an iggy-server binary, or use --docker)"
+            cx.not_run(
+                "IGGY_TCP_ADDRESS is unset (no Iggy server is installable from the registries; \
+                 set IGGY_SERVER_BIN to an iggy-server binary, or use --docker)",
             );
             None
         }
@@ -299,7 +299,7 @@ pub fn server_restart(cx: &mut Cx) -> Result<()> {
     }
     let bin = private_server_bin();
     let Some(bin) = bin else {
-        step!("  NOT RUN: needs IGGY_SERVER_BIN to start a private iggy-server it can stop");
+        cx.not_run("needs IGGY_SERVER_BIN to start a private iggy-server it can stop");
         return Ok(());
     };
     const N: u64 = 10_000;
@@ -529,11 +529,11 @@ pub fn tls(cx: &mut Cx) -> Result<()> {
         return Ok(());
     }
     let Some(bin) = private_server_bin() else {
-        step!("  NOT RUN: needs IGGY_SERVER_BIN to start a private iggy-server with TLS");
+        cx.not_run("needs IGGY_SERVER_BIN to start a private iggy-server with TLS");
         return Ok(());
     };
     if util::which("openssl").is_none() {
-        step!("  NOT RUN: needs the openssl CLI to make the test certificates");
+        cx.not_run("needs the openssl CLI to make the test certificates");
         return Ok(());
     }
     const N: u64 = 2_000;

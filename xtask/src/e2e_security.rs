@@ -236,18 +236,23 @@ pub fn security(cx: &mut Cx) -> Result<()> {
             Ok(())
         },
     )?;
-    // A wrong CA is not tried: the source retries TLS failures with backoff
-    // (it cannot tell a bad certificate from a server still starting), so
-    // `run --once` waits instead of failing; see the issue notes.
+    // Another CA, which did not sign the node's certificate.
+    let (other_ca, _, _) = super::e2e_iggy::make_certificates(&cx.dir.join("other-ca"))?;
     // API keys are not tried here: Elasticsearch keeps them in its `.security`
     // index, whose mapping needs the analysis-common module, and no published
     // artifact carries it (docs/test-servers.md).
-    let cases: [(&str, String, Option<&Path>, Option<&str>); 2] = [
+    let cases: [(&str, String, Option<&Path>, Option<&str>); 3] = [
         (
             "basic",
             format!("username = \"{USER}\"\npassword = \"{PASSWORD}\"\n"),
             Some(&node.ca),
             None,
+        ),
+        (
+            "wrong-ca",
+            format!("username = \"{USER}\"\npassword = \"{PASSWORD}\"\n"),
+            Some(&other_ca),
+            Some("certificate"),
         ),
         (
             "wrong-password",
@@ -286,7 +291,9 @@ pub fn security(cx: &mut Cx) -> Result<()> {
                 &["run", "--config", &path, "--once"],
                 ECHO,
             )?;
-            let (status, lines) = running.wait(Duration::from_secs(300))?;
+            // A refusal is immediate: waiting out a retry loop is a failure.
+            let timeout = Duration::from_secs(if fails_with.is_some() { 60 } else { 300 });
+            let (status, lines) = running.wait(timeout)?;
             let all = lines.join("\n");
             ensure!(!all.contains(PASSWORD), "a secret was printed:\n{all}");
             match fails_with {

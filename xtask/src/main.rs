@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod compat;
 mod connector;
 mod demo;
 mod docker;
@@ -38,7 +39,8 @@ COMMANDS
                            services up, then per Elasticsearch-flavoured server (ES_URL pointing
                            at it): `cargo test --workspace --all-features` (later servers: only
                            the packages whose tests read ES_URL) and the e2e scenarios; then
-                           services down (also on failure). --matrix: every line
+                           services down (also on failure). --matrix: every line, and
+                           docs/compatibility.md written from the run
   e2e [--docker] [--list] [SCENARIO...]
                            build es-connector and run end-to-end scenarios with it
   bench <target> [--docker]

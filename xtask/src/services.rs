@@ -130,6 +130,8 @@ pub struct UpOptions {
     pub docker: bool,
     /// The server lines to start (`--servers`); empty: the default ones.
     pub servers: Vec<&'static Line>,
+    /// `--matrix`: every line, and `cargo xtask test` writes docs/compatibility.md.
+    pub matrix: bool,
 }
 
 impl UpOptions {
@@ -138,7 +140,10 @@ impl UpOptions {
     pub fn parse_arg(&mut self, args: &[String], i: &mut usize) -> Result<bool> {
         match args[*i].as_str() {
             "--docker" => self.docker = true,
-            "--matrix" => self.servers = search_server::LINES.iter().collect(),
+            "--matrix" => {
+                self.servers = search_server::LINES.iter().collect();
+                self.matrix = true;
+            }
             "--servers" => {
                 *i += 1;
                 let list = args

@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 use crate::connector::Connector;
 use crate::search_server::server_version;
 use crate::services::{Session, UpOptions, env_file};
-use crate::{e2e, step, util};
+use crate::{compat, e2e, step, util};
 
 /// The packages whose tests read `ES_URL` (the later passes run only these).
 const ES_PACKAGES: [&str; 3] = ["bulk", "connector", "state-es"];
@@ -43,6 +43,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
         i += 1;
     }
     let started = Instant::now();
+    let matrix = opts.matrix;
     let session = Session::start(opts, true)?;
     step!(
         "services: {} (from {})",
@@ -69,9 +70,11 @@ pub fn cmd(args: &[String]) -> Result<()> {
         None
     };
     let mut parts = Vec::new();
+    let mut columns = Vec::new();
     let mut ok = true;
     for (pass, (name, url)) in session.search_servers().into_iter().enumerate() {
-        let server = match server_version(&url) {
+        let version = server_version(&url);
+        let server = match &version {
             Some((product, version)) => format!("{product} {version}"),
             None => "a server that does not say its version".to_owned(),
         };
@@ -103,15 +106,25 @@ pub fn cmd(args: &[String]) -> Result<()> {
         } else {
             e2e::Select::UsingEsUrl
         };
-        let e2e = match &connector {
-            None => Ok("e2e skipped (--no-e2e)".to_string()),
-            Some(Err(e)) => Err(format!("e2e could not run: {e:#}")),
-            Some(Ok(c)) => match e2e::run(&view, c, select) {
-                Ok(s) if s.failed == 0 => Ok(format!("e2e {} passed", s.passed)),
-                Ok(s) => Err(format!("e2e {} passed, {} failed", s.passed, s.failed)),
-                Err(e) => Err(format!("e2e could not run: {e:#}")),
-            },
+        let summary = match &connector {
+            None => None,
+            Some(Err(e)) => Some(Err(format!("e2e could not run: {e:#}"))),
+            Some(Ok(c)) => {
+                Some(e2e::run(&view, c, select).map_err(|e| format!("e2e could not run: {e:#}")))
+            }
         };
+        let e2e = match &summary {
+            None => Ok("e2e skipped (--no-e2e)".to_string()),
+            Some(Err(e)) => Err(e.clone()),
+            Some(Ok(s)) if s.failed == 0 => Ok(format!("e2e {} passed", s.passed)),
+            Some(Ok(s)) => Err(format!("e2e {} passed, {} failed", s.passed, s.failed)),
+        };
+        if matrix {
+            let summary = summary.as_ref().and_then(|s| s.as_ref().ok());
+            let column = compat::column(&view, &name, &server, version.clone(), summary);
+            ok &= column.passed();
+            columns.push(column);
+        }
         ok &= tests.is_ok() && e2e.is_ok();
         let outcome = [tests, e2e].map(|r| r.unwrap_or_else(|e| e)).join(", ");
         let secs = pass_started.elapsed().as_secs();
@@ -121,6 +134,19 @@ pub fn cmd(args: &[String]) -> Result<()> {
     if parts.is_empty() {
         ok = false;
         parts.push("no Elasticsearch-flavoured server to test against".to_owned());
+    }
+
+    if matrix {
+        let date = util::capture(
+            std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]),
+            std::time::Duration::from_secs(5),
+        )
+        .map(|o| o.stdout.trim().to_owned())
+        .unwrap_or_default();
+        if let Err(e) = compat::write(&columns, &date) {
+            ok = false;
+            parts.push(format!("docs/compatibility.md not written: {e:#}"));
+        }
     }
 
     let down = session.finish();

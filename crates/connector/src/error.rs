@@ -43,6 +43,21 @@ pub enum ConnectorError {
         /// What failed.
         reason: String,
     },
+    /// The server's TLS certificate was refused: not signed by a trusted CA
+    /// (`ca_file`), expired, or for another host name. Asking again cannot help.
+    #[error(
+        "cannot reach {url} ({what}): its TLS certificate was refused: {reason}; check \
+         `plugin_config.ca_file` (the CA that signed the server's certificate) and that the \
+         URL's host name is one the certificate names"
+    )]
+    TlsCertificate {
+        /// The cluster URL, without credentials.
+        url: String,
+        /// The request (`search logs-*`, `open point in time`...).
+        what: String,
+        /// What the TLS library said.
+        reason: String,
+    },
     /// The server answered, but the answer was refused (an error, malformed, incomplete).
     #[error("{what} at {url}: {source}")]
     Search {

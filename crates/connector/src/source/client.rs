@@ -127,10 +127,20 @@ impl EsClient {
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
-        let unreachable = |e: reqwest::Error| ConnectorError::Unreachable {
-            url: self.base.clone(),
-            what: what.to_owned(),
-            reason: describe(&e.without_url()),
+        let unreachable = |e: reqwest::Error| {
+            let e = e.without_url();
+            match certificate_refusal(&e) {
+                Some(reason) => ConnectorError::TlsCertificate {
+                    url: self.base.clone(),
+                    what: what.to_owned(),
+                    reason,
+                },
+                None => ConnectorError::Unreachable {
+                    url: self.base.clone(),
+                    what: what.to_owned(),
+                    reason: describe(&e),
+                },
+            }
         };
         let response = builder.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
@@ -192,6 +202,28 @@ impl EsClient {
 }
 
 /// An error and its causes on one line (`error sending request: connection refused`).
+/// The TLS library's refusal of the server's certificate, if that is what
+/// `error` comes down to: a verdict that trying again will not change (unlike a
+/// refused connection or a handshake cut short by a server still starting).
+fn certificate_refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    // `io::Error::source` skips the error it wraps (reqwest's connector wraps
+    // the TLS error in two of them): look inside those too.
+    let mut pending = vec![error];
+    while let Some(cause) = pending.pop() {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return matches!(tls, rustls::Error::InvalidCertificate(_)).then(|| tls.to_string());
+        }
+        if let Some(inner) = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            pending.push(inner);
+        }
+        pending.extend(cause.source());
+    }
+    None
+}
+
 fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -204,4 +236,55 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose source is `inner`, as hyper's connect errors wrap the TLS one.
+    #[derive(Debug)]
+    struct Wrapper(std::io::Error);
+
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// As reqwest 0.12 hands it over: an `Other` io::Error around the
+    /// `InvalidData` one tokio-rustls makes of the TLS error.
+    fn wrapped(tls: rustls::Error) -> Wrapper {
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        Wrapper(std::io::Error::other(inner))
+    }
+
+    #[test]
+    fn a_refused_certificate_inside_an_io_error_is_found() {
+        let unknown = wrapped(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        let reason = certificate_refusal(&unknown).expect("found");
+        assert!(reason.contains("UnknownIssuer"), "{reason}");
+        let expired = wrapped(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Expired,
+        ));
+        assert!(certificate_refusal(&expired).is_some());
+    }
+
+    #[test]
+    fn other_failures_stay_retryable() {
+        let corrupt = wrapped(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ));
+        assert_eq!(certificate_refusal(&corrupt), None);
+        let refused = Wrapper(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(certificate_refusal(&refused), None);
+    }
 }
