@@ -64,6 +64,9 @@ struct Inner {
     changed: bool,
     /// Set when auto-save met an error it must not retry (a conflict).
     auto_save_error: Option<String>,
+    /// The state of a save whose outcome is unknown (the store became
+    /// unavailable after it may have applied it), until a save settles it.
+    unsettled: Option<ConnectorState>,
 }
 
 /// Outcome of [`migrate_states`].
@@ -102,6 +105,7 @@ impl StateManager {
                     dirty: false,
                     changed: false,
                     auto_save_error: None,
+                    unsettled: None,
                 }),
                 auto_save: StdMutex::new(None),
                 saves: watch::channel(0).0,
@@ -195,12 +199,63 @@ impl StateManager {
 
     async fn write_locked(&self, inner: &mut Inner) -> Result<Revision> {
         let expect = Precondition::from_known(inner.revision.as_ref());
-        let revision = self.shared.store.save(&inner.state, &expect).await?;
+        let revision = match self.shared.store.save(&inner.state, &expect).await {
+            Ok(revision) => revision,
+            Err(e @ StateError::Unavailable { .. }) => {
+                // The write may have been applied before the answer was lost.
+                inner.unsettled = Some(inner.state.clone());
+                return Err(e);
+            }
+            Err(e @ StateError::Conflict { .. }) => match inner.unsettled.take() {
+                Some(attempted) => match self.settle(inner, attempted, e).await {
+                    Ok(revision) => revision,
+                    Err(e) => {
+                        if e.is_retryable() && inner.unsettled.is_none() {
+                            inner.unsettled = Some(inner.state.clone());
+                        }
+                        return Err(e);
+                    }
+                },
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        inner.unsettled = None;
         inner.revision = Some(revision.clone());
         inner.dirty = false;
         inner.changed = false;
         self.shared.saves.send_modify(|n| *n += 1);
         Ok(revision)
+    }
+
+    /// A conflict after a save of unknown outcome: reads the stored state back.
+    /// If it is the state that save carried, the store had applied our own
+    /// write: save again on top of it. Anything else is another writer's, and
+    /// the conflict stands.
+    async fn settle(
+        &self,
+        inner: &mut Inner,
+        attempted: ConnectorState,
+        conflict: StateError,
+    ) -> Result<Revision> {
+        let stored = match self.shared.store.load(&self.shared.id).await {
+            Ok(stored) => stored,
+            Err(StateError::NotFound { .. }) => return Err(conflict),
+            Err(e) => {
+                // Still unknown: keep what the unsettled save carried.
+                inner.unsettled = Some(attempted);
+                return Err(e);
+            }
+        };
+        if stored.state != attempted {
+            return Err(conflict);
+        }
+        tracing::info!(
+            state_id = %self.shared.id,
+            "a save whose answer was lost had been applied; saving on top of it"
+        );
+        let expect = Precondition::Revision(stored.revision);
+        self.shared.store.save(&inner.state, &expect).await
     }
 
     /// Counts successful saves; `changed()` on the receiver wakes after each one.

@@ -158,3 +158,80 @@ async fn unknown_tracked_field_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Applies every save; when told to, loses the answer of the next one (a
+/// time-out or a reset after the store applied the write).
+#[derive(Debug, Default)]
+struct LostAnswer {
+    inner: InMemoryStore,
+    lose_next: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl StateStore for LostAnswer {
+    fn backend(&self) -> &'static str {
+        "lost-answer"
+    }
+    async fn load(&self, id: &StateId) -> state_core::Result<Stored> {
+        self.inner.load(id).await
+    }
+    async fn save(&self, s: &ConnectorState, e: &Precondition) -> state_core::Result<Revision> {
+        let applied = self.inner.save(s, e).await?;
+        if self.lose_next.swap(false, Ordering::SeqCst) {
+            return Err(StateError::unavailable("lost-answer", "timed out"));
+        }
+        Ok(applied)
+    }
+    async fn delete(&self, id: &StateId) -> state_core::Result<bool> {
+        self.inner.delete(id).await
+    }
+    async fn list(&self) -> state_core::Result<Vec<StateEntry>> {
+        self.inner.list().await
+    }
+}
+
+fn plain(store: Arc<LostAnswer>) -> StateManager {
+    StateManager::new(store, id(), ManagerOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The save after one whose answer was lost finds its own write, not another
+/// instance's: it carries on, and the stored state is the latest.
+#[tokio::test]
+async fn a_save_applied_before_its_answer_was_lost_is_recognised_as_ours() {
+    let store = Arc::new(LostAnswer::default());
+    let m = plain(store.clone());
+    m.load().await.unwrap();
+    m.save().await.unwrap();
+    m.update(|s| s.data.total_documents_fetched = 10).await;
+    store.lose_next.store(true, Ordering::SeqCst);
+    let lost = m.save().await;
+    assert!(matches!(lost, Err(StateError::Unavailable { .. })), "{lost:?}");
+    m.update(|s| s.data.total_documents_fetched = 20).await;
+    m.save().await.unwrap_or_else(|e| panic!("our own applied write is no conflict: {e}"));
+    let stored = store.load(&id()).await.unwrap();
+    assert_eq!(stored.state.data.total_documents_fetched, 20);
+    // And the next saves go on as usual.
+    m.update(|s| s.data.total_documents_fetched = 30).await;
+    m.save().await.unwrap();
+}
+
+/// When another instance wrote after the lost answer, the conflict stands.
+#[tokio::test]
+async fn another_writer_after_a_lost_answer_is_still_a_conflict() {
+    let store = Arc::new(LostAnswer::default());
+    let m = plain(store.clone());
+    m.load().await.unwrap();
+    m.save().await.unwrap();
+    store.lose_next.store(true, Ordering::SeqCst);
+    assert!(m.save().await.is_err());
+    let other = plain(store.clone());
+    other.load().await.unwrap();
+    other
+        .update(|s| s.data.total_documents_fetched = 99)
+        .await;
+    other.save().await.unwrap();
+    let again = m.save().await;
+    assert!(matches!(again, Err(StateError::Conflict { .. })), "{again:?}");
+    let stored = store.load(&id()).await.unwrap();
+    assert_eq!(stored.state.data.total_documents_fetched, 99);
+}
