@@ -41,6 +41,8 @@ pub const MAX_BATCH_SIZE: usize = 10_000;
 pub const MAX_SLICES: u32 = 64;
 /// Default `request_timeout`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `max_response_bytes`: 256 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 /// Default `keep_alive` of point-in-time and scroll contexts.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(60);
 
@@ -168,6 +170,11 @@ pub struct PluginConfig {
     /// How long an idle point in time or scroll stays open between pages. Default `1m`.
     #[serde(default = "default_keep_alive", with = "humantime_duration")]
     pub keep_alive: Duration,
+    /// The largest answer read from the server, in bytes (a page of `batch_size`
+    /// documents is one answer): a larger one stops the source with an error
+    /// naming this key instead of growing memory without bound. Default 256 MiB.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
 }
 
 /// `query` as written: a TOML table, or a string of JSON.
@@ -202,6 +209,7 @@ impl fmt::Debug for PluginConfig {
             .field("slices", &self.slices)
             .field("request_timeout", &self.request_timeout)
             .field("keep_alive", &self.keep_alive)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -383,6 +391,12 @@ impl PluginConfig {
                 "is set together with a password (username/password or in url); keep one",
             ));
         }
+        if self.max_response_bytes < 1024 {
+            return Err(ConnectorError::invalid(
+                "plugin_config.max_response_bytes",
+                "must be at least 1024 (bytes), e.g. 268435456 for 256 MiB",
+            ));
+        }
         if self.request_timeout.is_zero() {
             return Err(ConnectorError::invalid(
                 "plugin_config.request_timeout",
@@ -510,6 +524,10 @@ pub fn pagination_name(p: Pagination) -> &'static str {
 
 fn default_request_timeout() -> Duration {
     DEFAULT_REQUEST_TIMEOUT
+}
+
+fn default_max_response_bytes() -> u64 {
+    DEFAULT_MAX_RESPONSE_BYTES
 }
 
 fn default_slices() -> u32 {

@@ -113,6 +113,83 @@ impl Message {
     }
 }
 
+/// Where a message's document goes in a target index (the Elasticsearch output,
+/// `es-connector sink` and the sink plugin alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetDocument {
+    /// `_id`: `{es_index}/{es_id}` for a document of the Elasticsearch source —
+    /// documents of different source indices (read through a pattern or an
+    /// alias) never collide, and sending one again rewrites the same document.
+    /// When that would pass Elasticsearch's 512-byte `_id` limit: 32 hex digits,
+    /// the [`MessageId`] of the document without its `_seq_no`. With `es_id` but
+    /// no `es_index` (a producer of its own): `es_id`. Otherwise the message id
+    /// in hex.
+    pub id: String,
+    /// The source document's `_seq_no` (`es_seq_no`), sent as an `external_gte`
+    /// version: an older version never overwrites a newer one, in whatever order
+    /// they arrive; the same version sent again is accepted.
+    pub version: Option<i64>,
+}
+
+impl TargetDocument {
+    /// Elasticsearch's longest `_id`, in bytes.
+    const MAX_ID: usize = 512;
+
+    /// From the `es_*` header values and the message id.
+    pub fn of(
+        index: Option<&str>,
+        id: Option<&str>,
+        seq_no: Option<&str>,
+        message_id: MessageId,
+    ) -> Self {
+        let index = index.filter(|s| !s.is_empty());
+        let doc = id.filter(|s| !s.is_empty());
+        let id = match (index, doc) {
+            (Some(index), Some(doc)) if index.len() + 1 + doc.len() <= Self::MAX_ID => {
+                format!("{index}/{doc}")
+            }
+            (Some(index), Some(doc)) => MessageId::of(index, doc, None).to_string(),
+            (None, Some(doc)) if doc.len() <= Self::MAX_ID => doc.to_owned(),
+            _ => message_id.to_string(),
+        };
+        let version = seq_no
+            .and_then(|s| s.parse::<i64>().ok())
+            .filter(|v| *v >= 0);
+        TargetDocument { id, version }
+    }
+
+    /// For a message of this crate (its `es_*` headers).
+    pub fn of_message(m: &Message) -> Self {
+        let header = |name: &str| m.headers.get(name).map(String::as_str);
+        Self::of(
+            header(HEADER_INDEX),
+            header(HEADER_ID),
+            header(HEADER_SEQ_NO),
+            m.id,
+        )
+    }
+
+    /// The `_bulk` index request for this document into `index`.
+    pub fn index_request(&self, index: &str, json: Vec<u8>) -> bulk::BulkRequest {
+        let request = bulk::BulkRequest::index(index)
+            .id(self.id.clone())
+            .doc_json(json);
+        match self.version {
+            Some(v) => request
+                .version(v)
+                .version_type(bulk::VersionType::ExternalGte),
+            None => request,
+        }
+    }
+
+    /// Whether a refused item of a versioned request only says that the target
+    /// already holds a newer version (HTTP 409 `version_conflict_engine_exception`):
+    /// nothing to do, nothing lost.
+    pub fn superseded(status: Option<u16>, error: &str) -> bool {
+        status == Some(409) && error.contains("version_conflict_engine_exception")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +239,44 @@ mod tests {
         assert_eq!(v["headers"]["es_seq_no"], "3");
         assert_eq!(v["headers"]["es_timestamp"], "2024-01-15T10:30:00Z");
         assert_eq!(v["id"].as_str().map(str::len), Some(32));
+    }
+
+    #[test]
+    fn target_ids_do_not_collide_across_source_indices() {
+        let a = TargetDocument::of(Some("logs-a"), Some("1"), Some("5"), MessageId(1));
+        let b = TargetDocument::of(Some("logs-b"), Some("1"), Some("5"), MessageId(2));
+        assert_eq!(a.id, "logs-a/1");
+        assert_eq!(b.id, "logs-b/1");
+        assert_eq!(a.version, Some(5));
+        // The same document, sent again: the same target.
+        assert_eq!(
+            a,
+            TargetDocument::of(Some("logs-a"), Some("1"), Some("5"), MessageId(9))
+        );
+    }
+
+    #[test]
+    fn target_ids_without_headers_or_too_long() {
+        let own = TargetDocument::of(None, Some("m7"), None, MessageId(1));
+        assert_eq!(own.id, "m7", "a producer's own es_id is kept");
+        let plain = TargetDocument::of(None, None, None, MessageId(0xabc));
+        assert_eq!(plain.id, MessageId(0xabc).to_string());
+        assert_eq!(plain.version, None);
+        let long = "x".repeat(600);
+        let t = TargetDocument::of(Some("logs"), Some(&long), Some("-1"), MessageId(1));
+        assert_eq!(t.id, MessageId::of("logs", &long, None).to_string());
+        assert_eq!(t.version, None, "unassigned seq_no is no version");
+    }
+
+    #[test]
+    fn only_version_conflicts_are_superseded() {
+        let conflict =
+            r#"{"type":"version_conflict_engine_exception","reason":"[x]: version conflict"}"#;
+        assert!(TargetDocument::superseded(Some(409), conflict));
+        assert!(!TargetDocument::superseded(Some(400), conflict));
+        assert!(!TargetDocument::superseded(
+            Some(409),
+            r#"{"type":"other"}"#
+        ));
     }
 }

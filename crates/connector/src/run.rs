@@ -257,10 +257,16 @@ async fn run_loop(
         let messages = if delivered.is_empty() {
             &batch.messages[..]
         } else {
+            // Each id is skipped once and then forgotten; the rest stays known
+            // for as long as it may still come: the re-read need not equal what
+            // was in flight (documents arriving inside its range, another order
+            // within a timestamp under a new point in time). A later version of
+            // a document has another id (its `_seq_no` is part of it), so the
+            // set (at most `window` ids, only shrinking) never hides new data.
             fresh = batch
                 .messages
                 .iter()
-                .filter(|m| !delivered.contains(&m.id))
+                .filter(|m| !delivered.remove(&m.id))
                 .cloned()
                 .collect();
             let skipped = batch.len() - fresh.len();
@@ -270,9 +276,6 @@ async fn run_loop(
                     skipped,
                     "documents already at the output (sent before a crash, not yet acknowledged in the state) are not sent again"
                 );
-            }
-            if !fresh.is_empty() {
-                delivered.clear();
             }
             &fresh[..]
         };

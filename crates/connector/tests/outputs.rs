@@ -56,7 +56,8 @@ async fn elasticsearch_output_is_idempotent_by_id() {
     // The same batch again (a replay after a crash) adds nothing.
     out.send(&batch[10..30]).await.unwrap();
     assert_eq!(count(&url, &index).await, 50);
-    let doc: serde_json::Value = reqwest::get(format!("{url}/{index}/_doc/doc-7"))
+    // `{source index}/{source _id}`, URL-encoded in the path.
+    let doc: serde_json::Value = reqwest::get(format!("{url}/{index}/_doc/source-index%2Fdoc-7"))
         .await
         .unwrap()
         .json()
@@ -105,4 +106,90 @@ async fn elasticsearch_output_reports_refused_documents() {
     assert!(err.contains("1 of 2") && err.contains("bad"), "{err}");
     out.close().await.unwrap();
     let _ = client.delete(format!("{url}/{index}")).send().await;
+}
+
+fn versioned(index: &str, id: &str, seq_no: i64, n: u32) -> Message {
+    let payload = RawValue::from_string(format!("{{\"n\":{n}}}")).unwrap();
+    Message::new(index, id, Some(seq_no), None, payload)
+}
+
+async fn source_of(url: &str, index: &str, id: &str) -> serde_json::Value {
+    let id = id.replace('/', "%2F");
+    let doc: serde_json::Value = reqwest::get(format!("{url}/{index}/_doc/{id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    doc["_source"].clone()
+}
+
+/// Read through an index pattern, `logs-a`'s and `logs-b`'s document `1` are two
+/// documents: neither overwrites the other in the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_id_in_two_source_indices_is_two_documents() {
+    let Some(url) = service_endpoint("ES_URL") else {
+        return;
+    };
+    let index = format!(
+        "out-two-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let mut out = ElasticsearchOutput::new(&url, &index, 1).unwrap();
+    let batch = [
+        versioned("logs-a", "1", 0, 1),
+        versioned("logs-b", "1", 0, 2),
+    ];
+    out.send(&batch).await.unwrap();
+    // Sent again (a replay after a crash): still two.
+    out.send(&batch).await.unwrap();
+    assert_eq!(count(&url, &index).await, 2);
+    assert_eq!(
+        source_of(&url, &index, "logs-a/1").await,
+        serde_json::json!({"n": 1})
+    );
+    assert_eq!(
+        source_of(&url, &index, "logs-b/1").await,
+        serde_json::json!({"n": 2})
+    );
+    out.close().await.unwrap();
+    let _ = reqwest::Client::new()
+        .delete(format!("{url}/{index}"))
+        .send()
+        .await;
+}
+
+/// Two versions of one document, the newer sent first (two partitions of a
+/// topic, two workers): the older one does not replace it, and is not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_version_never_replaces_a_newer_one() {
+    let Some(url) = service_endpoint("ES_URL") else {
+        return;
+    };
+    let index = format!(
+        "out-ver-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let mut out = ElasticsearchOutput::new(&url, &index, 2).unwrap();
+    out.send(&[versioned("logs", "7", 12, 2)]).await.unwrap();
+    out.send(&[versioned("logs", "7", 4, 1)]).await.unwrap();
+    assert_eq!(
+        source_of(&url, &index, "logs/7").await,
+        serde_json::json!({"n": 2})
+    );
+    // The same version again is accepted (idempotent), a newer one wins.
+    out.send(&[versioned("logs", "7", 12, 2)]).await.unwrap();
+    out.send(&[versioned("logs", "7", 13, 3)]).await.unwrap();
+    assert_eq!(
+        source_of(&url, &index, "logs/7").await,
+        serde_json::json!({"n": 3})
+    );
+    assert_eq!(count(&url, &index).await, 1);
+    out.close().await.unwrap();
+    let _ = reqwest::Client::new()
+        .delete(format!("{url}/{index}"))
+        .send()
+        .await;
 }

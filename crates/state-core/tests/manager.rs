@@ -205,9 +205,14 @@ async fn a_save_applied_before_its_answer_was_lost_is_recognised_as_ours() {
     m.update(|s| s.data.total_documents_fetched = 10).await;
     store.lose_next.store(true, Ordering::SeqCst);
     let lost = m.save().await;
-    assert!(matches!(lost, Err(StateError::Unavailable { .. })), "{lost:?}");
+    assert!(
+        matches!(lost, Err(StateError::Unavailable { .. })),
+        "{lost:?}"
+    );
     m.update(|s| s.data.total_documents_fetched = 20).await;
-    m.save().await.unwrap_or_else(|e| panic!("our own applied write is no conflict: {e}"));
+    m.save()
+        .await
+        .unwrap_or_else(|e| panic!("our own applied write is no conflict: {e}"));
     let stored = store.load(&id()).await.unwrap();
     assert_eq!(stored.state.data.total_documents_fetched, 20);
     // And the next saves go on as usual.
@@ -226,12 +231,13 @@ async fn another_writer_after_a_lost_answer_is_still_a_conflict() {
     assert!(m.save().await.is_err());
     let other = plain(store.clone());
     other.load().await.unwrap();
-    other
-        .update(|s| s.data.total_documents_fetched = 99)
-        .await;
+    other.update(|s| s.data.total_documents_fetched = 99).await;
     other.save().await.unwrap();
     let again = m.save().await;
-    assert!(matches!(again, Err(StateError::Conflict { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(StateError::Conflict { .. })),
+        "{again:?}"
+    );
     let stored = store.load(&id()).await.unwrap();
     assert_eq!(stored.state.data.total_documents_fetched, 99);
 }

@@ -3,24 +3,32 @@
 use std::collections::BTreeMap;
 
 use connector::MessageId;
-use connector::message::HEADER_ID;
+use connector::message::{HEADER_ID, HEADER_INDEX, HEADER_SEQ_NO, TargetDocument};
 use iggy_common::{HeaderKey, HeaderValue};
 use iggy_connector_sdk::Payload;
 use serde_json::value::RawValue;
 
-/// The document `_id`: the `es_id` header (a message of the Elasticsearch source
-/// keeps its document's id) when present and a non-empty string, else the message
-/// id in the 32 hex digits [`MessageId`] prints.
-pub fn document_id(message_id: u128, headers: Option<&BTreeMap<HeaderKey, HeaderValue>>) -> String {
-    let from_header = HeaderKey::try_from(HEADER_ID)
-        .ok()
-        .and_then(|key| headers?.get(&key))
-        .and_then(|value| value.as_str().ok())
-        .filter(|id| !id.is_empty());
-    match from_header {
-        Some(id) => id.to_owned(),
-        None => MessageId(message_id).to_string(),
-    }
+/// Where the message's document goes: [`TargetDocument`] of its `es_index`,
+/// `es_id` and `es_seq_no` headers (a message of the Elasticsearch source), the
+/// same rule as `es-connector`'s Elasticsearch output: `_id` `{es_index}/{es_id}`
+/// versioned by `_seq_no`, else the message id in the 32 hex digits
+/// [`MessageId`] prints.
+pub fn target_document(
+    message_id: u128,
+    headers: Option<&BTreeMap<HeaderKey, HeaderValue>>,
+) -> TargetDocument {
+    let header = |name: &str| {
+        HeaderKey::try_from(name)
+            .ok()
+            .and_then(|key| headers?.get(&key))
+            .and_then(|value| value.as_str().ok())
+    };
+    TargetDocument::of(
+        header(HEADER_INDEX),
+        header(HEADER_ID),
+        header(HEADER_SEQ_NO),
+        MessageId(message_id),
+    )
 }
 
 /// The document's JSON bytes: a JSON payload, or a raw or text payload that holds
@@ -74,10 +82,17 @@ mod tests {
             .collect()
     }
 
+    fn document_id(message_id: u128, headers: Option<&BTreeMap<HeaderKey, HeaderValue>>) -> String {
+        target_document(message_id, headers).id
+    }
+
     #[test]
-    fn the_es_id_header_names_the_document() {
-        let h = headers(&[("es_id", "doc-42"), ("es_index", "logs")]);
-        assert_eq!(document_id(7, Some(&h)), "doc-42");
+    fn the_source_index_and_id_name_the_document() {
+        let h = headers(&[("es_id", "doc-42"), ("es_index", "logs"), ("es_seq_no", "9")]);
+        assert_eq!(document_id(7, Some(&h)), "logs/doc-42");
+        assert_eq!(target_document(7, Some(&h)).version, Some(9));
+        let other = headers(&[("es_id", "doc-42"), ("es_index", "logs-b")]);
+        assert_eq!(document_id(7, Some(&other)), "logs-b/doc-42");
     }
 
     #[test]
@@ -85,6 +100,7 @@ mod tests {
         assert_eq!(document_id(0xabc, None), "00000000000000000000000000000abc");
         let h = headers(&[("es_index", "logs")]);
         assert_eq!(document_id(1, Some(&h)), format!("{:032x}", 1));
+        assert_eq!(target_document(1, Some(&h)).version, None);
         // Same format as the source's message ids.
         assert_eq!(document_id(5, None), MessageId(5).to_string());
     }

@@ -3,16 +3,15 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use bulk::{
-    BulkError, BulkProcessor, BulkProcessorBuilder, BulkRequest, FailedItem, HttpTransport,
-};
+use bulk::{BulkError, BulkProcessor, BulkProcessorBuilder, FailedItem, HttpTransport};
+use connector::message::TargetDocument;
 use iggy_connector_sdk::{ConsumedMessage, Error, MessagesMetadata, Sink, TopicMetadata};
 use serde_json::Value;
 use state_core::redact_url;
 
 use crate::config::SinkConfig;
 use crate::dead_letter::{self, DeadLetter, Document};
-use crate::document::{document_id, document_json};
+use crate::document::{document_json, target_document};
 
 /// The plugin the runtime loads: `open` starts the bulk processor, `consume`
 /// indexes a batch and returns once every document succeeded or failed for good,
@@ -122,7 +121,8 @@ impl Sink for ElasticsearchSinkPlugin {
         let mut rejected = Vec::new();
         let mut offsets = std::collections::HashMap::with_capacity(total);
         for message in messages {
-            let id = document_id(message.id, message.headers.as_ref());
+            let target = target_document(message.id, message.headers.as_ref());
+            let id = target.id.clone();
             let payload_bytes = match document_json(message.payload) {
                 Ok(bytes) => bytes,
                 Err((reason, bytes)) => {
@@ -138,9 +138,7 @@ impl Sink for ElasticsearchSinkPlugin {
                 }
             };
             offsets.insert(id.clone(), message.offset);
-            let request = BulkRequest::index(config.index.as_str())
-                .id(id.clone())
-                .doc_json(payload_bytes);
+            let request = target.index_request(&config.index, payload_bytes);
             match processor.add(request).await {
                 Ok(()) => {}
                 Err(
@@ -164,6 +162,10 @@ impl Sink for ElasticsearchSinkPlugin {
             .await
             .map_err(|e| Error::Connection(e.to_string()))?;
         for failed in self.take_failures() {
+            // A newer version of the document is already there: nothing lost.
+            if TargetDocument::superseded(failed.status, &failed.error) {
+                continue;
+            }
             let id = failed.request.doc_id().unwrap_or_default().to_owned();
             let offset = offsets.get(&id).copied();
             let document = Document::of(failed.request.source().unwrap_or_default());

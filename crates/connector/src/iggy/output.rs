@@ -21,6 +21,9 @@ use crate::config::{IggyOutputConfig, IggyPartitioning, IggyTarget};
 use crate::message::{Message, MessageId};
 use crate::output::{Output, OutputError};
 
+/// Messages per poll when `tail_resume` reads a partition's tail.
+const TAIL_PAGE: u32 = 1000;
+
 /// The Iggy output.
 #[derive(Debug)]
 pub struct IggyOutput {
@@ -324,6 +327,9 @@ impl Output for IggyOutput {
         }
     }
 
+    /// Reads the last `window` messages of each partition a page of
+    /// [`TAIL_PAGE`] at a time and keeps their ids only: memory is one page of
+    /// messages plus 16 bytes (and the set's overhead) per id.
     async fn recently_delivered(
         &mut self,
         window: usize,
@@ -346,28 +352,41 @@ impl Output for IggyOutput {
             if partition.messages_count == 0 {
                 continue;
             }
-            let first = (partition.current_offset + 1).saturating_sub(u64::from(window));
-            let polled = c
-                .client
-                .poll_messages(
-                    &c.stream,
-                    &c.topic,
-                    Some(partition.id),
-                    &consumer,
-                    &PollingStrategy::offset(first),
-                    window,
-                    false,
-                )
-                .await;
-            match polled {
-                Ok(polled) => ids.extend(polled.messages.iter().map(|m| MessageId(m.header.id))),
-                Err(e) => {
-                    return Err(output_error(
-                        &name,
-                        &e,
-                        &format!("cannot read the tail of partition {}", partition.id),
-                    ));
+            // Page through the tail, keeping only the 16-byte ids: at most
+            // TAIL_PAGE whole messages are held at a time.
+            let end = partition.current_offset + 1;
+            let mut next = end.saturating_sub(u64::from(window));
+            while next < end {
+                let count =
+                    u32::try_from((end - next).min(u64::from(TAIL_PAGE))).unwrap_or(TAIL_PAGE);
+                let polled = c
+                    .client
+                    .poll_messages(
+                        &c.stream,
+                        &c.topic,
+                        Some(partition.id),
+                        &consumer,
+                        &PollingStrategy::offset(next),
+                        count,
+                        false,
+                    )
+                    .await
+                    .map_err(|e| {
+                        output_error(
+                            &name,
+                            &e,
+                            &format!("cannot read the tail of partition {}", partition.id),
+                        )
+                    })?;
+                let Some(last) = polled.messages.last().map(|m| m.header.offset) else {
+                    // Nothing more there (retention, or fewer messages than counted).
+                    break;
+                };
+                if last < next {
+                    break;
                 }
+                ids.extend(polled.messages.iter().map(|m| MessageId(m.header.id)));
+                next = last + 1;
             }
         }
         tracing::info!(output = %name, messages = ids.len(), partitions = details.partitions.len(), "read the topic's tail to skip documents already delivered");

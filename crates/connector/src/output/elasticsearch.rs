@@ -1,19 +1,21 @@
 //! `kind = "elasticsearch"`: index every message into another index (or
-//! cluster) through the `bulk` processor, idempotent by `_id`.
+//! cluster) through the `bulk` processor, idempotent by `_id`
+//! ([`TargetDocument`]: `{source index}/{source _id}`, versioned by `_seq_no`).
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bulk::{
-    BulkError, BulkProcessor, BulkProcessorBuilder, BulkRequest, FailedItem, HttpTransport,
-};
+use bulk::{BulkError, BulkProcessor, BulkProcessorBuilder, FailedItem, HttpTransport};
 use state_core::redact_url;
 
 use super::{Output, OutputError};
-use crate::message::{HEADER_ID, Message};
+use crate::message::{Message, TargetDocument};
 
-/// Copies messages into `index` at `url`: document id = the source's `_id`, so
-/// sending a batch twice (after a crash) rewrites the same documents.
+/// Copies messages into `index` at `url`: document id = `{source index}/{source
+/// _id}` ([`TargetDocument`]), so sending a batch twice (after a crash) rewrites
+/// the same documents and two source indices never overwrite each other; the
+/// source's `_seq_no` is an `external_gte` version, so an older version of a
+/// document never replaces a newer one.
 #[derive(Debug)]
 pub struct ElasticsearchOutput {
     name: String,
@@ -59,9 +61,8 @@ impl ElasticsearchOutput {
         batch: &[Message],
     ) -> Result<Vec<(usize, String)>, OutputError> {
         for m in batch {
-            let mut request = BulkRequest::index(self.index.as_str())
-                .doc_json(m.payload.get().as_bytes().to_vec());
-            request = request.id(document_id(m));
+            let request = TargetDocument::of_message(m)
+                .index_request(&self.index, m.payload.get().as_bytes().to_vec());
             self.processor
                 .add(request)
                 .await
@@ -71,7 +72,10 @@ impl ElasticsearchOutput {
             .flush()
             .await
             .map_err(|e| self.unavailable(&e))?;
-        let failed = std::mem::take(&mut *self.failures.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut failed =
+            std::mem::take(&mut *self.failures.lock().unwrap_or_else(|p| p.into_inner()));
+        // A newer version already there: this one has nothing to add.
+        failed.retain(|f| !TargetDocument::superseded(f.status, &f.error));
         if let Some(transient) = failed.iter().find(|f| f.status.is_none()) {
             return Err(OutputError::Unavailable {
                 output: self.name.clone(),
@@ -103,13 +107,9 @@ impl ElasticsearchOutput {
     }
 }
 
-/// The `_id` of a message's document: the source's `_id` (`es_id` header), else
-/// the message id.
+/// The `_id` of a message's document in the target.
 fn document_id(m: &Message) -> String {
-    m.headers
-        .get(HEADER_ID)
-        .cloned()
-        .unwrap_or_else(|| m.id.to_string())
+    TargetDocument::of_message(m).id
 }
 
 #[async_trait]

@@ -29,6 +29,8 @@ pub(crate) struct EsClient {
     /// The URL without userinfo and trailing `/`: safe to show.
     base: String,
     auth: Auth,
+    /// `max_response_bytes`.
+    max_body: u64,
 }
 
 impl std::fmt::Debug for EsClient {
@@ -102,7 +104,12 @@ impl EsClient {
                 ),
             )
         })?;
-        Ok(EsClient { http, base, auth })
+        Ok(EsClient {
+            http,
+            base,
+            auth,
+            max_body: config.max_response_bytes,
+        })
     }
 
     /// The cluster URL, without credentials.
@@ -142,10 +149,30 @@ impl EsClient {
                 },
             }
         };
-        let response = builder.send().await.map_err(unreachable)?;
+        let mut response = builder.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(unreachable)?;
-        Ok((status, body.to_vec()))
+        let too_large = || {
+            ConnectorError::invalid(
+                "plugin_config.max_response_bytes",
+                format!(
+                    "the answer to {what} from {} is larger than {} bytes; lower \
+                     `plugin_config.batch_size` (documents per page) or raise this limit",
+                    self.base, self.max_body
+                ),
+            )
+        };
+        if response.content_length().is_some_and(|n| n > self.max_body) {
+            return Err(too_large());
+        }
+        // Read in chunks, so an oversized answer is refused before it is held.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if (body.len() + chunk.len()) as u64 > self.max_body {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
     }
 
     /// Sends a search or scroll request and checks the answer strictly.
