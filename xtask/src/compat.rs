@@ -276,18 +276,10 @@ pub fn column(
     }
 }
 
-/// Whether the server has `_shard_doc`, by es-query's own rule.
+/// Whether the server has `_shard_doc`.
 fn has_shard_doc(version: &Option<(String, String)>) -> Option<bool> {
     let (product, version) = version.as_ref()?;
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
-    let major = parts.next().flatten()?;
-    let minor = parts.next().flatten().unwrap_or(0);
-    let flavor = if product == "opensearch" {
-        es_query::Flavor::OpenSearch { major, minor }
-    } else {
-        es_query::Flavor::Elasticsearch { major, minor }
-    };
-    Some(flavor.supports_shard_doc())
+    Some(crate::search_server::supports_shard_doc(product, version))
 }
 
 /// Writes `docs/compatibility.md` from the columns.

@@ -88,9 +88,10 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
     ),
     (
         "iggy-source-sigkill",
-        "50000 documents to an Iggy topic, SIGKILL three times, finish: one message per \
-         document in a single partition (tail resume), none missing over three balanced ones \
-         (needs IGGY_TCP_ADDRESS)",
+        "50000 documents to an Iggy topic, SIGKILL three times (each time 50 more documents \
+         indexed inside the range that was in flight), finish: one message per document in a \
+         single partition (tail resume), none missing over three balanced ones (needs \
+         IGGY_TCP_ADDRESS)",
         e2e_iggy::source_sigkill,
     ),
     (

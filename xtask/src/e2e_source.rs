@@ -15,6 +15,7 @@ use crate::e2e::source_kit::{
     self, Http, Output, Running, SourceConfig, create_logs_index, ensure_all_events, line_count,
     load_logs, read_output, run_once, wait_lines,
 };
+use crate::search_server::has_shard_doc;
 use crate::{net, services, step, util};
 
 /// Echo prefix for the connector's own lines.
@@ -71,22 +72,6 @@ fn load(es_url: &str, index: &str, count: u64, second_of: impl Fn(u64) -> u64) -
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// Whether the server at `url` has the `_shard_doc` sort (Elasticsearch >= 7.12,
-/// OpenSearch >= 3.3), by the version it reports.
-fn has_shard_doc(url: &str) -> Result<bool> {
-    let (product, version) = crate::search_server::server_version(url)
-        .with_context(|| format!("the server at {url} does not say its version"))?;
-    let mut parts = version
-        .split(['.', '-'])
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let major_minor = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    Ok(if product == "opensearch" {
-        major_minor >= (3, 3)
-    } else {
-        major_minor >= (7, 12)
-    })
 }
 
 /// 10k documents, one timestamp, batch 100: every page boundary falls inside
@@ -719,7 +704,15 @@ pub fn streaming_default_refresh(cx: &mut Cx) -> Result<()> {
     // 97 per request: requests cut through the groups of ten documents that
     // share a timestamp, so a group becomes visible in two refreshes.
     const PER_REQUEST: u64 = 97;
-    for tiebreaker in [Some("event_id"), None] {
+    // Without `_shard_doc` a source needs `tiebreaker_field` (that refusal is
+    // asserted by source-shared-timestamps).
+    let tiebreakers: &[Option<&str>] = if has_shard_doc(&cx.es_url)? {
+        &[Some("event_id"), None]
+    } else {
+        step!("  this server has no _shard_doc: by event_id only");
+        &[Some("event_id")]
+    };
+    for &tiebreaker in tiebreakers {
         let name = format!("stream-{}", tiebreaker.unwrap_or("shard-doc"));
         let label = tiebreaker.unwrap_or("_shard_doc");
         cx.step(

@@ -420,6 +420,28 @@ pub fn as_server_user(root: &Path) -> Result<Command> {
 
 /// `(product, version)` as the server at `url` reports it: `GET /`, or the local
 /// node's info where `GET /` is not there (Elasticsearch 8.19's integ-test zip).
+/// Whether `product` (`elasticsearch`, `opensearch`) at `version` has the
+/// `_shard_doc` sort, by es-query's own rule (the one the source applies).
+pub fn supports_shard_doc(product: &str, version: &str) -> bool {
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    let flavor = if product == "opensearch" {
+        es_query::Flavor::OpenSearch { major, minor }
+    } else {
+        es_query::Flavor::Elasticsearch { major, minor }
+    };
+    flavor.supports_shard_doc()
+}
+
+/// Whether the server at `url` has the `_shard_doc` sort, by the version it reports.
+pub fn has_shard_doc(url: &str) -> Result<bool> {
+    let (product, version) = server_version(url)
+        .with_context(|| format!("the server at {url} does not say its version"))?;
+    Ok(supports_shard_doc(&product, &version))
+}
+
 pub fn server_version(url: &str) -> Option<(String, String)> {
     if let Ok((200, body)) = net::http("GET", url, "/") {
         let doc: serde_json::Value = serde_json::from_str(&body).ok()?;

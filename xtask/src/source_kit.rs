@@ -183,6 +183,9 @@ impl Rng {
 }
 
 /// `second` seconds after 2024-05-01T10:00:00Z, as RFC 3339 (second granularity).
+/// Epoch milliseconds of second 0 of [`timestamp`] (2024-05-01T10:00:00Z).
+pub const SECOND_ZERO_MS: u64 = 1_714_557_600_000;
+
 pub fn timestamp(second: u64) -> String {
     let (h, m, s) = (10 + second / 3600, (second / 60) % 60, second % 60);
     format!("2024-05-01T{h:02}:{m:02}:{s:02}Z")

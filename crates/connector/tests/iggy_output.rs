@@ -53,7 +53,9 @@ async fn output(config: &ConnectorConfig) -> Box<dyn Output> {
 /// `es-connector run --once` of `config`, in process: open, run until caught
 /// up, close the output.
 async fn run_once(config: &ConnectorConfig) -> connector::Result<connector::RunSummary> {
-    let mut source = ElasticsearchSource::new(1, config.plugin_config.clone());
+    let mut plugin_config = config.plugin_config.clone();
+    tiebreaker_where_needed(&mut plugin_config).await;
+    let mut source = ElasticsearchSource::new(1, plugin_config);
     source.open().await?;
     let mut out = output(config).await;
     let summary = run(
@@ -109,7 +111,8 @@ async fn a_crash_between_send_and_save_adds_no_duplicates() {
         }))
         .await;
     let stream = unique_stream("tail");
-    let cfg = config(&es, &index.name, &iggy, &stream, "balanced", 1, dir.path());
+    let mut cfg = config(&es, &index.name, &iggy, &stream, "balanced", 1, dir.path());
+    tiebreaker_where_needed(&mut cfg.plugin_config).await;
     {
         let mut source = ElasticsearchSource::new(1, cfg.plugin_config.clone());
         source.open().await.unwrap();

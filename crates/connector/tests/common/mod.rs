@@ -268,6 +268,24 @@ pub async fn shard_doc_or_refused(url: &str, index: &str) -> bool {
     }
 }
 
+/// Tests about something other than the tiebreaker read without
+/// `tiebreaker_field` (by `_shard_doc`) where the server has `_shard_doc`, and by
+/// the documents' unique `id` where it does not (there a source without one is
+/// refused: [`shard_doc_or_refused`] asserts that).
+pub async fn tiebreaker_where_needed(config: &mut PluginConfig) {
+    if config.tiebreaker_field.is_some() {
+        return;
+    }
+    let mut with_field = config.clone();
+    with_field.tiebreaker_field = Some("id".to_owned());
+    let server = ElasticsearchSource::check(&with_field)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", config.url));
+    if !server.flavor.supports_shard_doc() {
+        config.tiebreaker_field = Some("id".to_owned());
+    }
+}
+
 /// `IGGY_TCP_ADDRESS`, or `None` after saying the Iggy tests were not run
 /// (Iggy is not installable from the registries).
 pub fn iggy_address() -> Option<String> {
