@@ -257,10 +257,11 @@ pub fn column(
                 }
             }
         }
+        let tests = if passed == 1 { "test" } else { "tests" };
         let what = if capability.scenarios.is_empty() {
-            format!("{passed} tests")
+            format!("{passed} {tests}")
         } else {
-            format!("{passed} tests, {scenarios} e2e")
+            format!("{passed} {tests}, {scenarios} e2e")
         };
         cells.push(if failures.is_empty() {
             Cell::Pass(what)
