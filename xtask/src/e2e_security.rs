@@ -1,7 +1,11 @@
 //! The source against a real Elasticsearch with security on: HTTPS with a
-//! certificate of a private CA and a file-realm user (basic authentication). The Elasticsearch 8.19 zip carries x-pack security; this
-//! scenario starts a private node of it with a configuration directory of its
-//! own (`ES_PATH_CONF`), so the shared test servers stay as they are.
+//! certificate of a private CA, a file-realm user (basic authentication) and an
+//! API key. The Elasticsearch 8.19 zip carries x-pack security; this scenario
+//! starts a private node of it with a configuration directory of its own
+//! (`ES_PATH_CONF`) and a home of its own whose `plugins/` holds our stand-in
+//! for the analysis components the `.security` index needs (`es_standin`):
+//! without it the zip cannot create API keys. The shared test servers stay as
+//! they are.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +16,7 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::e2e::Cx;
 use crate::e2e::source_kit::{self, Output, SourceConfig, read_output};
 use crate::search_server::{self, Line};
-use crate::{net, step, util};
+use crate::{es_standin, net, step, util};
 
 const ECHO: Option<&str> = Some("    | ");
 const USER: &str = "xtask-reader";
@@ -74,12 +78,16 @@ fn basic() -> [String; 2] {
 }
 
 fn start(cx: &Cx, line: &'static Line) -> Result<SecureNode> {
-    let (home, java_home) = search_server::installed_zip(line)?;
+    let (shared_home, java_home) = search_server::installed_zip(line)?;
     let root = cx.dir.join("es-secure");
     let conf = root.join("config");
     let data = root.join("data");
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&data)?;
+    // A home of its own: the distribution plus the analysis stand-in, which the
+    // `.security` index (and so every API key) needs.
+    let home =
+        es_standin::private_home(&shared_home, line.version, &java_home, &root.join("home"))?;
     util::run(
         Command::new("cp")
             .arg("-r")
@@ -200,7 +208,8 @@ pub fn security(cx: &mut Cx) -> Result<()> {
     let line = Line::find("es8").context("no es8 line")?;
     let node = cx.step(
         &format!(
-            "start a private {} with HTTPS (private CA) and a file-realm user",
+            "start a private {} with HTTPS (private CA), a file-realm user and the analysis \
+             stand-in plugin",
             line.label()
         ),
         |cx| start(cx, line),
