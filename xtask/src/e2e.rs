@@ -81,9 +81,10 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
     ),
     (
         "source-security",
-        "a private Elasticsearch 8.19 with security: HTTPS with a private CA and basic \
-         authentication deliver every document; a wrong CA and a wrong password \
-         fail naming the cause; no secret in output, logs or state",
+        "a private Elasticsearch 8.19 with security (plus our analysis stand-in plugin, so it \
+         can keep API keys): HTTPS with a private CA, with basic authentication and with an \
+         API key, delivers every document; a wrong CA fails naming the certificate, a wrong \
+         password and a wrong API key fail naming 401; no secret in output, logs or state",
         e2e_security::security,
     ),
     (

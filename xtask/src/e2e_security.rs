@@ -1,7 +1,11 @@
 //! The source against a real Elasticsearch with security on: HTTPS with a
-//! certificate of a private CA and a file-realm user (basic authentication). The Elasticsearch 8.19 zip carries x-pack security; this
-//! scenario starts a private node of it with a configuration directory of its
-//! own (`ES_PATH_CONF`), so the shared test servers stay as they are.
+//! certificate of a private CA, a file-realm user (basic authentication) and an
+//! API key. The Elasticsearch 8.19 zip carries x-pack security; this scenario
+//! starts a private node of it with a configuration directory of its own
+//! (`ES_PATH_CONF`) and a home of its own whose `plugins/` holds our stand-in
+//! for the analysis components the `.security` index needs (`es_standin`):
+//! without it the zip cannot create API keys. The shared test servers stay as
+//! they are.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,8 +15,9 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crate::e2e::Cx;
 use crate::e2e::source_kit::{self, Output, SourceConfig, read_output};
+use crate::net::{self, base64};
 use crate::search_server::{self, Line};
-use crate::{net, step, util};
+use crate::{es_standin, step, util};
 
 const ECHO: Option<&str> = Some("    | ");
 const USER: &str = "xtask-reader";
@@ -74,12 +79,16 @@ fn basic() -> [String; 2] {
 }
 
 fn start(cx: &Cx, line: &'static Line) -> Result<SecureNode> {
-    let (home, java_home) = search_server::installed_zip(line)?;
+    let (shared_home, java_home) = search_server::installed_zip(line)?;
     let root = cx.dir.join("es-secure");
     let conf = root.join("config");
     let data = root.join("data");
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&data)?;
+    // A home of its own: the distribution plus the analysis stand-in, which the
+    // `.security` index (and so every API key) needs.
+    let home =
+        es_standin::private_home(&shared_home, line.version, &java_home, &root.join("home"))?;
     util::run(
         Command::new("cp")
             .arg("-r")
@@ -190,9 +199,48 @@ fn start(cx: &Cx, line: &'static Line) -> Result<SecureNode> {
     }
 }
 
-/// TLS with a private CA and basic authentication, against the Elasticsearch
-/// line that carries security: every document delivered; a wrong CA and a
-/// wrong password fail naming the cause; no secret in any output.
+/// The API key the scenario reads with: only what a reader needs (`monitor`
+/// for the server's version, `read` and `view_index_metadata` on the index).
+fn api_key_request(index: &str) -> String {
+    serde_json::json!({
+        "name": "xtask-source-security",
+        "expiration": "1h",
+        "role_descriptors": {
+            "xtask-reader": {
+                "cluster": ["monitor"],
+                "indices": [{
+                    "names": [index],
+                    "privileges": ["read", "view_index_metadata"]
+                }]
+            }
+        }
+    })
+    .to_string()
+}
+
+/// `id`, `api_key` and `encoded` (base64 of `id:api_key`) from the answer of
+/// `POST /_security/api_key`.
+fn parse_api_key(answer: &str) -> Result<(String, String, String)> {
+    let doc: serde_json::Value =
+        serde_json::from_str(answer).context("the API key answer is not JSON")?;
+    let field = |name: &str| {
+        doc[name]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("the API key answer has no `{name}`"))
+    };
+    let (id, secret, encoded) = (field("id")?, field("api_key")?, field("encoded")?);
+    ensure!(
+        encoded == base64(format!("{id}:{secret}").as_bytes()),
+        "`encoded` is not base64 of `id:api_key`"
+    );
+    Ok((id, secret, encoded))
+}
+
+/// TLS with a private CA, basic authentication and an API key, against the
+/// Elasticsearch line that carries security: every document delivered; a
+/// wrong password and a wrong API key fail naming 401; no secret in any
+/// output, log or stored state.
 pub fn security(cx: &mut Cx) -> Result<()> {
     if util::which("curl").is_none() || util::which("openssl").is_none() {
         bail!("needs the curl and openssl CLIs (Debian: apt-get install -y curl openssl)");
@@ -200,7 +248,8 @@ pub fn security(cx: &mut Cx) -> Result<()> {
     let line = Line::find("es8").context("no es8 line")?;
     let node = cx.step(
         &format!(
-            "start a private {} with HTTPS (private CA) and a file-realm user",
+            "start a private {} with HTTPS (private CA), a file-realm user and the analysis \
+             stand-in plugin",
             line.label()
         ),
         |cx| start(cx, line),
@@ -236,12 +285,28 @@ pub fn security(cx: &mut Cx) -> Result<()> {
             Ok(())
         },
     )?;
+    let (key_id, key_secret, key) = cx.step(
+        &format!("create an API key over HTTPS as {USER} (read on {index}, cluster monitor)"),
+        |_| {
+            let (status, answer) = curl(
+                &node,
+                &auth,
+                "POST",
+                "/_security/api_key",
+                Some(&api_key_request(index)),
+            )?;
+            ensure!(status == 200, "POST /_security/api_key: {status} {answer}");
+            let key = parse_api_key(&answer)?;
+            step!("  API key id {} (its secret is not printed)", key.0);
+            Ok(key)
+        },
+    )?;
+    // The right id with a wrong secret: well-formed, refused with 401.
+    let wrong_key = base64(format!("{key_id}:not-{key_secret}").as_bytes());
+    let secrets: [&str; 4] = [PASSWORD, &key, &key_secret, &wrong_key];
     // Another CA, which did not sign the node's certificate.
     let (other_ca, _, _) = super::e2e_iggy::make_certificates(&cx.dir.join("other-ca"))?;
-    // API keys are not tried here: Elasticsearch keeps them in its `.security`
-    // index, whose mapping needs the analysis-common module, and no published
-    // artifact carries it (docs/test-servers.md).
-    let cases: [(&str, String, Option<&Path>, Option<&str>); 3] = [
+    let cases: [(&str, String, Option<&Path>, Option<&str>); 5] = [
         (
             "basic",
             format!("username = \"{USER}\"\npassword = \"{PASSWORD}\"\n"),
@@ -257,6 +322,18 @@ pub fn security(cx: &mut Cx) -> Result<()> {
         (
             "wrong-password",
             format!("username = \"{USER}\"\npassword = \"not-{PASSWORD}\"\n"),
+            Some(&node.ca),
+            Some("401"),
+        ),
+        (
+            "api-key",
+            format!("api_key = \"{key}\"\n"),
+            Some(&node.ca),
+            None,
+        ),
+        (
+            "wrong-api-key",
+            format!("api_key = \"{wrong_key}\"\n"),
             Some(&node.ca),
             Some("401"),
         ),
@@ -295,7 +372,7 @@ pub fn security(cx: &mut Cx) -> Result<()> {
             let timeout = Duration::from_secs(if fails_with.is_some() { 60 } else { 300 });
             let (status, lines) = running.wait(timeout)?;
             let all = lines.join("\n");
-            ensure!(!all.contains(PASSWORD), "a secret was printed:\n{all}");
+            ensure_no_secret("the output and logs", &all, &secrets)?;
             match fails_with {
                 None => {
                     ensure!(
@@ -310,11 +387,16 @@ pub fn security(cx: &mut Cx) -> Result<()> {
                         "{} lines for {DOCS} documents",
                         stats.lines
                     );
+                    ensure_no_secret(
+                        "the delivered documents",
+                        &std::fs::read_to_string(&out)?,
+                        &secrets,
+                    )?;
                     let state = std::fs::read_to_string(
                         cx.dir
                             .join(format!("secure-{name}-states/secure-{name}.json")),
                     )?;
-                    ensure!(!state.contains(PASSWORD), "a secret is in the stored state");
+                    ensure_no_secret("the stored state", &state, &secrets)?;
                     step!(
                         "  {} lines, no secret in the output, the logs or the state",
                         stats.lines
@@ -335,4 +417,42 @@ pub fn security(cx: &mut Cx) -> Result<()> {
     }
     drop(node);
     Ok(())
+}
+
+/// None of `secrets` (password, API keys) appears in `text`; the error names
+/// where, never the secret.
+fn ensure_no_secret(place: &str, text: &str, secrets: &[&str]) -> Result<()> {
+    for (n, secret) in secrets.iter().enumerate() {
+        ensure!(
+            !text.contains(secret),
+            "secret #{n} (password or API key) appears in {place}"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_checks_an_api_key_answer() {
+        // The shape Elasticsearch 8.19 answers (values made up).
+        let answer =
+            r#"{"id":"lTgjMaIB","name":"n","api_key":"nA60Dz","encoded":"bFRnak1hSUI6bkE2MER6"}"#;
+        let (id, secret, encoded) = parse_api_key(answer).unwrap();
+        assert_eq!((id.as_str(), secret.as_str()), ("lTgjMaIB", "nA60Dz"));
+        assert_eq!(encoded, base64(b"lTgjMaIB:nA60Dz"));
+        let bad = r#"{"id":"a","api_key":"b","encoded":"eHg6eXk="}"#;
+        assert!(parse_api_key(bad).is_err());
+        assert!(parse_api_key("{}").is_err());
+    }
+
+    #[test]
+    fn the_key_request_limits_the_key_to_the_index() {
+        let doc: serde_json::Value = serde_json::from_str(&api_key_request("logs-x")).unwrap();
+        let role = &doc["role_descriptors"]["xtask-reader"];
+        assert_eq!(role["indices"][0]["names"][0], "logs-x");
+        assert_eq!(role["cluster"][0], "monitor");
+    }
 }

@@ -10,6 +10,7 @@ mod demo;
 mod docker;
 mod e2e;
 mod es_embedded;
+mod es_standin;
 mod iggy_server;
 mod native;
 mod net;

@@ -262,7 +262,8 @@ pub fn redis_delete_prefix(url: &str, prefix: &str) -> Result<usize> {
     Ok(deleted)
 }
 
-fn base64(input: &[u8]) -> String {
+/// Standard base64 with padding (basic-auth headers, Elasticsearch's API key `encoded`).
+pub fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {
