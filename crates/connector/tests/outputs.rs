@@ -17,6 +17,34 @@ fn msg(i: u32) -> Message {
     )
 }
 
+/// A target index name of its own for this test run.
+fn target_index(tag: &str) -> String {
+    format!(
+        "out-{tag}-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    )
+}
+
+async fn delete_index(url: &str, index: &str) {
+    let _ = reqwest::Client::new()
+        .delete(format!("{url}/{index}"))
+        .send()
+        .await;
+}
+
+/// The `_source` of document `id` of `index` (`/` in the id URL-encoded).
+async fn source_of(url: &str, index: &str, id: &str) -> serde_json::Value {
+    let id = id.replace('/', "%2F");
+    let doc: serde_json::Value = reqwest::get(format!("{url}/{index}/_doc/{id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    doc["_source"].clone()
+}
+
 /// The number of documents in `index`, after an explicit `_refresh`.
 async fn count(url: &str, index: &str) -> u64 {
     let refreshed = reqwest::Client::new()
@@ -44,11 +72,7 @@ async fn elasticsearch_output_is_idempotent_by_id() {
     let Some(url) = service_endpoint("ES_URL") else {
         return;
     };
-    let index = format!(
-        "out-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    );
+    let index = target_index("plain");
     let mut out = ElasticsearchOutput::new(&url, &index, 1).unwrap();
     let batch: Vec<Message> = (0..50).map(msg).collect();
     out.send(&batch).await.unwrap();
@@ -56,19 +80,13 @@ async fn elasticsearch_output_is_idempotent_by_id() {
     // The same batch again (a replay after a crash) adds nothing.
     out.send(&batch[10..30]).await.unwrap();
     assert_eq!(count(&url, &index).await, 50);
-    // `{source index}/{source _id}`, URL-encoded in the path.
-    let doc: serde_json::Value = reqwest::get(format!("{url}/{index}/_doc/source-index%2Fdoc-7"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(doc["_source"], serde_json::json!({"n": 7, "msg": "doc 7"}));
+    // `{source index}/{source _id}`.
+    assert_eq!(
+        source_of(&url, &index, "source-index/doc-7").await,
+        serde_json::json!({"n": 7, "msg": "doc 7"})
+    );
     out.close().await.unwrap();
-    let _ = reqwest::Client::new()
-        .delete(format!("{url}/{index}"))
-        .send()
-        .await;
+    delete_index(&url, &index).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,11 +94,7 @@ async fn elasticsearch_output_reports_refused_documents() {
     let Some(url) = service_endpoint("ES_URL") else {
         return;
     };
-    let index = format!(
-        "out-bad-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    );
+    let index = target_index("bad");
     let client = reqwest::Client::new();
     let mapping = serde_json::json!({"mappings": {"properties": {"n": {"type": "integer"}}}});
     client
@@ -113,17 +127,6 @@ fn versioned(index: &str, id: &str, seq_no: i64, n: u32) -> Message {
     Message::new(index, id, Some(seq_no), None, payload)
 }
 
-async fn source_of(url: &str, index: &str, id: &str) -> serde_json::Value {
-    let id = id.replace('/', "%2F");
-    let doc: serde_json::Value = reqwest::get(format!("{url}/{index}/_doc/{id}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    doc["_source"].clone()
-}
-
 /// Read through an index pattern, `logs-a`'s and `logs-b`'s document `1` are two
 /// documents: neither overwrites the other in the target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,11 +134,7 @@ async fn one_id_in_two_source_indices_is_two_documents() {
     let Some(url) = service_endpoint("ES_URL") else {
         return;
     };
-    let index = format!(
-        "out-two-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    );
+    let index = target_index("two");
     let mut out = ElasticsearchOutput::new(&url, &index, 1).unwrap();
     let batch = [
         versioned("logs-a", "1", 0, 1),
@@ -154,10 +153,7 @@ async fn one_id_in_two_source_indices_is_two_documents() {
         serde_json::json!({"n": 2})
     );
     out.close().await.unwrap();
-    let _ = reqwest::Client::new()
-        .delete(format!("{url}/{index}"))
-        .send()
-        .await;
+    delete_index(&url, &index).await;
 }
 
 /// Two versions of one document, the newer sent first (two partitions of a
@@ -167,11 +163,7 @@ async fn an_older_version_never_replaces_a_newer_one() {
     let Some(url) = service_endpoint("ES_URL") else {
         return;
     };
-    let index = format!(
-        "out-ver-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    );
+    let index = target_index("ver");
     let mut out = ElasticsearchOutput::new(&url, &index, 2).unwrap();
     out.send(&[versioned("logs", "7", 12, 2)]).await.unwrap();
     out.send(&[versioned("logs", "7", 4, 1)]).await.unwrap();
@@ -188,8 +180,5 @@ async fn an_older_version_never_replaces_a_newer_one() {
     );
     assert_eq!(count(&url, &index).await, 1);
     out.close().await.unwrap();
-    let _ = reqwest::Client::new()
-        .delete(format!("{url}/{index}"))
-        .send()
-        .await;
+    delete_index(&url, &index).await;
 }

@@ -12,11 +12,13 @@ use state_core::{
     StateId, StateManager, StateStore, Stored, async_trait,
 };
 
-/// Counts the saves that reach the store.
+/// Counts the saves that reach the store; when told to, loses the answer of
+/// the next one after applying it (a time-out or a reset after the write).
 #[derive(Debug, Default)]
 struct Counting {
     inner: InMemoryStore,
     saves: AtomicUsize,
+    lose_next: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -29,7 +31,11 @@ impl StateStore for Counting {
     }
     async fn save(&self, s: &ConnectorState, e: &Precondition) -> state_core::Result<Revision> {
         self.saves.fetch_add(1, Ordering::SeqCst);
-        self.inner.save(s, e).await
+        let applied = self.inner.save(s, e).await?;
+        if self.lose_next.swap(false, Ordering::SeqCst) {
+            return Err(StateError::unavailable("counting", "timed out"));
+        }
+        Ok(applied)
     }
     async fn delete(&self, id: &StateId) -> state_core::Result<bool> {
         self.inner.delete(id).await
@@ -159,38 +165,7 @@ async fn unknown_tracked_field_is_refused() {
     }
 }
 
-/// Applies every save; when told to, loses the answer of the next one (a
-/// time-out or a reset after the store applied the write).
-#[derive(Debug, Default)]
-struct LostAnswer {
-    inner: InMemoryStore,
-    lose_next: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl StateStore for LostAnswer {
-    fn backend(&self) -> &'static str {
-        "lost-answer"
-    }
-    async fn load(&self, id: &StateId) -> state_core::Result<Stored> {
-        self.inner.load(id).await
-    }
-    async fn save(&self, s: &ConnectorState, e: &Precondition) -> state_core::Result<Revision> {
-        let applied = self.inner.save(s, e).await?;
-        if self.lose_next.swap(false, Ordering::SeqCst) {
-            return Err(StateError::unavailable("lost-answer", "timed out"));
-        }
-        Ok(applied)
-    }
-    async fn delete(&self, id: &StateId) -> state_core::Result<bool> {
-        self.inner.delete(id).await
-    }
-    async fn list(&self) -> state_core::Result<Vec<StateEntry>> {
-        self.inner.list().await
-    }
-}
-
-fn plain(store: Arc<LostAnswer>) -> StateManager {
+fn plain(store: Arc<Counting>) -> StateManager {
     StateManager::new(store, id(), ManagerOptions::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -198,7 +173,7 @@ fn plain(store: Arc<LostAnswer>) -> StateManager {
 /// instance's: it carries on, and the stored state is the latest.
 #[tokio::test]
 async fn a_save_applied_before_its_answer_was_lost_is_recognised_as_ours() {
-    let store = Arc::new(LostAnswer::default());
+    let store = Arc::new(Counting::default());
     let m = plain(store.clone());
     m.load().await.unwrap();
     m.save().await.unwrap();
@@ -223,7 +198,7 @@ async fn a_save_applied_before_its_answer_was_lost_is_recognised_as_ours() {
 /// When another instance wrote after the lost answer, the conflict stands.
 #[tokio::test]
 async fn another_writer_after_a_lost_answer_is_still_a_conflict() {
-    let store = Arc::new(LostAnswer::default());
+    let store = Arc::new(Counting::default());
     let m = plain(store.clone());
     m.load().await.unwrap();
     m.save().await.unwrap();
