@@ -360,6 +360,7 @@ async fn deliver(
         if messages.is_empty() {
             break;
         }
+        tracing::debug!(documents = messages.len(), "sending the batch to the output");
         match output.send(messages).await {
             Ok(()) => break,
             Err(e) if e.is_retryable() => {
@@ -377,6 +378,7 @@ async fn deliver(
     let Some(ack) = &batch.ack else {
         return Ok(());
     };
+    tracing::debug!("the output acknowledged the batch; committing it");
     loop {
         let saving = Instant::now();
         match source.commit(ack).await {

@@ -1,7 +1,8 @@
 //! `kind = "file"` (JSON lines, fsynced before the acknowledgement) and `kind = "stdout"`.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -10,16 +11,38 @@ use async_trait::async_trait;
 use super::{Output, OutputError};
 use crate::message::Message;
 
+/// What the file output writes through: the file itself, or (in tests) a wrapper
+/// that fails part-way like a full disk. Writes go through `io::Write`; the
+/// length, truncation and fsync through the file underneath.
+pub(crate) trait Appender: io::Write + Send + fmt::Debug {
+    /// The file written (opened for appending).
+    fn file(&self) -> &File;
+}
+
+impl Appender for File {
+    fn file(&self) -> &File {
+        self
+    }
+}
+
 /// Appends one JSON line per message to a file and fsyncs before acknowledging.
 #[derive(Debug, Clone)]
 pub struct FileOutput {
     path: PathBuf,
-    file: Arc<Mutex<File>>,
+    file: Arc<Mutex<Box<dyn Appender>>>,
 }
 
 impl FileOutput {
     /// Opens (creating it and its parent directories if missing) `path` for appending.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, OutputError> {
+        Self::open_with(path, |file| Box::new(file))
+    }
+
+    /// [`FileOutput::open`], writing through what `wrap` makes of the opened file.
+    pub(crate) fn open_with(
+        path: impl Into<PathBuf>,
+        wrap: impl FnOnce(File) -> Box<dyn Appender>,
+    ) -> Result<Self, OutputError> {
         let path = path.into();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
@@ -32,7 +55,7 @@ impl FileOutput {
             .map_err(|e| refused(&path, format!("cannot open: {e}")))?;
         Ok(FileOutput {
             path,
-            file: Arc::new(Mutex::new(file)),
+            file: Arc::new(Mutex::new(wrap(file))),
         })
     }
 
@@ -75,7 +98,7 @@ impl FileOutput {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
-            file.write_all(&buf).and_then(|()| file.sync_data())
+            file.write_all(&buf).and_then(|()| file.file().sync_data())
         })
         .await
         .map_err(|e| OutputError::Unavailable {
@@ -138,6 +161,110 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[2]["payload"]["n"], 3);
         assert_eq!(lines[0]["headers"]["es_id"], "1");
+    }
+
+    fn message(i: i64) -> Message {
+        let payload =
+            RawValue::from_string(format!("{{\"n\":{i}}}")).unwrap_or_else(|e| panic!("{e}"));
+        Message::new("logs", &i.to_string(), Some(i), None, payload)
+    }
+
+    /// The file's lines, each of which must be a whole JSON document.
+    fn parsed_lines(path: &Path) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "the file ends in a half-written line: {:?}",
+            &text[text.rfind('\n').map_or(0, |i| i + 1)..]
+        );
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("unparsable line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// A real file whose writes fail like a full disk once `room` more bytes were
+    /// written: the write in progress is cut short, later ones fail at once.
+    #[derive(Debug)]
+    struct DiskFillsUp {
+        file: File,
+        room: Arc<Mutex<usize>>,
+    }
+
+    impl io::Write for DiskFillsUp {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut room = self.room.lock().unwrap_or_else(|p| p.into_inner());
+            if *room == 0 {
+                return Err(io::Error::from(io::ErrorKind::StorageFull));
+            }
+            let n = self.file.write(&buf[..buf.len().min(*room)])?;
+            *room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            self.file.flush()
+        }
+    }
+
+    impl Appender for DiskFillsUp {
+        fn file(&self) -> &File {
+            &self.file
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_failing_part_way_is_undone_so_the_retry_writes_the_batch_once_and_whole() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("docs.jsonl");
+        let room = Arc::new(Mutex::new(usize::MAX));
+        let disk = room.clone();
+        let mut out = FileOutput::open_with(&path, move |file| {
+            Box::new(DiskFillsUp { file, room: disk })
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        out.send(&[message(1)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The disk fills up in the middle of the second batch's first line.
+        *room.lock().unwrap_or_else(|p| p.into_inner()) = 10;
+        let batch = [message(2), message(3)];
+        let failed = out.send(&batch).await;
+        assert!(
+            matches!(&failed, Err(e) if e.is_retryable()),
+            "a full disk is worth retrying: {failed:?}"
+        );
+        assert_eq!(
+            parsed_lines(&path).len(),
+            1,
+            "the failed batch left nothing behind"
+        );
+        // Space again: the run loop sends the same batch again.
+        *room.lock().unwrap_or_else(|p| p.into_inner()) = usize::MAX;
+        out.send(&batch).await.unwrap_or_else(|e| panic!("{e}"));
+        let ns: Vec<i64> = parsed_lines(&path)
+            .iter()
+            .map(|l| l["payload"]["n"].as_i64().unwrap_or(-1))
+            .collect();
+        assert_eq!(ns, [1, 2, 3], "every document once, in order");
+    }
+
+    #[tokio::test]
+    async fn a_half_line_left_by_a_crash_is_cut_before_appending() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("docs.jsonl");
+        let whole = message(1).to_json_line() + "\n";
+        let half = &message(2).to_json_line()[..20];
+        std::fs::write(&path, format!("{whole}{half}")).unwrap_or_else(|e| panic!("{e}"));
+        // Never acknowledged (the crash came before the fsync): read again and re-sent.
+        let mut out = FileOutput::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        out.send(&[message(2)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ns: Vec<i64> = parsed_lines(&path)
+            .iter()
+            .map(|l| l["payload"]["n"].as_i64().unwrap_or(-1))
+            .collect();
+        assert_eq!(ns, [1, 2]);
     }
 
     #[test]
