@@ -1,8 +1,13 @@
 //! `kind = "file"` (JSON lines, fsynced before the acknowledgement) and `kind = "stdout"`.
+//!
+//! The file only ever ends in whole lines: a batch whose write or fsync fails is cut
+//! off again (truncated back to the length before it, fsynced), so the retry writes
+//! it once and whole; a half line left by a crash mid-write (never acknowledged, so
+//! read and sent again) is cut when the file is opened.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +34,66 @@ impl Appender for File {
 #[derive(Debug, Clone)]
 pub struct FileOutput {
     path: PathBuf,
-    file: Arc<Mutex<Box<dyn Appender>>>,
+    file: Arc<Mutex<Lines>>,
+}
+
+/// The file and what is known of its end.
+#[derive(Debug)]
+struct Lines {
+    writer: Box<dyn Appender>,
+    /// Set when a failed batch could not be cut off: the length to truncate back
+    /// to before anything else is written.
+    cut_to: Option<u64>,
+}
+
+impl Lines {
+    /// Writes `buf` (whole lines) and fsyncs; on failure truncates the file back
+    /// to its length before, so no part of `buf` stays.
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        let end = match self.cut_to {
+            Some(end) => {
+                truncate(self.writer.file(), end)?;
+                self.cut_to = None;
+                end
+            }
+            None => self.writer.file().metadata()?.len(),
+        };
+        let written = self
+            .writer
+            .write_all(buf)
+            .and_then(|()| self.writer.file().sync_data());
+        if let Err(e) = written {
+            if let Err(undo) = truncate(self.writer.file(), end) {
+                tracing::warn!(error = %undo, length = end, "cannot cut the failed batch off the file yet; retried before the next write");
+                self.cut_to = Some(end);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// Truncates `file` to `len` bytes, durably.
+fn truncate(file: &File, len: u64) -> io::Result<()> {
+    file.set_len(len)?;
+    file.sync_data()
+}
+
+/// The length of `file` up to and including its last newline.
+fn whole_lines_end(mut file: &File) -> io::Result<u64> {
+    let mut end = file.metadata()?.len();
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 impl FileOutput {
@@ -50,12 +114,24 @@ impl FileOutput {
         }
         let file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)
             .map_err(|e| refused(&path, format!("cannot open: {e}")))?;
+        let cut = |e: io::Error| refused(&path, format!("cannot cut its half-written last line: {e}"));
+        let len = file.metadata().map_err(cut)?.len();
+        let end = whole_lines_end(&file).map_err(cut)?;
+        if end < len {
+            // A crash in the middle of a write: that batch was never acknowledged.
+            truncate(&file, end).map_err(cut)?;
+            tracing::warn!(path = %path.display(), bytes = len - end, "cut a half-written last line (a write interrupted by a crash; its batch is sent again)");
+        }
         Ok(FileOutput {
             path,
-            file: Arc::new(Mutex::new(wrap(file))),
+            file: Arc::new(Mutex::new(Lines {
+                writer: wrap(file),
+                cut_to: None,
+            })),
         })
     }
 
@@ -92,13 +168,15 @@ impl Output for FileOutput {
 }
 
 impl FileOutput {
-    /// Appends `buf` (whole lines) and fsyncs.
+    /// Appends `buf` (whole lines) and fsyncs. On failure nothing of `buf` stays
+    /// in the file (it is truncated back), so appending it again writes it once.
     pub async fn append(&self, buf: Vec<u8>) -> Result<(), OutputError> {
         let file = self.file.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
-            file.write_all(&buf).and_then(|()| file.file().sync_data())
+            file.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .append(&buf)
         })
         .await
         .map_err(|e| OutputError::Unavailable {
