@@ -186,7 +186,9 @@ impl StateManager {
         self.shared.inner.lock().await.dirty
     }
 
-    /// Saves now (compare-and-set), stamping `last_updated`.
+    /// Saves now (compare-and-set), stamping `last_updated`. A failed save (this
+    /// one, an auto-save's or close's) counts in `data.error_count` and
+    /// `data.last_error`.
     pub async fn save(&self) -> Result<Revision> {
         let mut inner = self.shared.inner.lock().await;
         inner.state.last_updated = Utc::now();
@@ -195,7 +197,19 @@ impl StateManager {
 
     async fn write_locked(&self, inner: &mut Inner) -> Result<Revision> {
         let expect = Precondition::from_known(inner.revision.as_ref());
-        let revision = self.shared.store.save(&inner.state, &expect).await?;
+        let revision = match self.shared.store.save(&inner.state, &expect).await {
+            Ok(revision) => revision,
+            Err(e) => {
+                // An error like any other (`error_count`, `last_error`), stored by the
+                // next save that succeeds; what was not saved is still to save.
+                let data = &mut inner.state.data;
+                data.error_count += 1;
+                data.last_error = Some(format!("saving the state failed: {e}"));
+                inner.dirty = true;
+                inner.changed = true;
+                return Err(e);
+            }
+        };
         inner.revision = Some(revision.clone());
         inner.dirty = false;
         inner.changed = false;
