@@ -6,7 +6,8 @@
 //! point: between batches, during any pause (caught up, or waiting to retry a
 //! failed search, send or save), and during a search or a send in flight, which
 //! are abandoned (the batch is not acknowledged, so the cursor stays put and the
-//! batch is read again at the next start). A state save in progress is finished,
+//! batch is read again at the next start) unless the output says a send must end
+//! ([`Output::cancel_on_stop`]: a local file write is finished and committed). A state save in progress is finished,
 //! never cut: its outcome must be known. Retries go on for as long as the output
 //! or the store is down (nothing is dropped), but never past a shutdown request.
 
@@ -398,8 +399,13 @@ async fn deliver(
             break;
         }
         tracing::debug!(documents = messages.len(), "sending the batch to the output");
-        let Some(sent) = until_stopped(output.send(messages), shutdown).await else {
-            return Ok(false);
+        let sent = if output.cancel_on_stop() {
+            match until_stopped(output.send(messages), shutdown).await {
+                Some(sent) => sent,
+                None => return Ok(false),
+            }
+        } else {
+            output.send(messages).await
         };
         match sent {
             Ok(()) => break,

@@ -165,6 +165,11 @@ impl Output for FileOutput {
         }
         self.append(render(batch)).await
     }
+
+    /// The write runs on a blocking thread that would finish anyway.
+    fn cancel_on_stop(&self) -> bool {
+        false
+    }
 }
 
 impl FileOutput {
@@ -205,6 +210,10 @@ impl Output for StdoutOutput {
                 output: "stdout".into(),
                 reason: e.to_string(),
             })
+    }
+
+    fn cancel_on_stop(&self) -> bool {
+        false
     }
 }
 
