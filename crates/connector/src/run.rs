@@ -1,6 +1,18 @@
 //! The run loop: poll, send, commit; sleep when caught up; retry with backoff.
+//!
+//! # Stopping
+//!
+//! A shutdown request ([`RunOptions::with_shutdown`]) is honoured at the next safe
+//! point: between batches, during any pause (caught up, or waiting to retry a
+//! failed search, send or save), and during a search or a send in flight, which
+//! are abandoned (the batch is not acknowledged, so the cursor stays put and the
+//! batch is read again at the next start) unless the output says a send must end
+//! ([`Output::cancel_on_stop`]: a local file write is finished and committed). A state save in progress is finished,
+//! never cut: its outcome must be known. Retries go on for as long as the output
+//! or the store is down (nothing is dropped), but never past a shutdown request.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +36,8 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct RunOptions {
     /// Stop after the first empty poll (caught up) instead of waiting for more.
     pub once: bool,
-    /// When the value becomes `true`: finish the current batch, save, return.
+    /// When the value becomes `true`: stop at the next safe point (see the module
+    /// docs) and return; the caller closes the source, which saves the state.
     pub shutdown: Option<watch::Receiver<bool>>,
     /// Pause after the first failure; doubled (with jitter) up to `max_backoff`.
     pub min_backoff: Duration,
@@ -157,7 +170,10 @@ pub async fn open_with_retry(
 ) -> Result<bool> {
     let mut backoff = Backoff::new(options.min_backoff, options.max_backoff);
     loop {
-        match source.open().await {
+        let Some(opened) = until_stopped(source.open(), &mut options.shutdown).await else {
+            return Ok(false);
+        };
+        match opened {
             Ok(()) => return Ok(true),
             Err(e) if e.is_retryable() => {
                 let delay = backoff.next_delay();
@@ -224,7 +240,11 @@ async fn run_loop(
             summary.interrupted = true;
             break;
         }
-        let batch = match source.poll_batch().await {
+        let Some(polled) = until_stopped(source.poll_batch(), &mut options.shutdown).await else {
+            summary.interrupted = true;
+            break;
+        };
+        let batch = match polled {
             Ok(batch) => batch,
             // `--once` reads what is there: a missing index is an error, not a wait.
             Err(e) if options.once && e.is_missing_index() => return Err(e),
@@ -279,7 +299,7 @@ async fn run_loop(
             }
             &fresh[..]
         };
-        deliver(
+        let committed = deliver(
             source,
             output,
             &batch,
@@ -287,8 +307,17 @@ async fn run_loop(
             &mut backoff,
             &mut summary,
             &hooks,
+            &mut options.shutdown,
         )
         .await?;
+        if !committed {
+            tracing::warn!(
+                documents = batch.len(),
+                "stopping: the batch in flight is not acknowledged; it is read again at the next start"
+            );
+            summary.interrupted = true;
+            break;
+        }
         summary.documents += batch.len() as u64;
         summary.batches += 1;
         let bytes = batch.ack.as_ref().map_or(0, |a| a.bytes);
@@ -329,7 +358,12 @@ async fn recently_delivered(
     summary: &mut RunSummary,
 ) -> Result<Option<HashSet<MessageId>>> {
     loop {
-        match output.recently_delivered(window).await {
+        let Some(asked) =
+            until_stopped(output.recently_delivered(window), &mut options.shutdown).await
+        else {
+            return Ok(None);
+        };
+        match asked {
             Ok(ids) => {
                 backoff.reset();
                 return Ok(Some(ids));
@@ -348,8 +382,11 @@ async fn recently_delivered(
     }
 }
 
-/// Sends until the output acknowledges, then commits. A shutdown request does not
-/// interrupt a batch: it is finished first.
+/// Sends until the output acknowledges, then commits; `false` when a shutdown
+/// request came first. A send in flight is abandoned then (the batch is not
+/// acknowledged); a save in flight is finished, and a failed one left to the
+/// final save of `close`.
+#[allow(clippy::too_many_arguments)]
 async fn deliver(
     source: &mut ElasticsearchSource,
     output: &mut dyn Output,
@@ -358,12 +395,22 @@ async fn deliver(
     backoff: &mut Backoff,
     summary: &mut RunSummary,
     hooks: &Hooks,
-) -> Result<()> {
+    shutdown: &mut Option<watch::Receiver<bool>>,
+) -> Result<bool> {
     loop {
         if messages.is_empty() {
             break;
         }
-        match output.send(messages).await {
+        tracing::debug!(documents = messages.len(), "sending the batch to the output");
+        let sent = if output.cancel_on_stop() {
+            match until_stopped(output.send(messages), shutdown).await {
+                Some(sent) => sent,
+                None => return Ok(false),
+            }
+        } else {
+            output.send(messages).await
+        };
+        match sent {
             Ok(()) => break,
             Err(e) if e.is_retryable() => {
                 summary.errors += 1;
@@ -371,28 +418,34 @@ async fn deliver(
                 let e = source.record_error(ConnectorError::from(e)).await;
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "output failed; sending the batch again");
-                tokio::time::sleep(delay).await;
+                if !pause(delay, shutdown).await {
+                    return Ok(false);
+                }
             }
             Err(e) => return Err(source.record_error(ConnectorError::from(e)).await),
         }
     }
     backoff.reset();
     let Some(ack) = &batch.ack else {
-        return Ok(());
+        return Ok(true);
     };
+    tracing::debug!("the output acknowledged the batch; committing it");
     loop {
         let saving = Instant::now();
         match source.commit(ack).await {
             Ok(()) => {
                 hooks.saved(saving.elapsed());
-                return Ok(());
+                return Ok(true);
             }
             Err(e) if e.is_retryable() => {
                 summary.errors += 1;
                 hooks.error();
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "saving the state failed; retrying");
-                tokio::time::sleep(delay).await;
+                if !pause(delay, shutdown).await {
+                    // Committed in memory: the final save of `close` tries again.
+                    return Ok(false);
+                }
             }
             Err(e) => return Err(e),
         }
@@ -423,6 +476,25 @@ impl Hooks {
 
 fn stop_requested(shutdown: &Option<watch::Receiver<bool>>) -> bool {
     shutdown.as_ref().is_some_and(|rx| *rx.borrow())
+}
+
+/// Runs `work` unless shutdown is requested first (or already was): `None` then,
+/// and `work` is dropped. Only for work that may be abandoned half-way.
+pub(crate) async fn until_stopped<T>(
+    work: impl Future<Output = T>,
+    shutdown: &mut Option<watch::Receiver<bool>>,
+) -> Option<T> {
+    let Some(rx) = shutdown else {
+        return Some(work.await);
+    };
+    if *rx.borrow() {
+        return None;
+    }
+    tokio::select! {
+        out = work => Some(out),
+        // `Err`: nobody can ask for a shutdown any more; the work goes on.
+        Ok(_) = rx.wait_for(|stop| *stop) => None,
+    }
 }
 
 /// Waits `delay`; `false` when shutdown was requested meanwhile.
@@ -469,6 +541,19 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_stopped_abandons_work_in_flight_on_shutdown() {
+        let (tx, rx) = watch::channel(false);
+        let mut rx = Some(rx);
+        assert_eq!(until_stopped(async { 7 }, &mut rx).await, Some(7));
+        let waiter = tokio::spawn(async move {
+            until_stopped(std::future::pending::<()>(), &mut rx).await
+        });
+        tokio::task::yield_now().await;
+        let _ = tx.send(true);
+        assert_eq!(waiter.await.ok(), Some(None));
     }
 
     #[tokio::test(start_paused = true)]

@@ -20,7 +20,7 @@ use crate::error::{ConnectorError, Result};
 use crate::iggy::{Consumed, IggyInput, PartitionProgress, Polled};
 use crate::message::Message;
 use crate::output::{ElasticsearchOutput, FileOutput, OutputError};
-use crate::run::{Backoff, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF};
+use crate::run::{Backoff, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF, pause, until_stopped};
 
 /// `[input]`: where the sink reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -102,7 +102,10 @@ impl SinkConfig {
 pub struct SinkOptions {
     /// Stop at the first poll that finds nothing new.
     pub once: bool,
-    /// When `true`: finish the batch, store its offset, return.
+    /// When `true`: stop at the next safe point and return. A poll, an indexing
+    /// attempt or an offset store in flight is abandoned, a pause before a retry
+    /// ended; the batch's offset is then not stored (it is read again at the next
+    /// start). A dead-letter write in progress is finished.
     pub shutdown: Option<watch::Receiver<bool>>,
 }
 
@@ -154,7 +157,10 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
         if options.shutdown.as_ref().is_some_and(|rx| *rx.borrow()) {
             break Ok(());
         }
-        let polled = match input.poll().await {
+        let Some(polled) = until_stopped(input.poll(), &mut options.shutdown).await else {
+            break Ok(());
+        };
+        let polled = match polled {
             Ok(Some(polled)) => polled,
             Ok(None) if options.once => {
                 // Caught up on every partition: say where each stands.
@@ -165,7 +171,7 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
                 break Ok(());
             }
             Ok(None) => {
-                if !crate::run::pause(poll_interval, &mut options.shutdown).await {
+                if !pause(poll_interval, &mut options.shutdown).await {
                     break Ok(());
                 }
                 continue;
@@ -174,7 +180,7 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
                 summary.errors += 1;
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "poll failed");
-                if !crate::run::pause(delay, &mut options.shutdown).await {
+                if !pause(delay, &mut options.shutdown).await {
                     break Ok(());
                 }
                 continue;
@@ -182,17 +188,26 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
             Err(e) => break Err(e),
         };
         backoff.reset();
-        if let Err(e) = deliver(
+        match deliver(
             &polled,
             &mut es,
             dead_letter.as_ref(),
             &mut input,
             &mut backoff,
             &mut summary,
+            &mut options.shutdown,
         )
         .await
         {
-            break Err(e);
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    partition = polled.partition,
+                    "stopping: the offset of the batch in flight is not stored; it is read again at the next start"
+                );
+                break Ok(());
+            }
+            Err(e) => break Err(e),
         }
         summary.batches += 1;
         summary.messages += polled.messages.len() as u64;
@@ -212,7 +227,8 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
     Ok(summary)
 }
 
-/// Indexes one batch, dead-letters what is refused, stores the offset.
+/// Indexes one batch, dead-letters what is refused, stores the offset; `false`
+/// when a shutdown request came first (the offset is not stored).
 async fn deliver(
     polled: &Polled,
     es: &mut ElasticsearchOutput,
@@ -220,7 +236,8 @@ async fn deliver(
     input: &mut IggyInput,
     backoff: &mut Backoff,
     summary: &mut SinkSummary,
-) -> Result<()> {
+    shutdown: &mut Option<watch::Receiver<bool>>,
+) -> Result<bool> {
     let mut valid: Vec<Message> = Vec::with_capacity(polled.messages.len());
     let mut valid_offsets: Vec<u64> = Vec::with_capacity(polled.messages.len());
     let mut dead: Vec<serde_json::Value> = Vec::new();
@@ -245,13 +262,18 @@ async fn deliver(
             })),
         }
     }
-    let refused = retrying(
+    let Some(refused) = retrying(
         backoff,
         &mut summary.errors,
+        shutdown,
+        Attempt::Abandon,
         "indexing failed; sending the batch again",
         async || es.send_reporting(&valid).await,
     )
-    .await?;
+    .await?
+    else {
+        return Ok(false);
+    };
     for (i, error) in &refused {
         let m = &valid[*i];
         dead.push(json!({
@@ -284,13 +306,19 @@ async fn deliver(
             buf.extend_from_slice(record.to_string().as_bytes());
             buf.push(b'\n');
         }
-        retrying(
+        let written = retrying(
             backoff,
             &mut summary.errors,
+            shutdown,
+            // Cut short, the records could be written twice after a restart.
+            Attempt::Finish,
             "writing the dead-letter file failed; retrying",
             async || file.append(buf.clone()).await,
         )
         .await?;
+        if written.is_none() {
+            return Ok(false);
+        }
         tracing::warn!(
             documents = dead.len(),
             path = %file.path().display(),
@@ -298,34 +326,58 @@ async fn deliver(
         );
         summary.dead_lettered += dead.len() as u64;
     }
-    retrying(
+    let stored = retrying(
         backoff,
         &mut summary.errors,
+        shutdown,
+        Attempt::Abandon,
         "storing the offset failed; retrying",
         async || input.commit(polled).await,
     )
-    .await
+    .await?;
+    Ok(stored.is_some())
+}
+
+/// Whether a shutdown request may cut an attempt in flight short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// Drop it: nothing is stored unless it completes.
+    Abandon,
+    /// Let it end; only the pauses between attempts are cut.
+    Finish,
 }
 
 /// Runs `op` until it succeeds or fails for good, pausing with `backoff` after
 /// each retryable failure (counted in `errors`; `what` is the log message).
+/// `None` when a shutdown request came first (see [`Attempt`]).
 async fn retrying<T, E: Into<ConnectorError>>(
     backoff: &mut Backoff,
     errors: &mut u64,
+    shutdown: &mut Option<watch::Receiver<bool>>,
+    attempt: Attempt,
     what: &str,
     mut op: impl AsyncFnMut() -> std::result::Result<T, E>,
-) -> Result<T> {
+) -> Result<Option<T>> {
     loop {
-        match op().await.map_err(Into::into) {
+        let outcome = match attempt {
+            Attempt::Abandon => match until_stopped(op(), shutdown).await {
+                Some(outcome) => outcome,
+                None => return Ok(None),
+            },
+            Attempt::Finish => op().await,
+        };
+        match outcome.map_err(Into::into) {
             Ok(value) => {
                 backoff.reset();
-                return Ok(value);
+                return Ok(Some(value));
             }
             Err(e) if e.is_retryable() => {
                 *errors += 1;
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "{what}");
-                tokio::time::sleep(delay).await;
+                if !pause(delay, shutdown).await {
+                    return Ok(None);
+                }
             }
             Err(e) => return Err(e),
         }
@@ -359,6 +411,57 @@ mod tests {
         );
         let both = config("consumer = \"a\"\nconsumer_group = \"b\"").map(|_| ());
         assert!(both.is_err(), "both names at once must be refused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retrying_ends_at_a_shutdown_request_in_a_pause_or_an_attempt() {
+        let (stop, rx) = watch::channel(false);
+        let mut shutdown = Some(rx);
+        let mut backoff = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+        let mut errors = 0;
+        let mut attempts = 0;
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let _ = stop.send(true);
+            stop
+        });
+        // Fails (retryably) at once: the run waits an hour to retry; the request ends the wait.
+        let outcome = retrying(
+            &mut backoff,
+            &mut errors,
+            &mut shutdown,
+            Attempt::Finish,
+            "down",
+            async || {
+                attempts += 1;
+                Err::<(), _>(OutputError::Unavailable {
+                    output: "test".into(),
+                    reason: "down".into(),
+                })
+            },
+        )
+        .await;
+        assert!(matches!(outcome, Ok(None)), "{outcome:?}");
+        assert_eq!((attempts, errors), (1, 1));
+        let stop = stopper.await.unwrap_or_else(|e| panic!("{e}"));
+        // An attempt that never ends is abandoned.
+        let _ = stop.send(false);
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let _ = stop.send(true);
+            stop
+        });
+        let outcome = retrying(
+            &mut backoff,
+            &mut errors,
+            &mut shutdown,
+            Attempt::Abandon,
+            "hangs",
+            async || std::future::pending::<std::result::Result<(), OutputError>>().await,
+        )
+        .await;
+        assert!(matches!(outcome, Ok(None)), "{outcome:?}");
+        drop(stopper);
     }
 
     #[test]

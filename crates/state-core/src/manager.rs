@@ -190,7 +190,9 @@ impl StateManager {
         self.shared.inner.lock().await.dirty
     }
 
-    /// Saves now (compare-and-set), stamping `last_updated`.
+    /// Saves now (compare-and-set), stamping `last_updated`. A failed save (this
+    /// one, an auto-save's or close's) counts in `data.error_count` and
+    /// `data.last_error`.
     pub async fn save(&self) -> Result<Revision> {
         let mut inner = self.shared.inner.lock().await;
         inner.state.last_updated = Utc::now();
@@ -199,26 +201,39 @@ impl StateManager {
 
     async fn write_locked(&self, inner: &mut Inner) -> Result<Revision> {
         let expect = Precondition::from_known(inner.revision.as_ref());
-        let revision = match self.shared.store.save(&inner.state, &expect).await {
-            Ok(revision) => revision,
+        let saved = match self.shared.store.save(&inner.state, &expect).await {
+            Ok(revision) => Ok(revision),
             Err(e @ StateError::Unavailable { .. }) => {
                 // The write may have been applied before the answer was lost.
                 inner.unsettled = Some(inner.state.clone());
-                return Err(e);
+                Err(e)
             }
             Err(e @ StateError::Conflict { .. }) => match inner.unsettled.take() {
-                Some(attempted) => match self.settle(inner, attempted, e).await {
-                    Ok(revision) => revision,
-                    Err(e) => {
-                        if e.is_retryable() && inner.unsettled.is_none() {
-                            inner.unsettled = Some(inner.state.clone());
-                        }
-                        return Err(e);
+                Some(attempted) => {
+                    let settled = self.settle(inner, attempted, e).await;
+                    if settled.as_ref().is_err_and(StateError::is_retryable)
+                        && inner.unsettled.is_none()
+                    {
+                        inner.unsettled = Some(inner.state.clone());
                     }
-                },
-                None => return Err(e),
+                    settled
+                }
+                None => Err(e),
             },
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
+        };
+        let revision = match saved {
+            Ok(revision) => revision,
+            Err(e) => {
+                // An error like any other (`error_count`, `last_error`), stored by the
+                // next save that succeeds; what was not saved is still to save.
+                let data = &mut inner.state.data;
+                data.error_count += 1;
+                data.last_error = Some(format!("saving the state failed: {e}"));
+                inner.dirty = true;
+                inner.changed = true;
+                return Err(e);
+            }
         };
         inner.unsettled = None;
         inner.revision = Some(revision.clone());

@@ -37,25 +37,32 @@ pub struct ConnectorState {
 /// Processing state, error tracking and statistics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateData {
-    /// Last successful poll.
+    /// When the last successful poll ended (empty or not).
     #[serde(default)]
     pub last_poll_timestamp: Option<DateTime<Utc>>,
-    /// Documents delivered in total.
+    /// Documents committed in total: acknowledged by the output (or found
+    /// already there) and recorded in the cursor.
     #[serde(default)]
     pub total_documents_fetched: u64,
-    /// Polling cycles executed.
+    /// Polls executed: successful ones (`processing_stats.successful_polls_count`)
+    /// plus failed ones.
     #[serde(default)]
     pub poll_count: u64,
-    /// Last delivered document id (cursor pagination).
+    /// `_id` of the last committed document (whatever the pagination).
     #[serde(default)]
     pub last_document_id: Option<String>,
-    /// Last scroll id (scroll pagination).
+    /// The scroll the last committed page was read with (scroll pagination),
+    /// while that scroll is open; `None` once it is closed (end of a pass, an
+    /// error, close, a restart: a new scroll starts from the cursor).
     #[serde(default)]
     pub last_scroll_id: Option<String>,
-    /// Last processed offset.
+    /// The position in the current pass after the last committed document:
+    /// documents committed since the pass began (a pass reads from the stored
+    /// cursor to the end; the next one, after an empty poll or a restart, starts
+    /// at 0).
     #[serde(default)]
     pub last_offset: u64,
-    /// Errors encountered in total.
+    /// Errors met in total: failed polls, failed output sends and failed state saves.
     #[serde(default)]
     pub error_count: u64,
     /// The last error message.
@@ -72,19 +79,21 @@ pub struct StateData {
 /// Performance statistics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessingStats {
-    /// Bytes of documents processed in total.
+    /// `_source` bytes of the committed documents, in total.
     #[serde(default)]
     pub total_bytes_processed: u64,
-    /// Average time to process one batch, in milliseconds.
+    /// Mean time spent on one committed batch, in milliseconds: reading it (the
+    /// search requests and building its messages) plus delivering it (from being
+    /// handed out by the poll until its commit, the state save excluded).
     #[serde(default)]
     pub avg_batch_processing_time_ms: f64,
-    /// Last poll that succeeded.
+    /// When the last successful poll ended (as `last_poll_timestamp`).
     #[serde(default)]
     pub last_successful_poll: Option<DateTime<Utc>>,
-    /// Polls that returned no documents.
+    /// Successful polls that found no documents (caught up).
     #[serde(default)]
     pub empty_polls_count: u64,
-    /// Polls that succeeded.
+    /// Polls that succeeded, empty or not.
     #[serde(default)]
     pub successful_polls_count: u64,
     /// Fields this build does not know, kept verbatim.

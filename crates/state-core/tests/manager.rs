@@ -12,12 +12,14 @@ use state_core::{
     StateId, StateManager, StateStore, Stored, async_trait,
 };
 
-/// Counts the saves that reach the store; when told to, loses the answer of
-/// the next one after applying it (a time-out or a reset after the write).
+/// Counts the saves that reach the store; fails the next `fail` of them
+/// before writing; when told to, loses the answer of the next one after
+/// applying it (a time-out or a reset after the write).
 #[derive(Debug, Default)]
 struct Counting {
     inner: InMemoryStore,
     saves: AtomicUsize,
+    fail: AtomicUsize,
     lose_next: std::sync::atomic::AtomicBool,
 }
 
@@ -31,6 +33,12 @@ impl StateStore for Counting {
     }
     async fn save(&self, s: &ConnectorState, e: &Precondition) -> state_core::Result<Revision> {
         self.saves.fetch_add(1, Ordering::SeqCst);
+        let failing = self
+            .fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(StateError::unavailable("counting", "the disk is full"));
+        }
         let applied = self.inner.save(s, e).await?;
         if self.lose_next.swap(false, Ordering::SeqCst) {
             return Err(StateError::unavailable("counting", "timed out"));
@@ -148,6 +156,32 @@ async fn auto_save_conflict_surfaces_at_close() {
         stored.state.data.poll_count, 7,
         "the other writer's state must stand"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_saves_count_in_error_count() {
+    let store = Arc::new(Counting::default());
+    let m = manager(store.clone(), 5, &[]);
+    m.load().await.unwrap_or_else(|e| panic!("{e}"));
+    // An explicit save (as every commit does) fails once.
+    store.fail.store(1, Ordering::SeqCst);
+    m.update(|s| s.data.total_documents_fetched = 1).await;
+    assert!(m.save().await.is_err());
+    let data = m.get().await.data;
+    assert_eq!(data.error_count, 1);
+    assert!(
+        data.last_error.as_deref().is_some_and(|e| e.contains("the disk is full")),
+        "{:?}",
+        data.last_error
+    );
+    // An auto-save fails once; the next interval's save stores both failures.
+    store.fail.store(1, Ordering::SeqCst);
+    m.start_auto_save();
+    let mut saves = m.subscribe_saves();
+    saves.changed().await.unwrap_or_else(|e| panic!("{e}"));
+    let stored = store.load(&id()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored.state.data.error_count, 2);
+    assert_eq!(stored.state.data.total_documents_fetched, 1);
 }
 
 #[tokio::test]

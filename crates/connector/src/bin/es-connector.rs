@@ -201,12 +201,7 @@ async fn topic_check_command(path: &Path) -> anyhow::Result<()> {
 #[cfg(feature = "iggy")]
 async fn sink_command(path: &Path, once: bool) -> anyhow::Result<()> {
     let config = connector::sink::SinkConfig::from_file(path)?;
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::warn!("shutdown requested: finishing the current batch");
-        let _ = stop.send(true);
-    });
+    let shutdown = stop_on_signals()?;
     let options = connector::sink::SinkOptions {
         once,
         shutdown: Some(shutdown),
@@ -239,12 +234,7 @@ async fn run_command(
     let config = ConnectorConfig::from_file(path)?;
     let mut output = config.output.open(&config.streams)?;
     let mut source = ElasticsearchSource::new(0, config.plugin_config.clone());
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::warn!("shutdown requested: finishing the current batch");
-        let _ = stop.send(true);
-    });
+    let shutdown = stop_on_signals()?;
     let mut options = RunOptions::default().once(once).with_shutdown(shutdown);
     let _metrics_server = match metrics_addr {
         Some(addr) => {
@@ -300,26 +290,80 @@ async fn run_command(
     Ok(())
 }
 
-/// SIGINT or SIGTERM.
-async fn wait_for_signal() {
+/// Listens for SIGINT and SIGTERM from now on. The first asks the run to stop at
+/// the next safe point (the returned receiver turns `true`; the state is saved);
+/// the second exits at once, with status 128 + the signal's number.
+fn stop_on_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut signals = Signals::listen()?;
+    tokio::spawn(async move {
+        let first = signals.next().await;
+        eprintln!(
+            "shutdown requested ({}): stopping at the next safe point, the state saved; send the signal again to exit at once",
+            first.name
+        );
+        let _ = stop.send(true);
+        let second = signals.next().await;
+        eprintln!(
+            "{} again: exiting at once (status {}); a batch not yet acknowledged is read again at the next start",
+            second.name,
+            128 + second.number
+        );
+        std::process::exit(128 + second.number);
+    });
+    Ok(shutdown)
+}
+
+/// A signal that stops the process.
+#[derive(Debug, Clone, Copy)]
+struct Stop {
+    name: &'static str,
+    number: i32,
+}
+
+/// SIGINT and SIGTERM, registered at [`Signals::listen`] (so none is missed, and
+/// none ends the process by its default action from then on).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())
+                    .context("cannot listen for SIGINT")?,
+                terminate: signal(SignalKind::terminate())
+                    .context("cannot listen for SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn next(&mut self) -> Stop {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => Stop { name: "SIGINT", number: 2 },
+                _ = self.terminate.recv() => Stop { name: "SIGTERM", number: 15 },
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Stop {
+                name: "Ctrl-C",
+                number: 2,
+            }
+        }
     }
 }
 

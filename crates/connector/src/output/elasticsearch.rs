@@ -3,6 +3,7 @@
 //! ([`TargetDocument`]: `{source index}/{source _id}`, versioned by `_seq_no`).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bulk::{BulkError, BulkProcessor, BulkProcessorBuilder, FailedItem, HttpTransport};
@@ -10,6 +11,9 @@ use state_core::redact_url;
 
 use super::{Output, OutputError};
 use crate::message::{Message, TargetDocument};
+
+/// How long [`Output::close`] lets requests still retrying finish.
+pub const CLOSE_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Copies messages into `index` at `url`: document id = `{source index}/{source
 /// _id}` ([`TargetDocument`]), so sending a batch twice (after a crash) rewrites
@@ -130,11 +134,20 @@ impl Output for ElasticsearchOutput {
         }
     }
 
+    /// Every acknowledged batch was flushed by its `send`: what is left belongs to a
+    /// send abandoned by a stop (not acknowledged, so read again at the next start).
+    /// It gets [`CLOSE_DEADLINE`], then is dropped, so a stop during an outage does
+    /// not wait for the bulk retries to run out.
     async fn close(&mut self) -> Result<(), OutputError> {
-        self.processor
-            .close()
-            .await
-            .map_err(|e| self.unavailable(&e))
+        let report = self.processor.close_with_deadline(CLOSE_DEADLINE).await;
+        if !report.unsent.is_empty() {
+            tracing::warn!(
+                output = %self.name,
+                documents = report.unsent.len(),
+                "closed with documents of an unacknowledged batch not indexed; they are sent again after a restart"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -63,6 +63,16 @@ pub trait Output: Send + Sync + fmt::Debug {
         Ok(HashSet::new())
     }
 
+    /// Whether a stop may abandon a send in flight (drop its future): the batch is
+    /// then not acknowledged and is sent again after a restart. `true` (the
+    /// default) suits a send that can wait long on the network (retries,
+    /// timeouts); its future must be safe to drop. An output whose send is short
+    /// and cannot be undone once begun (a local file write) says `false`: the
+    /// run waits for it and commits what it wrote.
+    fn cancel_on_stop(&self) -> bool {
+        true
+    }
+
     /// Flushes and releases resources.
     async fn close(&mut self) -> Result<(), OutputError> {
         Ok(())

@@ -1,6 +1,6 @@
 //! A polled batch and the acknowledgement that advances the state.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use es_query::{Cursor, Hit, QuerySpec, RawValue};
 use state_core::format_timestamp;
@@ -17,7 +17,12 @@ pub struct Ack {
     pub(crate) last_document_id: String,
     pub(crate) documents: u64,
     pub(crate) bytes: u64,
-    pub(crate) polled_at: Instant,
+    /// The pass of the source it was read in (`last_offset` counts per pass).
+    pub(crate) pass: u64,
+    /// Reading it: its search requests and building its messages.
+    pub(crate) read_took: Duration,
+    /// When the poll handed it out (its delivery starts).
+    pub(crate) handed_out: Instant,
     pub(crate) scroll_id: Option<String>,
     /// With the `_shard_doc` tiebreaker: the ids of the batch's documents at the
     /// cursor's timestamp (see `dedup`).

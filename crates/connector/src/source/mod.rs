@@ -93,6 +93,13 @@ pub struct ElasticsearchSource {
     unsaved: bool,
     /// The batch `poll()` returned last, committed by the next `poll()`.
     outstanding: Option<Ack>,
+    /// The current pass: a read from the committed cursors to the end of the index;
+    /// the next starts after an empty poll, a reset or a reopen.
+    pass: u64,
+    /// The pass of the batch committed last, and the documents committed in it
+    /// (`data.last_offset`).
+    committed_pass: u64,
+    pass_offset: u64,
 }
 
 impl ElasticsearchSource {
@@ -112,6 +119,9 @@ impl ElasticsearchSource {
             next_seq: 0,
             unsaved: false,
             outstanding: None,
+            pass: 0,
+            committed_pass: 0,
+            pass_offset: 0,
         }
     }
 
@@ -231,7 +241,6 @@ impl ElasticsearchSource {
         if self.slots.iter().any(|s| s.reader.is_none()) {
             return Err(ConnectorError::NotOpen);
         }
-        let polled_at = std::time::Instant::now();
         if !self.slots.iter().any(|s| s.ready.is_some()) {
             let fetches: Vec<_> = self
                 .slots
@@ -244,6 +253,13 @@ impl ElasticsearchSource {
                 .into_iter()
                 .find_map(Result::err);
             if let Some(e) = failure {
+                let open = slots::open_scrolls(&self.slots);
+                state
+                    .update(|s| {
+                        s.data.poll_count += 1;
+                        slots::forget_closed_scroll(&mut s.data, &open);
+                    })
+                    .await;
                 let e = self.record_error(e).await;
                 return Err(e);
             }
@@ -254,10 +270,12 @@ impl ElasticsearchSource {
             .find(|&i| self.slots[i].ready.is_some());
         let now = chrono::Utc::now();
         let empty = ready.is_none();
+        let open = slots::open_scrolls(&self.slots);
         state
             .update(|s| {
                 s.data.poll_count += 1;
                 s.data.last_poll_timestamp = Some(now);
+                slots::forget_closed_scroll(&mut s.data, &open);
                 let stats = &mut s.data.processing_stats;
                 stats.successful_polls_count += 1;
                 stats.last_successful_poll = Some(now);
@@ -271,6 +289,7 @@ impl ElasticsearchSource {
             for slot in &mut self.slots {
                 slot.caught_up = false;
             }
+            self.pass += 1;
             return Ok(Batch {
                 messages: Vec::new(),
                 ack: None,
@@ -297,6 +316,7 @@ impl ElasticsearchSource {
         } else {
             Vec::new()
         };
+        let building = std::time::Instant::now();
         let messages: Vec<Message> = page
             .hits
             .into_iter()
@@ -311,7 +331,9 @@ impl ElasticsearchSource {
             last_document_id,
             documents: messages.len() as u64,
             bytes,
-            polled_at,
+            pass: self.pass,
+            read_took: page.read_took + building.elapsed(),
+            handed_out: std::time::Instant::now(),
             scroll_id: page.scroll_id,
             tail_ids,
         };
@@ -343,7 +365,14 @@ impl ElasticsearchSource {
             ));
         };
         if ack.slice_seq == slot.next_commit {
-            let elapsed_ms = ack.polled_at.elapsed().as_secs_f64() * 1000.0;
+            let elapsed_ms = (ack.read_took + ack.handed_out.elapsed()).as_secs_f64() * 1000.0;
+            if self.committed_pass != ack.pass {
+                self.committed_pass = ack.pass;
+                self.pass_offset = 0;
+            }
+            self.pass_offset += ack.documents;
+            let offset = self.pass_offset;
+            let open = slots::open_scrolls(&self.slots);
             self.slots[ack.slice]
                 .committed_seen
                 .record(ack.cursor.sort.first(), &ack.tail_ids);
@@ -392,9 +421,10 @@ impl ElasticsearchSource {
                         None => d.extra.remove(SEEN_FIELD),
                     };
                     d.total_documents_fetched += ack.documents;
-                    d.last_offset = d.total_documents_fetched;
+                    d.last_offset = offset;
                     d.last_document_id = Some(ack.last_document_id.clone());
                     d.last_scroll_id = ack.scroll_id.clone();
+                    slots::forget_closed_scroll(d, &open);
                     let batches = d
                         .extra
                         .get(BATCHES_FIELD)
@@ -427,7 +457,8 @@ impl ElasticsearchSource {
     }
 
     /// Counts `error` in `error_count`/`last_error` and returns it. Outputs' errors
-    /// are counted here too by [`crate::run()`].
+    /// are counted here too by [`crate::run()`]; failed state saves by the state
+    /// manager.
     pub async fn record_error(&self, error: ConnectorError) -> ConnectorError {
         if let Some(state) = &self.state {
             let text = error.to_string();
@@ -450,6 +481,7 @@ impl ElasticsearchSource {
             slot.reset(client, committed).await;
         }
         self.after_reset();
+        self.forget_closed_scroll().await;
     }
 
     /// Closes the points in time or scrolls and saves the final state. The batch
@@ -462,6 +494,7 @@ impl ElasticsearchSource {
                 }
             }
         }
+        self.forget_closed_scroll().await;
         if let Some(state) = &self.state
             && self.persistent
         {
@@ -590,13 +623,33 @@ impl ElasticsearchSource {
         }
         self.last_committed = None;
         self.after_reset();
+        self.forget_closed_scroll().await;
         Ok(())
     }
 
-    /// After every slot went back to its committed cursor.
+    /// After every slot went back to its committed cursor: a new pass begins.
     fn after_reset(&mut self) {
         self.next_seq = self.slots.iter().map(|s| s.next_commit).sum();
         self.next_slot = 0;
         self.outstanding = None;
+        self.pass += 1;
+    }
+
+    /// Clears `last_scroll_id` when its scroll is closed (the readers were closed
+    /// or reset; a stored one is never resumed).
+    async fn forget_closed_scroll(&self) {
+        let Some(state) = &self.state else { return };
+        let open = slots::open_scrolls(&self.slots);
+        let stale = state
+            .get()
+            .await
+            .data
+            .last_scroll_id
+            .is_some_and(|id| !open.contains(&id));
+        if stale {
+            state
+                .update(|s| slots::forget_closed_scroll(&mut s.data, &open))
+                .await;
+        }
     }
 }

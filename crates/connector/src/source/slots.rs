@@ -24,6 +24,9 @@ pub(crate) struct Ready {
     /// The cursor after its last hit.
     pub(crate) cursor: Cursor,
     pub(crate) scroll_id: Option<String>,
+    /// The search requests that fetched it (with `slices`, concurrently with the
+    /// other slices'; its wait in `ready` is not counted).
+    pub(crate) read_took: std::time::Duration,
 }
 
 /// One slice's reader and positions (the only one without `slices`).
@@ -59,6 +62,7 @@ impl Slot {
             return Err(ConnectorError::NotOpen);
         };
         let dedup = matches!(reader.spec().tiebreaker(), Tiebreaker::ShardDoc);
+        let started = std::time::Instant::now();
         loop {
             let mut page = reader
                 .next_page(client, self.read_position.as_ref())
@@ -83,6 +87,7 @@ impl Slot {
                 hits: page.hits,
                 cursor,
                 scroll_id: reader.scroll_id().map(|s| s.as_str().to_owned()),
+                read_took: started.elapsed(),
             });
             return Ok(());
         }
@@ -100,6 +105,26 @@ impl Slot {
         self.seen = self.committed_seen.clone();
         self.ready = None;
         self.caught_up = false;
+    }
+}
+
+/// The ids of the scrolls open now.
+pub(crate) fn open_scrolls(slots: &[Slot]) -> Vec<String> {
+    slots
+        .iter()
+        .filter_map(|s| s.reader.as_ref()?.scroll_id())
+        .map(|id| id.as_str().to_owned())
+        .collect()
+}
+
+/// Clears `last_scroll_id` when the scroll it names is no longer among `open`.
+pub(crate) fn forget_closed_scroll(data: &mut state_core::StateData, open: &[String]) {
+    if data
+        .last_scroll_id
+        .as_ref()
+        .is_some_and(|id| !open.contains(id))
+    {
+        data.last_scroll_id = None;
     }
 }
 

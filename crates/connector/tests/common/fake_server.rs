@@ -1,6 +1,7 @@
 //! A tiny scripted HTTP server standing in for Elasticsearch: `GET /` answers as
-//! Elasticsearch 8.11; each `_search` pops the next scripted answer (an empty
-//! page once the script is used up). Every request is recorded.
+//! Elasticsearch 8.11; each `_search` (not `DELETE`, which clears a scroll) pops
+//! the next scripted answer (an empty page once the script is used up). Every
+//! request is recorded.
 
 #![allow(dead_code, clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,13 +9,14 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub const EMPTY_PAGE: &str = r#"{"took":1,"timed_out":false,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0},"hits":{"hits":[]}}"#;
 
 #[derive(Clone)]
 pub struct FakeServer {
     pub url: String,
-    script: Arc<Mutex<VecDeque<(u16, String)>>>,
+    script: Arc<Mutex<VecDeque<(u16, String, Duration)>>>,
     /// Every request: the request line, headers and body.
     pub requests: Arc<Mutex<Vec<String>>>,
 }
@@ -41,7 +43,15 @@ impl FakeServer {
 
     /// Queues the next `_search` answer; status 0 hangs up without answering.
     pub fn push(&self, status: u16, body: impl Into<String>) {
-        self.script.lock().unwrap().push_back((status, body.into()));
+        self.push_slow(status, body, Duration::ZERO);
+    }
+
+    /// Like [`FakeServer::push`], answering only after `delay` (a slow search).
+    pub fn push_slow(&self, status: u16, body: impl Into<String>, delay: Duration) {
+        self.script
+            .lock()
+            .unwrap()
+            .push_back((status, body.into(), delay));
     }
 
     pub fn log(&self) -> String {
@@ -54,7 +64,7 @@ impl FakeServer {
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| r.contains("_search"))
+            .filter(|r| r.contains("_search") && !r.starts_with("DELETE"))
             .filter_map(|r| {
                 r.split("\r\n\r\n")
                     .nth(1)
@@ -89,12 +99,13 @@ impl FakeServer {
             self.requests.lock().unwrap().push(format!("{head}{body}"));
             let (status, answer) = if head.starts_with("GET / ") {
                 (200, r#"{"name":"fake","version":{"number":"8.11.1","build_flavor":"default"},"tagline":"You Know, for Search"}"#.to_owned())
-            } else if head.contains("_search") {
-                self.script
-                    .lock()
-                    .unwrap()
-                    .pop_front()
-                    .unwrap_or((200, EMPTY_PAGE.to_owned()))
+            } else if head.contains("_search") && !head.starts_with("DELETE") {
+                let next = self.script.lock().unwrap().pop_front();
+                let (status, body, delay) =
+                    next.unwrap_or((200, EMPTY_PAGE.to_owned(), Duration::ZERO));
+                // A slow server, not synchronisation: the caller measures it.
+                std::thread::sleep(delay);
+                (status, body)
             } else {
                 (200, r#"{"acknowledged":true}"#.to_owned())
             };
@@ -133,4 +144,9 @@ pub fn page(ids: &[&str]) -> String {
         r#"{{"took":1,"timed_out":false,"_shards":{{"total":1,"successful":1,"skipped":0,"failed":0}},"hits":{{"hits":[{}]}}}}"#,
         hits.join(",")
     )
+}
+
+/// [`page`] as a scroll answers it: with `_scroll_id`.
+pub fn scroll_page(ids: &[&str], scroll_id: &str) -> String {
+    page(ids).replacen('{', &format!(r#"{{"_scroll_id":"{scroll_id}","#), 1)
 }
