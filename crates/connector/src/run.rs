@@ -401,7 +401,10 @@ async fn deliver(
         if messages.is_empty() {
             break;
         }
-        tracing::debug!(documents = messages.len(), "sending the batch to the output");
+        tracing::debug!(
+            documents = messages.len(),
+            "sending the batch to the output"
+        );
         let sent = if output.cancel_on_stop() {
             match until_stopped(output.send(messages), shutdown).await {
                 Some(sent) => sent,
@@ -548,9 +551,8 @@ mod tests {
         let (tx, rx) = watch::channel(false);
         let mut rx = Some(rx);
         assert_eq!(until_stopped(async { 7 }, &mut rx).await, Some(7));
-        let waiter = tokio::spawn(async move {
-            until_stopped(std::future::pending::<()>(), &mut rx).await
-        });
+        let waiter =
+            tokio::spawn(async move { until_stopped(std::future::pending::<()>(), &mut rx).await });
         tokio::task::yield_now().await;
         let _ = tx.send(true);
         assert_eq!(waiter.await.ok(), Some(None));

@@ -55,7 +55,11 @@ async fn poll_count_counts_failed_polls_too() {
     let data = state(&mut source).await.data;
     let stats = &data.processing_stats;
     assert_eq!(
-        (data.poll_count, stats.successful_polls_count, stats.empty_polls_count),
+        (
+            data.poll_count,
+            stats.successful_polls_count,
+            stats.empty_polls_count
+        ),
         (3, 2, 1),
         "poll_count = successful + failed polls; empty ones are successful"
     );

@@ -103,10 +103,16 @@ impl Running {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("no {needle:?} on stderr within {DEADLINE:?}:\n{}", self.seen)
+                    panic!(
+                        "no {needle:?} on stderr within {DEADLINE:?}:\n{}",
+                        self.seen
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!("es-connector ended before saying {needle:?}:\n{}", self.seen)
+                    panic!(
+                        "es-connector ended before saying {needle:?}:\n{}",
+                        self.seen
+                    )
                 }
             }
         }
@@ -252,13 +258,14 @@ async fn the_run_loop_stops_waiting_for_a_down_output_when_asked() {
     let options = RunOptions::default()
         .with_shutdown(shutdown)
         .with_backoff(hour, hour);
-    let run =
-        tokio::spawn(async move { connector::run(&mut source, &mut output, options).await });
+    let run = tokio::spawn(async move { connector::run(&mut source, &mut output, options).await });
     attempts.recv().await.unwrap();
     stop.send(true).unwrap();
     let summary = tokio::time::timeout(DEADLINE, run)
         .await
-        .unwrap_or_else(|_| panic!("the run went on waiting for the output {DEADLINE:?} after the shutdown request"))
+        .unwrap_or_else(|_| {
+            panic!("the run went on waiting for the output {DEADLINE:?} after the shutdown request")
+        })
         .unwrap()
         .unwrap();
     assert!(summary.interrupted, "{summary:?}");

@@ -170,7 +170,9 @@ async fn failed_saves_count_in_error_count() {
     let data = m.get().await.data;
     assert_eq!(data.error_count, 1);
     assert!(
-        data.last_error.as_deref().is_some_and(|e| e.contains("the disk is full")),
+        data.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("the disk is full")),
         "{:?}",
         data.last_error
     );

@@ -336,10 +336,8 @@ impl Signals {
         {
             use tokio::signal::unix::{SignalKind, signal};
             Ok(Signals {
-                interrupt: signal(SignalKind::interrupt())
-                    .context("cannot listen for SIGINT")?,
-                terminate: signal(SignalKind::terminate())
-                    .context("cannot listen for SIGTERM")?,
+                interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
             })
         }
         #[cfg(not(unix))]

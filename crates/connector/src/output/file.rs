@@ -118,7 +118,8 @@ impl FileOutput {
             .append(true)
             .open(&path)
             .map_err(|e| refused(&path, format!("cannot open: {e}")))?;
-        let cut = |e: io::Error| refused(&path, format!("cannot cut its half-written last line: {e}"));
+        let cut =
+            |e: io::Error| refused(&path, format!("cannot cut its half-written last line: {e}"));
         let len = file.metadata().map_err(cut)?.len();
         let end = whole_lines_end(&file).map_err(cut)?;
         if end < len {
@@ -179,9 +180,7 @@ impl FileOutput {
         let file = self.file.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            file.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .append(&buf)
+            file.lock().unwrap_or_else(|p| p.into_inner()).append(&buf)
         })
         .await
         .map_err(|e| OutputError::Unavailable {
@@ -265,7 +264,9 @@ mod tests {
             &text[text.rfind('\n').map_or(0, |i| i + 1)..]
         );
         text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("unparsable line {l:?}: {e}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("unparsable line {l:?}: {e}"))
+            })
             .collect()
     }
 
