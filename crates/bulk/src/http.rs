@@ -36,17 +36,20 @@ impl HttpTransport {
     /// As [`HttpTransport::new`], with a per-request timeout.
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, TransportError> {
         let parsed = reqwest::Url::parse(url)
-            .map_err(|e| TransportError(format!("invalid URL {}: {e}", redact(url))))?;
+            .map_err(|e| TransportError::not_sent(format!("invalid URL {}: {e}", redact(url))))?;
         let mut clean = parsed.clone();
         let _ = clean.set_username("");
         let _ = clean.set_password(None);
         let base = clean.as_str().trim_end_matches('/').to_owned();
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            // A connection that cannot be opened in time is reported as a connect
+            // error (nothing sent, safe to resend), not as a request timeout.
+            .connect_timeout(timeout.min(CONNECT_TIMEOUT))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| TransportError(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| TransportError::not_sent(format!("cannot build the HTTP client: {e}")))?;
         // Let reqwest encode the credentials once; the header is marked sensitive.
         let auth = if parsed.username().is_empty() {
             None
@@ -97,11 +100,17 @@ impl Transport for HttpTransport {
             req = req.header(reqwest::header::AUTHORIZATION, auth.clone());
         }
         let resp = req.send().await.map_err(|e| {
-            TransportError(format!("POST {}/_bulk: {}", self.shown_url, describe(&e)))
+            let message = format!("POST {}/_bulk: {}", self.shown_url, describe(&e));
+            if never_sent(&e) {
+                TransportError::not_sent(message)
+            } else {
+                TransportError::maybe_applied(message)
+            }
         })?;
         let status = resp.status().as_u16();
+        // The server answered: it has processed the request, the answer is lost.
         let body = resp.bytes().await.map_err(|e| {
-            TransportError(format!(
+            TransportError::maybe_applied(format!(
                 "reading the _bulk answer of {}: {}",
                 self.shown_url,
                 describe(&e)
@@ -109,6 +118,16 @@ impl Transport for HttpTransport {
         })?;
         Ok(TransportResponse { status, body })
     }
+}
+
+/// Upper bound of the time to open a connection (TCP and TLS).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether the request certainly did not leave: the connection (TCP, TLS) could
+/// not be opened, or the request could not be built. Anything else (a timeout,
+/// a reset, a connection closed while waiting) may come after the server read it.
+fn never_sent(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_builder()
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -161,6 +180,45 @@ mod tests {
     fn percent_decoding() {
         assert_eq!(percent_decode("p%40ss%3Aword"), "p@ss:word");
         assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_not_sent_and_a_lost_answer_maybe_applied() {
+        use crate::transport::Delivery;
+        // Nothing listens on this port.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = HttpTransport::new(&format!("http://{closed}")).unwrap_or_else(|e| panic!("{e}"));
+        let e = t.bulk(Bytes::from_static(b"{}\n")).await.err();
+        assert_eq!(e.map(|e| e.delivery()), Some(Delivery::NotSent));
+
+        // A server that reads the request and closes the connection unanswered.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            if let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                // Read until the end of the (small) request, then hang up.
+                let mut seen = Vec::new();
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    if seen.ends_with(b"{}\n") {
+                        break;
+                    }
+                }
+            }
+        });
+        let t = HttpTransport::new(&format!("http://{addr}")).unwrap_or_else(|e| panic!("{e}"));
+        let e = t.bulk(Bytes::from_static(b"{}\n")).await.err();
+        assert_eq!(e.map(|e| e.delivery()), Some(Delivery::MaybeApplied));
+        server.await.unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod backoff;
 mod error;
 #[cfg(feature = "http")]
 mod http;
+mod outcome;
 mod processor;
 mod request;
 mod response;
@@ -16,11 +17,15 @@ pub use backoff::{Backoff, JitterRng};
 pub use error::BulkError;
 #[cfg(feature = "http")]
 pub use http::HttpTransport;
+pub use outcome::{CloseReport, FailedItem, FailureKind};
 pub use processor::{
-    AfterFn, BeforeFn, BulkProcessor, BulkProcessorBuilder, CloseReport, DEFAULT_BULK_ACTIONS,
-    DEFAULT_BULK_SIZE, DEFAULT_RETRY_STATUSES, FailedItem, FailureFn,
+    AfterFn, BeforeFn, BulkProcessor, BulkProcessorBuilder, DEFAULT_BULK_ACTIONS,
+    DEFAULT_BULK_SIZE, DEFAULT_RETRY_STATUSES, FailureFn,
 };
-pub use request::{BulkRequest, OpType, VersionType};
-pub use response::{Decision, ItemDecision, ItemResult, ResultKind, decide};
+pub use request::{BulkRequest, OpType, Resend, VersionType};
+pub use response::{
+    Decision, ItemDecision, ItemResult, RequestFailure, ResultKind, StatusClass, classify_status,
+    decide, decide_unanswered, reconcile,
+};
 pub use stats::{BulkStats, WorkerStats};
-pub use transport::{Transport, TransportError, TransportResponse};
+pub use transport::{Delivery, Transport, TransportError, TransportResponse};

@@ -19,8 +19,9 @@ use tokio::time::Instant;
 
 use crate::backoff::{Backoff, JitterRng};
 use crate::error::BulkError;
-use crate::request::{BulkRequest, OpType};
-use crate::response::{Decision, ItemDecision, decide};
+use crate::outcome::{CloseReport, FailedItem, FailureKind};
+use crate::request::{BulkRequest, OpType, Resend};
+use crate::response::{Decision, ItemDecision, decide, decide_unanswered, reconcile};
 use crate::stats::{BulkStats, Counters, WorkerCounters};
 use crate::transport::Transport;
 
@@ -37,29 +38,6 @@ pub const DEFAULT_BULK_ACTIONS: usize = 1000;
 pub const DEFAULT_BULK_SIZE: usize = 5 << 20;
 /// Default retryable item statuses.
 pub const DEFAULT_RETRY_STATUSES: [u16; 4] = [408, 429, 503, 507];
-
-/// A request that failed for good, handed to the failure handler.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct FailedItem {
-    /// The request, as added.
-    pub request: BulkRequest,
-    /// The item's HTTP status, when the server answered for it.
-    pub status: Option<u16>,
-    /// The server's error object (JSON text) or what went wrong.
-    pub error: String,
-    /// `_bulk` calls that carried this request.
-    pub attempts: u32,
-}
-
-/// What `close_with_deadline` could not finish.
-#[derive(Debug, Default)]
-#[non_exhaustive]
-pub struct CloseReport {
-    /// Requests not known to be applied: never sent, or sent without an answer
-    /// before the deadline (those may have been applied: at-least-once).
-    pub unsent: Vec<BulkRequest>,
-}
 
 /// Builds a [`BulkProcessor`]; every setting has a documented default.
 pub struct BulkProcessorBuilder {
@@ -497,13 +475,24 @@ impl Shared {
     }
 
     /// Reports a request that failed for good. The caller releases its memory.
-    fn fail(&self, request: BulkRequest, status: Option<u16>, error: String, attempts: u32) {
+    fn fail(
+        &self,
+        request: BulkRequest,
+        kind: FailureKind,
+        status: Option<u16>,
+        error: String,
+        attempts: u32,
+    ) {
         self.count(&self.counters.failed, 1);
+        if kind == FailureKind::OutcomeUnknown {
+            self.count(&self.counters.outcome_unknown, 1);
+        }
         let item = FailedItem {
             request,
             status,
             error,
             attempts,
+            kind,
         };
         match &self.on_failure {
             Some(handler) => {
@@ -515,6 +504,7 @@ impl Shared {
                 name = %self.name,
                 index = item.request.index_name().unwrap_or(""),
                 id = item.request.doc_id().unwrap_or(""),
+                kind = ?item.kind,
                 status = ?item.status,
                 error = %item.error,
                 "bulk request failed for good"
@@ -731,6 +721,8 @@ async fn commit(
         let answer = tokio::select! {
             biased;
             _ = cancelled(cancel) => {
+                // Stopped while waiting for the answer: the server may have it.
+                requests.iter_mut().for_each(BulkRequest::mark_maybe_applied);
                 shared.hand_back(requests.drain(..));
                 break;
             }
@@ -742,13 +734,16 @@ async fn commit(
         shared.count(&shared.counters.committed, 1);
         shared.count(&shared.counters.bytes, sent_bytes);
         let decision = match answer {
-            Ok(resp) => decide(
-                resp.status,
-                &resp.body,
-                requests.len(),
-                &shared.retry_statuses,
+            Ok(resp) => reconcile(
+                decide(
+                    resp.status,
+                    &resp.body,
+                    requests.len(),
+                    &shared.retry_statuses,
+                ),
+                &requests,
             ),
-            Err(e) => Decision::RetryAll(e.to_string()),
+            Err(e) => decide_unanswered(&e),
         };
         if let Some(after) = &shared.after
             && catch_unwind(AssertUnwindSafe(|| after(execution, &requests, &decision))).is_err()
@@ -761,16 +756,39 @@ async fn commit(
                 let mut retry = Vec::new();
                 let mut last_error = String::new();
                 let mut by_op = [0u64; 4];
+                let mut already_applied = 0u64;
                 for (request, item) in requests.drain(..).zip(items) {
                     match item {
                         ItemDecision::Success(_) => {
                             finished_bytes += request.encoded_len();
                             by_op[op_slot(request.op())] += 1;
                         }
+                        ItemDecision::AlreadyApplied(_) => {
+                            finished_bytes += request.encoded_len();
+                            by_op[op_slot(request.op())] += 1;
+                            already_applied += 1;
+                        }
                         ItemDecision::Fail(r) => {
                             finished_bytes += request.encoded_len();
                             let error = r.error.unwrap_or_else(|| format!("status {}", r.status));
-                            shared.fail(request, Some(r.status), error, attempt);
+                            shared.fail(request, FailureKind::Item, Some(r.status), error, attempt);
+                        }
+                        ItemDecision::OutcomeUnknown(r) => {
+                            finished_bytes += request.encoded_len();
+                            let error = format!(
+                                "outcome unknown: an earlier attempt may have been applied and this \
+                                 conditional {} met a version conflict when sent again, which cannot \
+                                 be told from another writer's change: {}",
+                                request.op().as_str(),
+                                r.error.as_deref().unwrap_or("409")
+                            );
+                            shared.fail(
+                                request,
+                                FailureKind::OutcomeUnknown,
+                                Some(r.status),
+                                error,
+                                attempt,
+                            );
                         }
                         ItemDecision::Retry(r) => {
                             last_error = r.error.unwrap_or_else(|| format!("status {}", r.status));
@@ -779,13 +797,44 @@ async fn commit(
                     }
                 }
                 shared.succeeded(by_op);
+                if already_applied > 0 {
+                    shared.count(&shared.counters.already_applied, already_applied);
+                }
                 (retry, last_error)
             }
-            Decision::RetryAll(error) => (std::mem::take(&mut requests), error),
-            Decision::FailAll(error) => {
-                for request in requests.drain(..) {
+            Decision::RetryAll(failure) => (std::mem::take(&mut requests), failure.to_string()),
+            Decision::Ambiguous(failure) => {
+                let mut retry = Vec::with_capacity(requests.len());
+                for mut request in requests.drain(..) {
+                    request.mark_maybe_applied();
+                    if request.resend() == Resend::Never {
+                        finished_bytes += request.encoded_len();
+                        let error = format!(
+                            "outcome unknown: the request may have been applied ({failure}); it was \
+                             not sent again because {} could apply it twice",
+                            never_resent(&request)
+                        );
+                        shared.fail(request, FailureKind::OutcomeUnknown, None, error, attempt);
+                    } else {
+                        retry.push(request);
+                    }
+                }
+                (retry, failure.to_string())
+            }
+            Decision::FailAll(failure) => {
+                let error = failure.to_string();
+                for mut request in requests.drain(..) {
+                    if failure.maybe_applied {
+                        request.mark_maybe_applied();
+                    }
                     finished_bytes += request.encoded_len();
-                    shared.fail(request, None, error.clone(), attempt);
+                    shared.fail(
+                        request,
+                        FailureKind::Request,
+                        failure.status,
+                        error.clone(),
+                        attempt,
+                    );
                 }
                 (Vec::new(), String::new())
             }
@@ -818,13 +867,22 @@ async fn commit(
                 );
                 let bytes = retry.iter().map(BulkRequest::encoded_len).sum();
                 for request in retry {
-                    shared.fail(request, None, why.clone(), attempt);
+                    shared.fail(request, FailureKind::GaveUp, None, why.clone(), attempt);
                 }
                 shared.release(bytes);
             }
         }
     }
     counters.queued.store(0, Relaxed);
+}
+
+/// Why sending `request` again could apply it twice (for [`Resend::Never`]).
+fn never_resent(request: &BulkRequest) -> &'static str {
+    match request.op() {
+        OpType::Update => "a scripted update",
+        OpType::Create => "a create without an id",
+        _ => "an index without an id",
+    }
 }
 
 fn op_slot(op: OpType) -> usize {

@@ -16,31 +16,46 @@ use crate::transport::{TransportError, TransportResponse};
 /// Answers each `_bulk` call from a script; records every body it received.
 #[derive(Debug, Default)]
 struct Scripted {
-    /// Per call: item statuses by document id (missing: 201), or a whole-request answer.
+    /// Per call: item statuses by document id (missing: success), or a whole-request answer.
     script: Mutex<VecDeque<Answer>>,
-    bodies: Mutex<Vec<Vec<Value>>>,
+    /// Per call: (op, id) of each action.
+    bodies: Mutex<Vec<Vec<(String, String)>>>,
 }
 
 #[derive(Debug, Clone)]
 enum Answer {
     Items(Vec<(&'static str, u16)>),
     Status(u16),
+    /// The connection was lost after sending: no answer, maybe applied.
     Drop,
+    /// The connection could not be opened: nothing sent.
+    Unsent,
+    /// No answer, ever.
+    Hang,
+}
+
+/// The (op, id) of each action of an NDJSON body.
+fn actions(body: &[u8]) -> Vec<(String, String)> {
+    let mut lines = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice::<Value>(l).unwrap());
+    let mut out = Vec::new();
+    while let Some(action) = lines.next() {
+        let (op, meta) = action.as_object().unwrap().iter().next().unwrap();
+        let id = meta["_id"].as_str().unwrap_or("").to_owned();
+        if op != "delete" {
+            lines.next().unwrap();
+        }
+        out.push((op.clone(), id));
+    }
+    out
 }
 
 #[async_trait]
 impl Transport for Scripted {
     async fn bulk(&self, body: Bytes) -> Result<TransportResponse, TransportError> {
-        let lines: Vec<Value> = body
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).unwrap())
-            .collect();
-        let actions: Vec<Value> = lines
-            .iter()
-            .filter(|l| l.get("index").is_some())
-            .cloned()
-            .collect();
+        let actions = actions(&body);
         self.bodies.lock().unwrap().push(actions.clone());
         let answer = self
             .script
@@ -55,25 +70,37 @@ impl Transport for Scripted {
                     body: Bytes::from_static(b"{}"),
                 });
             }
-            Answer::Drop => return Err(TransportError("connection reset by peer".into())),
+            Answer::Drop => return Err(TransportError::maybe_applied("connection reset by peer")),
+            Answer::Unsent => return Err(TransportError::not_sent("connection refused")),
+            Answer::Hang => std::future::pending().await,
             Answer::Items(o) => o,
         };
         let items: Vec<Value> = actions
             .iter()
-            .map(|a| {
-                let id = a["index"]["_id"].as_str().unwrap_or("");
+            .map(|(op, id)| {
                 let status = overrides
                     .iter()
-                    .find(|(i, _)| *i == id)
+                    .find(|(i, _)| i == id)
                     .map(|(_, s)| *s)
-                    .unwrap_or(201);
+                    .unwrap_or(if op == "index" || op == "create" {
+                        201
+                    } else {
+                        200
+                    });
                 let mut r = json!({"_index": "t", "_id": id, "status": status});
-                if status >= 300 {
+                if status == 409 {
+                    r["error"] =
+                        json!({"type": "version_conflict_engine_exception", "reason": "scripted"});
+                } else if status >= 300 {
                     r["error"] = json!({"type": format!("error_{status}"), "reason": "scripted"});
                 } else {
-                    r["result"] = json!("created");
+                    r["result"] = json!(if op == "index" || op == "create" {
+                        "created"
+                    } else {
+                        "updated"
+                    });
                 }
-                json!({"index": r})
+                json!({ op.as_str(): r })
             })
             .collect();
         let body = json!({"took": 1, "errors": true, "items": items});
@@ -96,11 +123,15 @@ impl Scripted {
             .lock()
             .unwrap()
             .iter()
-            .map(|b| {
-                b.iter()
-                    .map(|a| a["index"]["_id"].as_str().unwrap().to_owned())
-                    .collect()
-            })
+            .map(|b| b.iter().map(|(_, id)| id.clone()).collect())
+            .collect()
+    }
+    fn batch_ops(&self) -> Vec<Vec<String>> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b.iter().map(|(op, _)| op.clone()).collect())
             .collect()
     }
 }
@@ -265,6 +296,16 @@ async fn whole_request_failures_retry_then_give_up_naming_the_cause() {
             .iter()
             .all(|f| f.error.contains("gave up after 4 attempts") && f.error.contains("HTTP 502"))
     );
+    assert!(
+        failed
+            .iter()
+            .all(|f| f.kind == FailureKind::GaveUp && f.is_retryable() && f.status.is_none()),
+        "{failed:?}"
+    );
+    assert!(
+        failed.iter().all(|f| f.request.maybe_applied()),
+        "a lost answer and 502 may have been applied"
+    );
     assert_eq!(t.batch_ids().len(), 4);
 }
 
@@ -281,6 +322,201 @@ async fn permanent_whole_request_failure_is_not_retried() {
     assert_eq!(t.batch_ids().len(), 1);
     assert_eq!(failed.lock().unwrap().len(), 1);
     assert_eq!(p.stats().retried, 0);
+}
+
+#[tokio::test]
+async fn whole_request_refusals_fail_once_with_their_status() {
+    for (status, maybe_applied) in [
+        (400, false),
+        (401, false),
+        (403, false),
+        (413, false),
+        (500, true),
+    ] {
+        let t = Scripted::with(vec![Answer::Status(status)]);
+        let (failed, on_failure) = failures();
+        let p = BulkProcessorBuilder::with_transport(t.clone())
+            .on_failure(on_failure)
+            .build()
+            .unwrap();
+        p.add(doc(1)).await.unwrap();
+        p.add(doc(2)).await.unwrap();
+        p.close().await.unwrap();
+        let failed = failed.lock().unwrap();
+        assert_eq!(failed.len(), 2, "{status}");
+        for f in failed.iter() {
+            assert_eq!(
+                (f.kind, f.status, f.attempts),
+                (FailureKind::Request, Some(status), 1),
+                "{f:?}"
+            );
+            assert!(!f.is_retryable());
+            assert!(f.error.starts_with(&format!("HTTP {status}")), "{f:?}");
+            assert_eq!(f.request.maybe_applied(), maybe_applied, "{status}");
+        }
+        assert_eq!(t.batch_ids().len(), 1, "{status} is not retried");
+    }
+}
+
+/// One request of each kind: (request, what resending it after a lost answer does).
+fn one_of_each() -> Vec<BulkRequest> {
+    let d = json!({"n": 1});
+    vec![
+        BulkRequest::index("t").id("a").doc(&d),
+        BulkRequest::index("t").doc(&d),
+        BulkRequest::create("t").doc(&d),
+        BulkRequest::create("t").id("c").doc(&d),
+        BulkRequest::update("t").id("u").doc(&d),
+        BulkRequest::update("t")
+            .id("s")
+            .script(&json!({"source": "ctx._source.n++"})),
+        BulkRequest::delete("t").id("d"),
+        BulkRequest::index("t")
+            .id("q")
+            .if_seq_no(3)
+            .if_primary_term(1)
+            .doc(&d),
+    ]
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_lost_answer_each_operation_is_resent_or_reported_by_its_kind() {
+    // The lost attempt created "c" and wrote "q": their resends conflict.
+    let t = Scripted::with(vec![
+        Answer::Drop,
+        Answer::Items(vec![("c", 409), ("q", 409)]),
+    ]);
+    let (failed, on_failure) = failures();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .backoff(fast_backoff())
+        .on_failure(on_failure)
+        .build()
+        .unwrap();
+    for r in one_of_each() {
+        p.add(r).await.unwrap();
+    }
+    p.close().await.unwrap();
+    assert_eq!(
+        t.batch_ops()[1],
+        ["index", "create", "update", "delete", "index"],
+        "only what cannot be applied twice is sent again"
+    );
+    assert_eq!(t.batch_ids()[1], ["a", "c", "u", "d", "q"]);
+    let failed = failed.lock().unwrap();
+    let reported: Vec<(String, FailureKind, Option<u16>, bool)> = failed
+        .iter()
+        .map(|f| {
+            let what = format!(
+                "{} {}",
+                f.request.op().as_str(),
+                f.request.doc_id().unwrap_or("-")
+            );
+            (what, f.kind, f.status, f.request.maybe_applied())
+        })
+        .collect();
+    let unknown = FailureKind::OutcomeUnknown;
+    assert_eq!(
+        reported,
+        [
+            ("index -".to_owned(), unknown, None, true),
+            ("create -".to_owned(), unknown, None, true),
+            ("update s".to_owned(), unknown, None, true),
+            ("index q".to_owned(), unknown, Some(409), true),
+        ]
+    );
+    assert!(
+        failed[0].error.contains("outcome unknown")
+            && failed[0].error.contains("connection reset by peer")
+    );
+    assert!(
+        failed[2].error.contains("scripted update"),
+        "{}",
+        failed[2].error
+    );
+    let s = p.stats();
+    assert_eq!(
+        (s.succeeded, s.already_applied, s.failed, s.outcome_unknown),
+        (4, 1, 4, 4),
+        "{s:?}"
+    );
+    assert_eq!(
+        (s.indexed, s.created, s.updated, s.deleted),
+        (1, 1, 1, 1),
+        "{s:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_was_never_sent_is_sent_again_whatever_it_is() {
+    let t = Scripted::with(vec![Answer::Unsent, Answer::Status(503)]);
+    let (failed, on_failure) = failures();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .backoff(fast_backoff())
+        .on_failure(on_failure)
+        .build()
+        .unwrap();
+    for r in one_of_each() {
+        p.add(r).await.unwrap();
+    }
+    p.close().await.unwrap();
+    assert!(failed.lock().unwrap().is_empty());
+    let ops = t.batch_ops();
+    assert_eq!(ops.len(), 3);
+    assert!(ops.iter().all(|b| b.len() == 8), "{ops:?}");
+    let s = p.stats();
+    assert_eq!(
+        (s.succeeded, s.already_applied, s.failed),
+        (8, 0, 0),
+        "{s:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conflict_without_a_lost_answer_is_a_conflict() {
+    let t = Scripted::with(vec![Answer::Items(vec![("c", 409)])]);
+    let (failed, on_failure) = failures();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .on_failure(on_failure)
+        .build()
+        .unwrap();
+    p.add(BulkRequest::create("t").id("c").doc(&json!({"n": 1})))
+        .await
+        .unwrap();
+    p.close().await.unwrap();
+    let failed = failed.lock().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (failed[0].kind, failed[0].status),
+        (FailureKind::Item, Some(409))
+    );
+    assert!(!failed[0].request.maybe_applied());
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_handed_back_from_flight_may_have_been_applied() {
+    let t = Scripted::with(vec![Answer::Hang]);
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .bulk_actions(2)
+        .build()
+        .unwrap();
+    for i in 0..3 {
+        p.add(doc(i)).await.unwrap();
+    }
+    let report = p.close_with_deadline(Duration::from_secs(1)).await;
+    let mut back: Vec<(String, bool)> = report
+        .unsent
+        .iter()
+        .map(|r| (r.doc_id().unwrap().to_owned(), r.maybe_applied()))
+        .collect();
+    back.sort();
+    assert_eq!(
+        back,
+        [
+            ("0".to_owned(), true),
+            ("1".to_owned(), true),
+            ("2".to_owned(), false)
+        ]
+    );
 }
 
 #[tokio::test]

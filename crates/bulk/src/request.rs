@@ -13,7 +13,8 @@ pub enum OpType {
     Index,
     /// Create a document; fails with 409 if the id exists.
     Create,
-    /// Partially update a document (`doc`, optionally `doc_as_upsert`).
+    /// Update a document: a partial document (`doc`, optionally
+    /// `doc_as_upsert`) or a script (`script`, optionally `upsert`).
     Update,
     /// Delete a document.
     Delete,
@@ -57,6 +58,9 @@ impl VersionType {
 ///
 /// The document is serialised by [`BulkRequest::doc`] (once); the NDJSON lines
 /// are assembled when the request is added to a processor.
+///
+/// What happens to a request whose attempt may have been applied (the answer
+/// was lost) is decided by [`BulkRequest::resend`].
 #[derive(Clone)]
 pub struct BulkRequest {
     op: OpType,
@@ -71,8 +75,42 @@ pub struct BulkRequest {
     retry_on_conflict: Option<u32>,
     doc_as_upsert: bool,
     source: Option<Result<Bytes, String>>,
+    script: Option<Result<Bytes, String>>,
+    upsert: Option<Result<Bytes, String>>,
     action: Option<Vec<u8>>,
     encoded_len: usize,
+    maybe_applied: bool,
+}
+
+/// What sending a request again does when an earlier attempt of it may have
+/// been applied (the connection was lost after the request was sent, the answer
+/// was cut off, a gateway timed out). [`BulkRequest::resend`] tells which
+/// applies; the processor resends accordingly, and requests that are never sent
+/// at all (connection refused) are always sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Resend {
+    /// Applying it twice gives the same document: `index` with an id, `delete`,
+    /// `update` with a partial document (`doc`, `doc_as_upsert`). Sent again.
+    Idempotent,
+    /// Applied once, it then conflicts: `create` with an id, `index` or `delete`
+    /// with an external version (`version_type` `external`/`external_gte`). Sent
+    /// again; a `409 version_conflict_engine_exception` on that resend means the
+    /// document is there already (at this version or a newer one), most likely
+    /// from the earlier attempt: it counts as success
+    /// ([`ItemDecision::AlreadyApplied`](crate::ItemDecision::AlreadyApplied),
+    /// counted in `already_applied`).
+    ConflictMeansApplied,
+    /// Conditional on the document's current state (`if_seq_no`/`if_primary_term`,
+    /// or an internal `version`). Sent again: success then is certain; but a 409
+    /// can be the earlier attempt's own write or another writer's, so it is
+    /// reported as [`FailureKind::OutcomeUnknown`](crate::FailureKind::OutcomeUnknown).
+    Conditional,
+    /// Applying it twice does it twice: `index` or `create` without an id (the
+    /// server makes a new document each time), `update` with a script. Not sent
+    /// again: reported as [`FailureKind::OutcomeUnknown`](crate::FailureKind::OutcomeUnknown),
+    /// so nothing is doubled; the caller decides.
+    Never,
 }
 
 impl BulkRequest {
@@ -90,8 +128,11 @@ impl BulkRequest {
             retry_on_conflict: None,
             doc_as_upsert: false,
             source: None,
+            script: None,
+            upsert: None,
             action: None,
             encoded_len: 0,
+            maybe_applied: false,
         }
     }
 
@@ -103,7 +144,8 @@ impl BulkRequest {
     pub fn create(index: impl Into<String>) -> Self {
         Self::new(OpType::Create, index)
     }
-    /// Partially update a document; set `.doc(..)` and optionally `.doc_as_upsert(true)`.
+    /// Update a document; set `.id(..)` and either `.doc(..)` (a partial
+    /// document, optionally `.doc_as_upsert(true)`) or `.script(..)`.
     pub fn update(index: impl Into<String>) -> Self {
         Self::new(OpType::Update, index)
     }
@@ -172,6 +214,26 @@ impl BulkRequest {
         self.source = Some(Ok(json.into()));
         self
     }
+    /// Update only: the script (`{"source": "ctx._source.n += params.k", "params": {"k": 1}}`),
+    /// serialised now; instead of `.doc(..)`. A scripted update is not idempotent:
+    /// see [`Resend::Never`].
+    pub fn script<T: Serialize + ?Sized>(mut self, script: &T) -> Self {
+        self.script = Some(
+            serde_json::to_vec(script)
+                .map(Bytes::from)
+                .map_err(|e| e.to_string()),
+        );
+        self
+    }
+    /// Update only: the document to create when the document is missing.
+    pub fn upsert<T: Serialize + ?Sized>(mut self, doc: &T) -> Self {
+        self.upsert = Some(
+            serde_json::to_vec(doc)
+                .map(Bytes::from)
+                .map_err(|e| e.to_string()),
+        );
+        self
+    }
 
     /// The operation.
     pub fn op(&self) -> OpType {
@@ -198,8 +260,44 @@ impl BulkRequest {
         self.encoded_len
     }
 
+    /// Whether an attempt of this request may have been applied by the server
+    /// without the processor learning its outcome (set by the processor; see
+    /// [`Resend`]). A request handed back or reported failed with this set may be
+    /// in the index already.
+    pub fn maybe_applied(&self) -> bool {
+        self.maybe_applied
+    }
+
+    pub(crate) fn mark_maybe_applied(&mut self) {
+        self.maybe_applied = true;
+    }
+
+    /// What sending this request again does when an earlier attempt may have
+    /// been applied; see [`Resend`] for each case.
+    pub fn resend(&self) -> Resend {
+        match self.op {
+            OpType::Update if self.script.is_some() => Resend::Never,
+            OpType::Index | OpType::Create if self.id.is_none() => Resend::Never,
+            _ if self.if_seq_no.is_some() || self.if_primary_term.is_some() => Resend::Conditional,
+            _ if self.version.is_some() => match self.version_type {
+                Some(VersionType::External | VersionType::ExternalGte) => {
+                    Resend::ConflictMeansApplied
+                }
+                _ => Resend::Conditional,
+            },
+            OpType::Create => Resend::ConflictMeansApplied,
+            OpType::Index | OpType::Update | OpType::Delete => Resend::Idempotent,
+        }
+    }
+
     /// Builds the action line and checks the request; called once by `add`.
     pub(crate) fn encode(&mut self) -> Result<usize, String> {
+        if self.op != OpType::Update && (self.script.is_some() || self.upsert.is_some()) {
+            return Err(format!(
+                "only an update takes .script(..) or .upsert(..), not an {}",
+                self.op.as_str()
+            ));
+        }
         let body_len = match (self.op, &self.source) {
             (OpType::Delete, Some(_)) => return Err("a delete takes no document".into()),
             (OpType::Delete, None) => {
@@ -208,6 +306,12 @@ impl BulkRequest {
                 }
                 0
             }
+            (OpType::Update, source) => {
+                if self.id.is_none() {
+                    return Err("an update needs an id".into());
+                }
+                self.update_body_len(source.as_ref())?
+            }
             (_, None) => {
                 return Err(format!(
                     "an {} request needs a document: call .doc(..)",
@@ -215,18 +319,6 @@ impl BulkRequest {
                 ));
             }
             (_, Some(Err(e))) => return Err(format!("the document cannot be serialised: {e}")),
-            (OpType::Update, Some(Ok(doc))) => {
-                if self.id.is_none() {
-                    return Err("an update needs an id".into());
-                }
-                // {"doc":<doc>,"doc_as_upsert":true}\n
-                let upsert = if self.doc_as_upsert {
-                    r#","doc_as_upsert":true"#.len()
-                } else {
-                    0
-                };
-                r#"{"doc":"#.len() + doc.len() + upsert + "}\n".len()
-            }
             (_, Some(Ok(doc))) => {
                 if memchr::memchr(b'\n', doc).is_some() {
                     return Err("the document's JSON contains a newline; bulk bodies are one line per document".into());
@@ -256,23 +348,72 @@ impl BulkRequest {
         Ok(len)
     }
 
+    /// The size of an update's body line: `{"doc":D[,"doc_as_upsert":true][,"upsert":U]}\n`
+    /// or `{"script":S[,"upsert":U]}\n`.
+    fn update_body_len(&self, doc: Option<&Result<Bytes, String>>) -> Result<usize, String> {
+        let part = |what: &str, v: Option<&Result<Bytes, String>>| match v {
+            None => Ok(None),
+            Some(Err(e)) => Err(format!("the {what} cannot be serialised: {e}")),
+            Some(Ok(b)) if memchr::memchr(b'\n', b).is_some() => {
+                Err(format!("the {what}'s JSON contains a newline"))
+            }
+            Some(Ok(b)) => Ok(Some(b.len())),
+        };
+        let doc = part("document", doc)?;
+        let script = part("script", self.script.as_ref())?;
+        let upsert = part("upsert document", self.upsert.as_ref())?;
+        let head = match (doc, script) {
+            (Some(_), Some(_)) => {
+                return Err("an update takes .doc(..) or .script(..), not both".into());
+            }
+            (None, None) => {
+                return Err("an update request needs .doc(..) or .script(..)".into());
+            }
+            (Some(doc), None) => {
+                let as_upsert = if self.doc_as_upsert {
+                    r#","doc_as_upsert":true"#.len()
+                } else {
+                    0
+                };
+                r#"{"doc":"#.len() + doc + as_upsert
+            }
+            (None, Some(script)) => {
+                if self.doc_as_upsert {
+                    return Err(
+                        "doc_as_upsert needs .doc(..); with a script, use .upsert(..)".into(),
+                    );
+                }
+                r#"{"script":"#.len() + script
+            }
+        };
+        let upsert = upsert.map_or(0, |u| r#","upsert":"#.len() + u);
+        Ok(head + upsert + "}\n".len())
+    }
+
     /// Appends this request's NDJSON lines to `out`.
     pub(crate) fn write_ndjson(&self, out: &mut Vec<u8>) {
         if let Some(action) = &self.action {
             out.extend_from_slice(action);
         }
-        if let Some(Ok(doc)) = &self.source {
-            if self.op == OpType::Update {
+        if self.op == OpType::Update {
+            if let Some(Ok(doc)) = &self.source {
                 out.extend_from_slice(b"{\"doc\":");
                 out.extend_from_slice(doc);
                 if self.doc_as_upsert {
                     out.extend_from_slice(b",\"doc_as_upsert\":true");
                 }
-                out.extend_from_slice(b"}\n");
-            } else {
-                out.extend_from_slice(doc);
-                out.push(b'\n');
+            } else if let Some(Ok(script)) = &self.script {
+                out.extend_from_slice(b"{\"script\":");
+                out.extend_from_slice(script);
             }
+            if let Some(Ok(upsert)) = &self.upsert {
+                out.extend_from_slice(b",\"upsert\":");
+                out.extend_from_slice(upsert);
+            }
+            out.extend_from_slice(b"}\n");
+        } else if let Some(Ok(doc)) = &self.source {
+            out.extend_from_slice(doc);
+            out.push(b'\n');
         }
     }
 }
@@ -284,6 +425,8 @@ impl fmt::Debug for BulkRequest {
             .field("index", &self.index)
             .field("id", &self.id)
             .field("source_bytes", &self.source().map(<[u8]>::len))
+            .field("scripted", &self.script.is_some())
+            .field("maybe_applied", &self.maybe_applied)
             .finish_non_exhaustive()
     }
 }
@@ -354,6 +497,26 @@ mod tests {
                 "{\"update\":{\"_index\":\"logs\",\"_id\":\"3\"}}\n{\"doc\":{\"c\":1}}\n",
             ),
             (
+                BulkRequest::update("logs")
+                    .id("5")
+                    .script(&json!({"source": "ctx._source.n += 1"})),
+                "{\"update\":{\"_index\":\"logs\",\"_id\":\"5\"}}\n{\"script\":{\"source\":\"ctx._source.n += 1\"}}\n",
+            ),
+            (
+                BulkRequest::update("logs")
+                    .id("6")
+                    .script(&json!({"source": "ctx._source.n += 1"}))
+                    .upsert(&json!({"n": 0})),
+                "{\"update\":{\"_index\":\"logs\",\"_id\":\"6\"}}\n{\"script\":{\"source\":\"ctx._source.n += 1\"},\"upsert\":{\"n\":0}}\n",
+            ),
+            (
+                BulkRequest::update("logs")
+                    .id("7")
+                    .doc(&json!({"c": 1}))
+                    .upsert(&json!({"c": 0})),
+                "{\"update\":{\"_index\":\"logs\",\"_id\":\"7\"}}\n{\"doc\":{\"c\":1},\"upsert\":{\"c\":0}}\n",
+            ),
+            (
                 BulkRequest::delete("logs")
                     .id("4")
                     .version(7)
@@ -369,11 +532,96 @@ mod tests {
     }
 
     #[test]
+    fn each_operation_says_what_resending_it_does() {
+        let doc = json!({"a": 1});
+        let cases = [
+            (
+                BulkRequest::index("i").id("1").doc(&doc),
+                Resend::Idempotent,
+            ),
+            (BulkRequest::index("i").doc(&doc), Resend::Never),
+            (BulkRequest::create("i").doc(&doc), Resend::Never),
+            (
+                BulkRequest::create("i").id("1").doc(&doc),
+                Resend::ConflictMeansApplied,
+            ),
+            (
+                BulkRequest::index("i")
+                    .id("1")
+                    .version(3)
+                    .version_type(VersionType::External)
+                    .doc(&doc),
+                Resend::ConflictMeansApplied,
+            ),
+            (
+                BulkRequest::delete("i")
+                    .id("1")
+                    .version(3)
+                    .version_type(VersionType::ExternalGte),
+                Resend::ConflictMeansApplied,
+            ),
+            (
+                BulkRequest::index("i")
+                    .id("1")
+                    .if_seq_no(4)
+                    .if_primary_term(1)
+                    .doc(&doc),
+                Resend::Conditional,
+            ),
+            (
+                BulkRequest::delete("i").id("1").version(2),
+                Resend::Conditional,
+            ),
+            (BulkRequest::delete("i").id("1"), Resend::Idempotent),
+            (
+                BulkRequest::update("i")
+                    .id("1")
+                    .doc(&doc)
+                    .doc_as_upsert(true),
+                Resend::Idempotent,
+            ),
+            (
+                BulkRequest::update("i")
+                    .id("1")
+                    .script(&json!({"source": "ctx._source.n++"})),
+                Resend::Never,
+            ),
+        ];
+        for (request, want) in cases {
+            assert_eq!(request.resend(), want, "{request:?}");
+            assert!(!request.maybe_applied());
+        }
+    }
+
+    #[test]
     fn refuses_incomplete_requests_with_a_reason() {
         let mut no_doc = BulkRequest::index("logs");
         assert!(no_doc.encode().err().unwrap_or_default().contains(".doc("));
         let mut no_id = BulkRequest::delete("logs");
         assert!(no_id.encode().err().unwrap_or_default().contains("id"));
+        let mut both = BulkRequest::update("logs")
+            .id("1")
+            .doc(&json!({"a": 1}))
+            .script(&json!({"source": "x"}));
+        assert!(both.encode().err().unwrap_or_default().contains("not both"));
+        let mut neither = BulkRequest::update("logs").id("1");
+        assert!(
+            neither
+                .encode()
+                .err()
+                .unwrap_or_default()
+                .contains(".script(")
+        );
+        let mut scripted_index = BulkRequest::index("logs")
+            .doc(&json!({"a": 1}))
+            .script(&json!({"source": "x"}));
+        assert!(
+            scripted_index
+                .encode()
+                .err()
+                .unwrap_or_default()
+                .contains("only an update")
+        );
         let mut newline = BulkRequest::index("logs").doc_json(&b"{\"a\":\n1}"[..]);
         assert!(
             newline

@@ -21,8 +21,16 @@ pub struct BulkStats {
     pub deleted: u64,
     /// Requests that succeeded, of any kind.
     pub succeeded: u64,
+    /// Of `succeeded`: requests sent again after an attempt that may have been
+    /// applied, whose resend met a version conflict that means the earlier
+    /// attempt applied them (`create` with an id, external versions: see
+    /// [`Resend::ConflictMeansApplied`](crate::Resend::ConflictMeansApplied)).
+    pub already_applied: u64,
     /// Requests that failed for good (each reported once to the failure handler).
     pub failed: u64,
+    /// Of `failed`: requests reported as [`FailureKind::OutcomeUnknown`](crate::FailureKind::OutcomeUnknown)
+    /// (may have been applied; not sent again because that could apply them twice).
+    pub outcome_unknown: u64,
     /// Requests sent again after a retryable failure (one per request per retry).
     pub retried: u64,
     /// NDJSON bytes sent, retries included.
@@ -52,7 +60,9 @@ pub(crate) struct Counters {
     pub updated: AtomicU64,
     pub deleted: AtomicU64,
     pub succeeded: AtomicU64,
+    pub already_applied: AtomicU64,
     pub failed: AtomicU64,
+    pub outcome_unknown: AtomicU64,
     pub retried: AtomicU64,
     pub bytes: AtomicU64,
 }
@@ -73,7 +83,9 @@ impl Counters {
             updated: self.updated.load(Relaxed),
             deleted: self.deleted.load(Relaxed),
             succeeded: self.succeeded.load(Relaxed),
+            already_applied: self.already_applied.load(Relaxed),
             failed: self.failed.load(Relaxed),
+            outcome_unknown: self.outcome_unknown.load(Relaxed),
             retried: self.retried.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
             buffered_bytes,

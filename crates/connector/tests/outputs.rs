@@ -182,3 +182,36 @@ async fn an_older_version_never_replaces_a_newer_one() {
     out.close().await.unwrap();
     delete_index(&url, &index).await;
 }
+
+/// A bulk request refused as a whole for a reason asking again cannot fix stops
+/// the output with an error naming the status and what to do (issue 11, item 7);
+/// it used to be reported as "unavailable", so the run loop resent the batch forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elasticsearch_output_stops_on_a_whole_request_refusal() {
+    use bulk::testkit::{FaultProxy, Faults, NullBulkServer};
+    let null = NullBulkServer::start().await.unwrap();
+    for (status, advice) in [
+        (401, "credentials"),
+        (403, "privilege"),
+        (413, "http.max_content_length"),
+        (500, "log"),
+    ] {
+        let faults = Faults::none().reject_request(1.0).reject_status(status);
+        let proxy = FaultProxy::start(&null.url(), faults, 1).await.unwrap();
+        let mut out = ElasticsearchOutput::new(&proxy.url(), "refused", 1).unwrap();
+        let batch: Vec<Message> = (0..5).map(msg).collect();
+        let err = out.send(&batch).await.expect_err("a refused request");
+        assert!(!err.is_retryable(), "HTTP {status} is not retried: {err}");
+        let text = err.to_string();
+        assert!(text.contains(&format!("HTTP {status}")), "{text}");
+        assert!(text.contains(advice), "{text}");
+        // The sink's path: an error, not five documents for the dead letter.
+        match out.send_reporting(&batch).await {
+            Err(e) => assert!(!e.is_retryable(), "{e}"),
+            Ok(refused) => panic!("HTTP {status} dead-letters documents: {refused:?}"),
+        }
+        out.close().await.unwrap();
+        assert_eq!(proxy.counts().bulk_requests, 2, "HTTP {status} was retried");
+    }
+    assert_eq!(null.docs_received(), 0);
+}

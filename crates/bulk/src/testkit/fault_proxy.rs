@@ -1,5 +1,6 @@
 //! A fault-injecting HTTP proxy for `_bulk`, in front of a real cluster.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -23,6 +24,7 @@ use crate::JitterRng;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
     reject_request: f64,
+    reject_status: Option<u16>,
     reset_connection: f64,
     item_429: f64,
 }
@@ -32,9 +34,16 @@ impl Faults {
     pub fn none() -> Self {
         Faults::default()
     }
-    /// Requests answered `503` as a whole, without forwarding them.
+    /// Requests answered as a whole (`503` unless [`Faults::reject_status`]
+    /// says otherwise), without forwarding them.
     pub fn reject_request(mut self, fraction: f64) -> Self {
         self.reject_request = fraction;
+        self
+    }
+    /// The status of rejected requests, with the body Elasticsearch sends with
+    /// it (see [`Fault::Refuse`]). Default `503` (`cluster_block_exception`).
+    pub fn reject_status(mut self, status: u16) -> Self {
+        self.reject_status = Some(status);
         self
     }
     /// Requests whose connection is dropped without an answer: half of them
@@ -53,6 +62,25 @@ impl Faults {
     }
 }
 
+/// A fault for one `_bulk` request, in the order given to [`FaultProxy::script`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Answered with this status without forwarding, with the body
+    /// Elasticsearch sends with it: 401 and 403 `security_exception`, 413 with
+    /// no body (as the HTTP layer answers an over-long body), 429
+    /// `es_rejected_execution_exception`, 500 `illegal_state_exception`, 503
+    /// `cluster_block_exception`, anything else a `fault_proxy_exception`.
+    Refuse(u16),
+    /// The connection is dropped before forwarding: nothing reached the cluster.
+    ResetBeforeForwarding,
+    /// Forwarded and applied by the cluster, then the connection is dropped
+    /// before the answer: to the client, an answer lost after sending.
+    ResetAfterForwarding,
+    /// Forwarded and answered as usual.
+    Pass,
+}
+
 /// What a [`FaultProxy`] did so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -61,7 +89,7 @@ pub struct FaultCounts {
     pub bulk_requests: u64,
     /// `_bulk` requests that arrived while the proxy was stalled.
     pub stalled: u64,
-    /// `_bulk` requests answered `503` without forwarding.
+    /// `_bulk` requests answered with an error status without forwarding.
     pub rejected: u64,
     /// Connections dropped before forwarding.
     pub reset_before_forwarding: u64,
@@ -88,7 +116,8 @@ struct Counters {
 }
 
 /// An HTTP/1.1 proxy on `127.0.0.1` in front of a real cluster that injects
-/// faults into `_bulk` calls at seeded random rates (see [`Faults`]), and can
+/// faults into `_bulk` calls at seeded random rates (see [`Faults`]) or request
+/// by request ([`FaultProxy::script`], [`Fault`]), and can
 /// stall: while stalled, `_bulk` requests are accepted and not answered (nor
 /// read) until the stall is lifted, then handled as usual. Other requests are
 /// forwarded unchanged. Faults and the stall can be changed while it runs;
@@ -112,12 +141,15 @@ struct State {
 struct Dice {
     faults: Faults,
     rng: JitterRng,
+    /// One-shot faults for the next requests, before the rates apply.
+    script: VecDeque<Fault>,
 }
 
 /// What happens to one `_bulk` request.
 #[derive(Debug, Default)]
 struct Fate {
-    reject: bool,
+    /// Answered with this status, not forwarded.
+    reject: Option<u16>,
     reset_before: bool,
     reset_after: bool,
     /// Per item: answered 429 instead of forwarded.
@@ -138,6 +170,7 @@ impl FaultProxy {
             dice: Mutex::new(Dice {
                 faults,
                 rng: JitterRng::seeded(seed),
+                script: VecDeque::new(),
             }),
             stalled: watch::Sender::new(false),
             counters: Counters::default(),
@@ -160,6 +193,19 @@ impl FaultProxy {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .faults = faults;
+    }
+
+    /// The next `_bulk` requests meet `faults`, one each, in order (without
+    /// drawing the random rates); the rates apply again after the last one.
+    /// Deterministic: a test can lose exactly one answer, or refuse exactly
+    /// the first request.
+    pub fn script(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state
+            .dice
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .script
+            .extend(faults);
     }
 
     /// Stalls (`true`) or resumes (`false`); resuming lets the held requests go on.
@@ -186,10 +232,23 @@ impl FaultProxy {
 impl State {
     fn fate(&self, items: usize) -> Fate {
         let mut dice = self.dice.lock().unwrap_or_else(|p| p.into_inner());
-        let Dice { faults, rng } = &mut *dice;
+        let Dice {
+            faults,
+            rng,
+            script,
+        } = &mut *dice;
         let mut fate = Fate::default();
+        if let Some(fault) = script.pop_front() {
+            match fault {
+                Fault::Refuse(status) => fate.reject = Some(status),
+                Fault::ResetBeforeForwarding => fate.reset_before = true,
+                Fault::ResetAfterForwarding => fate.reset_after = true,
+                Fault::Pass => {}
+            }
+            return fate;
+        }
         if rng.unit() < faults.reject_request {
-            fate.reject = true;
+            fate.reject = Some(faults.reject_status.unwrap_or(503));
             return fate;
         }
         if rng.unit() < faults.reset_connection {
@@ -297,13 +356,9 @@ async fn handle(
     // A body it cannot read is forwarded untouched: let the cluster say what is wrong.
     let parsed: Vec<Action<'_>> = actions(&body).collect::<Result<_, _>>().unwrap_or_default();
     let fate = state.fate(parsed.len());
-    if fate.reject {
+    if let Some(status) = fate.reject {
         counters.rejected.fetch_add(1, Relaxed);
-        let reason = "blocked by: [SERVICE_UNAVAILABLE/2/no master] (injected by FaultProxy)";
-        return Ok(json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            error_body("cluster_block_exception", reason, 503),
-        ));
+        return Ok(refusal(status));
     }
     if fate.reset_before {
         counters.reset_before_forwarding.fetch_add(1, Relaxed);
@@ -359,6 +414,40 @@ async fn handle(
         }
         Err(reason) => Ok(bad_gateway(&reason)),
     }
+}
+
+/// A whole-request refusal with `status`, as Elasticsearch words it.
+fn refusal(status: u16) -> Response<Full<Bytes>> {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let (kind, reason) = match code.as_u16() {
+        401 => (
+            "security_exception",
+            "missing authentication credentials for REST request [/_bulk] (injected by FaultProxy)",
+        ),
+        403 => (
+            "security_exception",
+            "action [indices:data/write/bulk] is unauthorized for user [fault-proxy] with effective roles [viewer] (injected by FaultProxy)",
+        ),
+        413 => {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = code;
+            return resp;
+        }
+        429 => (
+            "es_rejected_execution_exception",
+            "rejected execution of coordinating operation (injected by FaultProxy)",
+        ),
+        500 => (
+            "illegal_state_exception",
+            "an internal error (injected by FaultProxy)",
+        ),
+        503 => (
+            "cluster_block_exception",
+            "blocked by: [SERVICE_UNAVAILABLE/2/no master] (injected by FaultProxy)",
+        ),
+        _ => ("fault_proxy_exception", "injected by FaultProxy"),
+    };
+    json(code, error_body(kind, reason, code.as_u16()))
 }
 
 #[derive(Deserialize)]
@@ -485,19 +574,83 @@ mod tests {
         assert!(merge(upstream, &parsed, &[true, false], b"null").is_err());
     }
 
+    fn state(faults: Faults, seed: u64) -> State {
+        State {
+            upstream: String::new(),
+            client: reqwest::Client::new(),
+            dice: Mutex::new(Dice {
+                faults,
+                rng: JitterRng::seeded(seed),
+                script: VecDeque::new(),
+            }),
+            stalled: watch::Sender::new(false),
+            counters: Counters::default(),
+        }
+    }
+
+    #[test]
+    fn scripted_faults_come_first_in_order_then_the_rates() {
+        let state = state(Faults::none().reject_request(1.0).reject_status(401), 1);
+        state
+            .dice
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .script
+            .extend([
+                Fault::ResetAfterForwarding,
+                Fault::Pass,
+                Fault::ResetBeforeForwarding,
+                Fault::Refuse(413),
+            ]);
+        let fates: Vec<Fate> = (0..5).map(|_| state.fate(3)).collect();
+        assert!(fates[0].reset_after && !fates[0].reset_before && fates[0].reject.is_none());
+        assert!(!fates[1].reset_after && !fates[1].reset_before && fates[1].reject.is_none());
+        assert!(fates[2].reset_before && !fates[2].reset_after);
+        assert_eq!(fates[3].reject, Some(413));
+        assert_eq!(
+            fates[4].reject,
+            Some(401),
+            "then the rates, with reject_status"
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_carry_the_body_elasticsearch_sends() {
+        for (status, kind) in [
+            (401, "security_exception"),
+            (403, "security_exception"),
+            (429, "es_rejected_execution_exception"),
+            (500, "illegal_state_exception"),
+            (503, "cluster_block_exception"),
+        ] {
+            let resp = refusal(status);
+            assert_eq!(resp.status().as_u16(), status);
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .unwrap_or_else(|e| match e {})
+                .to_bytes();
+            let v: serde_json::Value =
+                serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{status}: {e}"));
+            assert_eq!(v["error"]["type"], kind, "{status}");
+            assert_eq!(v["status"], status, "{status}");
+        }
+        let too_large = refusal(413);
+        assert_eq!(too_large.status().as_u16(), 413);
+        let body = too_large
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| match e {})
+            .to_bytes();
+        assert!(body.is_empty(), "the HTTP layer answers 413 with no body");
+    }
+
     #[test]
     fn fates_follow_the_rates_and_the_seed() {
         let fates = |faults: Faults, seed| {
-            let state = State {
-                upstream: String::new(),
-                client: reqwest::Client::new(),
-                dice: Mutex::new(Dice {
-                    faults,
-                    rng: JitterRng::seeded(seed),
-                }),
-                stalled: watch::Sender::new(false),
-                counters: Counters::default(),
-            };
+            let state = state(faults, seed);
             (0..2000).map(|_| state.fate(10)).collect::<Vec<_>>()
         };
         let faults = Faults::none()
@@ -505,7 +658,7 @@ mod tests {
             .reset_connection(0.1)
             .item_429(0.1);
         let a = fates(faults.clone(), 1);
-        let rejected = a.iter().filter(|f| f.reject).count();
+        let rejected = a.iter().filter(|f| f.reject == Some(503)).count();
         let resets = a.iter().filter(|f| f.reset_before || f.reset_after).count();
         let items: usize = a
             .iter()
@@ -520,7 +673,7 @@ mod tests {
                 .zip(&b)
                 .all(|(x, y)| x.reject == y.reject && x.rejected_items == y.rejected_items)
         );
-        assert!(fates(Faults::none(), 1).iter().all(|f| !f.reject
+        assert!(fates(Faults::none(), 1).iter().all(|f| f.reject.is_none()
             && !f.reset_before
             && !f.reset_after
             && f.rejected_items.is_empty()));

@@ -3,7 +3,7 @@
 //! | server | what it is for |
 //! |---|---|
 //! | [`NullBulkServer`] | a loopback `_bulk` server that stores nothing and answers every item with success, fast: benchmarks measure the client's own cost against it |
-//! | [`FaultProxy`] | an HTTP proxy in front of a real cluster that rejects requests (503), drops connections (before or after forwarding), rejects items (429, really not indexed) and stalls, at seeded random rates |
+//! | [`FaultProxy`] | an HTTP proxy in front of a real cluster that rejects requests (503, or any status with the body Elasticsearch sends with it), drops connections (before or after forwarding), rejects items (429, really not indexed) and stalls, at seeded random rates or scripted request by request ([`Fault`]) |
 //!
 //! Both listen on `127.0.0.1`, speak HTTP/1.1 with keep-alive, and stop when dropped.
 
@@ -12,5 +12,5 @@ mod ndjson;
 mod null_server;
 mod serve;
 
-pub use fault_proxy::{FaultCounts, FaultProxy, Faults};
+pub use fault_proxy::{Fault, FaultCounts, FaultProxy, Faults};
 pub use null_server::NullBulkServer;

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bulk::{BulkError, BulkProcessor, BulkProcessorBuilder, FailedItem, HttpTransport};
+use bulk::{
+    BulkError, BulkProcessor, BulkProcessorBuilder, FailedItem, FailureKind, HttpTransport,
+};
 use state_core::redact_url;
 
 use super::{Output, OutputError};
@@ -58,8 +60,12 @@ impl ElasticsearchOutput {
     /// Indexes `batch`; the documents refused for good (mapping errors, conflicts:
     /// an item status the bulk processor does not retry) are returned, each with
     /// its position in `batch` and the server's error, the others are indexed.
-    /// `Err` when documents could not be indexed for a reason that may pass (the
-    /// cluster unreachable until the retries ran out): send the batch again.
+    /// `Err` when documents could not be indexed: retryable
+    /// ([`OutputError::Unavailable`]) for a reason that may pass (the cluster
+    /// unreachable until the retries ran out: send the batch again), not
+    /// retryable ([`OutputError::Refused`], naming the status and what to do)
+    /// when the server refused a bulk request as a whole (401, 403, 413, 500...,
+    /// see [`bulk::classify_status`]): sending again cannot help until someone acts.
     pub async fn send_reporting(
         &mut self,
         batch: &[Message],
@@ -80,7 +86,22 @@ impl ElasticsearchOutput {
             std::mem::take(&mut *self.failures.lock().unwrap_or_else(|p| p.into_inner()));
         // A newer version already there: this one has nothing to add.
         failed.retain(|f| !TargetDocument::superseded(f.status, &f.error));
-        if let Some(transient) = failed.iter().find(|f| f.status.is_none()) {
+        // Not a document's fault: nothing to set aside document by document.
+        if let Some(f) = failed
+            .iter()
+            .find(|f| !f.is_retryable() && f.kind != FailureKind::Item)
+        {
+            return Err(OutputError::Refused {
+                output: self.name.clone(),
+                reason: format!(
+                    "{} of {} documents were not indexed: {}",
+                    failed.len(),
+                    batch.len(),
+                    whole_request_failure(f, &self.index)
+                ),
+            });
+        }
+        if let Some(transient) = failed.iter().find(|f| f.is_retryable()) {
             return Err(OutputError::Unavailable {
                 output: self.name.clone(),
                 reason: format!(
@@ -109,6 +130,45 @@ impl ElasticsearchOutput {
         refused.sort_unstable_by_key(|(i, _)| *i);
         Ok(refused)
     }
+}
+
+/// What failed when not a single document was at fault, and what to do about it.
+fn whole_request_failure(f: &FailedItem, index: &str) -> String {
+    if f.kind == FailureKind::OutcomeUnknown {
+        return format!(
+            "the outcome is unknown ({}); check index {index} before sending again",
+            f.error
+        );
+    }
+    let advice = match f.status {
+        Some(400) => "the server could not read the bulk request: check that [output] url \
+                      names an Elasticsearch or OpenSearch node"
+            .to_owned(),
+        Some(401) => {
+            "the credentials were refused: check the user and password in [output] url".to_owned()
+        }
+        Some(403) => format!(
+            "the user lacks a privilege: grant it `index` (or `create_doc`) and `create_index` \
+             (or `auto_configure`) on index {index}"
+        ),
+        Some(404) => {
+            "there is no _bulk endpoint at [output] url: check its host, port and path".to_owned()
+        }
+        Some(413) => "the request is larger than the server accepts: raise its \
+                      http.max_content_length (or the body limit of a proxy in front of it), \
+                      or send smaller documents"
+            .to_owned(),
+        Some(s) if s >= 500 => "the server failed with an internal error: see its log; \
+                                documents of the batch may have been written (they are written \
+                                again, by id, when the batch is sent again)"
+            .to_owned(),
+        _ => "check the server and [output] url".to_owned(),
+    };
+    format!(
+        "the server refused the bulk request as a whole ({}); {advice}; the batch was not \
+         acknowledged, sending it again cannot help until this is fixed",
+        f.error
+    )
 }
 
 /// The `_id` of a message's document in the target.
