@@ -420,11 +420,15 @@ mod tests {
         let mut backoff = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
         let mut errors = 0;
         let mut attempts = 0;
-        let stopper = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            let _ = stop.send(true);
-            stop
-        });
+        // Asks for a shutdown a minute (of paused time) from now; hands the sender back.
+        let stop_in_a_minute = |stop: watch::Sender<bool>| {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                let _ = stop.send(true);
+                stop
+            })
+        };
+        let stopper = stop_in_a_minute(stop);
         // Fails (retryably) at once: the run waits an hour to retry; the request ends the wait.
         let outcome = retrying(
             &mut backoff,
@@ -446,11 +450,7 @@ mod tests {
         let stop = stopper.await.unwrap_or_else(|e| panic!("{e}"));
         // An attempt that never ends is abandoned.
         let _ = stop.send(false);
-        let stopper = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            let _ = stop.send(true);
-            stop
-        });
+        let stopper = stop_in_a_minute(stop);
         let outcome = retrying(
             &mut backoff,
             &mut errors,
