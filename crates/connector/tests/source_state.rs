@@ -238,8 +238,8 @@ async fn a_restart_inside_a_shared_timestamp_rereads_at_most_one_batch() {
     let stored: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("group.json")).unwrap()).unwrap();
     assert_eq!(
-        stored["data"]["seen_at_cursor"][0].as_array().map(Vec::len),
-        Some(500),
+        remembered(&stored["data"]["seen_at_cursor"][0]),
+        500,
         "the ids committed at the cursor's timestamp are stored"
     );
     {
@@ -266,4 +266,75 @@ async fn a_restart_inside_a_shared_timestamp_rereads_at_most_one_batch() {
     let again = drain(&mut source).await;
     source.close().await.unwrap();
     assert_eq!(again.len(), 10, "only the new documents: {again:?}");
+}
+
+/// How many documents a `seen_at_cursor` entry remembers: 8-byte fingerprints in
+/// `fp64:` + base64 without padding (or, as earlier releases wrote it, a list of
+/// hex ids).
+fn remembered(entry: &serde_json::Value) -> usize {
+    match entry {
+        serde_json::Value::String(text) => {
+            text.strip_prefix("fp64:").expect("the compact form").len() * 6 / 8 / 8
+        }
+        serde_json::Value::Array(ids) => ids.len(),
+        other => panic!("not a seen_at_cursor entry: {other}"),
+    }
+}
+
+/// Hardening item 8: inside one large group of documents sharing a timestamp,
+/// every commit stores the ids committed at that timestamp. Each commit writes
+/// them in about 10.7 bytes a document (earlier, 32-digit hex ids in the
+/// pretty-printed file: about 42), so the state file after each commit stays
+/// under 11 bytes per remembered document plus the rest of the state.
+#[tokio::test]
+async fn a_commit_inside_a_large_shared_timestamp_writes_a_bounded_state() {
+    let Some(url) = es_url() else { return };
+    const DOCS: usize = 20_000;
+    const BATCH: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::standard(&url, "group-bytes").await;
+    index
+        .load(&docs(DOCS, 0, |_| json!("2024-03-01T00:00:00Z")))
+        .await;
+    if !shard_doc_or_refused(&url, &index.name).await {
+        return;
+    }
+    let extra = format!("batch_size = {BATCH}\n{}", file_state(dir.path(), "bytes"));
+    let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
+    source.open().await.unwrap();
+    let mut sizes = Vec::new();
+    loop {
+        let batch = source.poll_batch().await.unwrap();
+        let Some(ack) = batch.ack.clone() else { break };
+        commit(&mut source, &ack).await;
+        let bytes = std::fs::read(dir.path().join("bytes.json")).unwrap();
+        let stored: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        sizes.push((
+            remembered(&stored["data"]["seen_at_cursor"][0]),
+            bytes.len(),
+        ));
+    }
+    source.close().await.unwrap();
+    println!(
+        "state bytes per commit inside one shared timestamp (batch {BATCH}): {} in all, \
+         largest {}; {}",
+        sizes.iter().map(|s| s.1).sum::<usize>(),
+        sizes.iter().map(|s| s.1).max().unwrap_or(0),
+        sizes
+            .iter()
+            .map(|(ids, bytes)| format!("{ids} ids: {bytes} B"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert_eq!(sizes.len(), DOCS / BATCH, "one commit per batch");
+    assert_eq!(sizes.last().map(|s| s.0), Some(DOCS), "every id remembered");
+    // The state without the ids: the size at the first commit less its ids' share.
+    let rest = sizes[0].1 - BATCH * 11;
+    for (i, (remembered, bytes)) in sizes.iter().enumerate() {
+        assert!(
+            *bytes <= rest + 11 * remembered + 64,
+            "commit {}: {bytes} bytes for {remembered} remembered ids (rest of the state: {rest})",
+            i + 1
+        );
+    }
 }

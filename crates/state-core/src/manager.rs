@@ -460,11 +460,7 @@ impl Drop for Shared {
 }
 
 fn tracked_values(state: &ConnectorState, tracked: &[String]) -> Vec<Value> {
-    let data = serde_json::to_value(&state.data).unwrap_or(Value::Null);
-    tracked
-        .iter()
-        .map(|f| data.get(f).cloned().unwrap_or(Value::Null))
-        .collect()
+    tracked.iter().map(|f| state.data.field(f)).collect()
 }
 
 /// Copies every state of `from` into `to`, verifying each by reading it back.

@@ -76,6 +76,30 @@ pub struct StateData {
     pub extra: Map<String, Value>,
 }
 
+impl StateData {
+    /// The JSON value of field `name` as the state document holds it (`Null` when
+    /// absent), serialising that field only: what `tracked_fields` compares on
+    /// every update, without serialising the rest (such as a large
+    /// `seen_at_cursor`).
+    pub fn field(&self, name: &str) -> Value {
+        fn json(v: impl Serialize) -> Value {
+            serde_json::to_value(v).unwrap_or(Value::Null)
+        }
+        match name {
+            "last_poll_timestamp" => json(self.last_poll_timestamp),
+            "total_documents_fetched" => json(self.total_documents_fetched),
+            "poll_count" => json(self.poll_count),
+            "last_document_id" => json(&self.last_document_id),
+            "last_scroll_id" => json(&self.last_scroll_id),
+            "last_offset" => json(self.last_offset),
+            "error_count" => json(self.error_count),
+            "last_error" => json(&self.last_error),
+            "processing_stats" => json(&self.processing_stats),
+            other => self.extra.get(other).cloned().unwrap_or(Value::Null),
+        }
+    }
+}
+
 /// Performance statistics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessingStats {
@@ -237,6 +261,26 @@ mod tests {
 
     /// Verbatim from the connector documentation, "State File Format".
     const DOC_FIXTURE: &str = include_str!("../tests/fixtures/documented_state.json");
+
+    #[test]
+    fn a_field_reads_as_the_state_document_holds_it() {
+        let mut state = ConnectorState::from_slice(DOC_FIXTURE.as_bytes(), "fixture", "fixture")
+            .unwrap_or_else(|e| panic!("{e}"));
+        state.data.last_error = Some("boom".into());
+        state
+            .data
+            .extra
+            .insert("cursor".into(), serde_json::json!({"sort": [1, 2]}));
+        let document = serde_json::to_value(&state.data).unwrap_or_else(|e| panic!("{e}"));
+        let names = crate::config::TRACKABLE_FIELDS.iter().copied();
+        for name in names.chain(["cursor", "absent"]) {
+            assert_eq!(
+                state.data.field(name),
+                document.get(name).cloned().unwrap_or(Value::Null),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn documented_state_round_trips_exactly() {

@@ -68,8 +68,8 @@ pub const BATCHES_FIELD: &str = "batches_acknowledged";
 pub const SLICE_CURSORS_FIELD: &str = "slice_cursors";
 
 /// With the `_shard_doc` tiebreaker (no `tiebreaker_field`), the ids of the documents
-/// committed at each slice's cursor timestamp: `data.seen_at_cursor = [[hex id, ...],
-/// ...]`, one list per slice. A new point in time resumes at the start of that
+/// committed at each slice's cursor timestamp: `data.seen_at_cursor = ["fp64:...", ...]`,
+/// one compact string of 64-bit fingerprints per slice (`source::dedup`). A new point in time resumes at the start of that
 /// timestamp (a `_shard_doc` value means nothing in another one); these are skipped.
 pub const SEEN_FIELD: &str = "seen_at_cursor";
 
@@ -376,21 +376,15 @@ impl ElasticsearchSource {
             self.slots[ack.slice]
                 .committed_seen
                 .record(ack.cursor.sort.first(), &ack.tail_ids);
-            let seen: Vec<Vec<String>> = self
-                .slots
-                .iter()
-                .map(|s| {
-                    s.committed_seen
-                        .sorted_ids()
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect()
-                })
-                .collect();
-            let seen = if seen.iter().all(Vec::is_empty) {
+            let seen = if self.slots.iter().all(|s| s.committed_seen.is_empty()) {
                 None
             } else {
-                Some(serde_json::to_value(seen).unwrap_or(Value::Null))
+                Some(Value::Array(
+                    self.slots
+                        .iter()
+                        .map(|s| Value::String(s.committed_seen.encode()))
+                        .collect(),
+                ))
             };
             let (field, other, cursor) = if sliced {
                 let cursors: Vec<Value> = self

@@ -11,7 +11,7 @@ use serde_json::Value;
 use state_core::ConnectorState;
 
 use super::client::EsClient;
-use super::dedup::SeenAtTimestamp;
+use super::dedup::{SeenAtTimestamp, fingerprint};
 use super::reader::Reader;
 use super::{CURSOR_FIELD, SEEN_FIELD, SLICE_CURSORS_FIELD};
 use crate::error::{ConnectorError, Result};
@@ -231,8 +231,10 @@ pub(crate) fn stored_cursors(state: &ConnectorState, slices: usize) -> Result<Ve
     Ok(vec![None; slices])
 }
 
-/// The ids committed at each slice's cursor timestamp, from `data.seen_at_cursor`
-/// (`[[hex id, ...], ...]`, one list per slice); empty sets when it is absent.
+/// The ids committed at each slice's cursor timestamp, from `data.seen_at_cursor`:
+/// one entry per slice, the compact string of [`SeenAtTimestamp::encode`], or (as
+/// earlier releases wrote it) a list of 32-digit hex message ids; empty sets when
+/// the field is absent.
 pub(crate) fn stored_seen(
     state: &ConnectorState,
     cursors: &[Option<Cursor>],
@@ -241,7 +243,10 @@ pub(crate) fn stored_seen(
         ConnectorError::State(state_core::StateError::Corrupt {
             id: state.id.clone(),
             location,
-            reason,
+            reason: format!(
+                "{reason}; reset the state or remove the field (documents at the cursor's \
+                 timestamp are then delivered again)"
+            ),
         })
     };
     let lists = match state.data.extra.get(SEEN_FIELD) {
@@ -250,10 +255,7 @@ pub(crate) fn stored_seen(
         Some(_) => {
             return Err(corrupt(
                 format!("data.{SEEN_FIELD}"),
-                format!(
-                    "not an array of {} lists of message ids; reset the state or remove the field (documents at the cursor's timestamp are then delivered again)",
-                    cursors.len()
-                ),
+                format!("not an array of {} entries, one per slice", cursors.len()),
             ));
         }
     };
@@ -261,26 +263,35 @@ pub(crate) fn stored_seen(
         .iter()
         .zip(cursors)
         .enumerate()
-        .map(|(i, (list, cursor))| {
+        .map(|(i, (entry, cursor))| {
             let location = format!("data.{SEEN_FIELD}[{i}]");
-            let Some(items) = list.as_array() else {
-                return Err(corrupt(location, "not an array of message ids".into()));
+            let fingerprints = match entry {
+                Value::String(text) => {
+                    SeenAtTimestamp::decode(text).map_err(|e| corrupt(location.clone(), e))?
+                }
+                Value::Array(items) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .and_then(|s| s.parse::<MessageId>().ok())
+                            .map(fingerprint)
+                            .ok_or_else(|| {
+                                corrupt(
+                                    location.clone(),
+                                    format!("{v} is not a 32-digit hex message id"),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                _ => {
+                    return Err(corrupt(
+                        location,
+                        "neither a string of fingerprints nor a list of message ids".into(),
+                    ));
+                }
             };
-            let ids = items
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .and_then(|s| s.parse::<MessageId>().ok())
-                        .ok_or_else(|| {
-                            corrupt(
-                                location.clone(),
-                                format!("{v} is not a 32-digit hex message id"),
-                            )
-                        })
-                })
-                .collect::<Result<Vec<_>>>()?;
             Ok(match cursor.as_ref().and_then(|c| c.sort.first()) {
-                Some(ts) => SeenAtTimestamp::with_ids(ts.clone(), ids),
+                Some(ts) => SeenAtTimestamp::with_fingerprints(ts.clone(), fingerprints),
                 None => SeenAtTimestamp::default(),
             })
         })
