@@ -161,6 +161,54 @@ impl Backoff {
     }
 }
 
+/// Whether a shutdown request may cut an attempt in flight short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Drop it: nothing is stored unless it completes.
+    Abandon,
+    /// Let it end; only the pauses between attempts are cut.
+    Finish,
+}
+
+/// Runs `op` until it succeeds or fails for good ([`ConnectorError::is_retryable`]),
+/// pausing with `backoff` after each retryable failure (counted in `errors`;
+/// `what` is the log message). `None` when a shutdown request came first (see
+/// [`Attempt`]). The one retry loop of the sink, the run loop's outputs and the
+/// sink plugin.
+pub async fn retrying<T, E: Into<ConnectorError>>(
+    backoff: &mut Backoff,
+    errors: &mut u64,
+    shutdown: &mut Option<watch::Receiver<bool>>,
+    attempt: Attempt,
+    what: &str,
+    mut op: impl AsyncFnMut() -> std::result::Result<T, E>,
+) -> Result<Option<T>> {
+    loop {
+        let outcome = match attempt {
+            Attempt::Abandon => match until_stopped(op(), shutdown).await {
+                Some(outcome) => outcome,
+                None => return Ok(None),
+            },
+            Attempt::Finish => op().await,
+        };
+        match outcome.map_err(Into::into) {
+            Ok(value) => {
+                backoff.reset();
+                return Ok(Some(value));
+            }
+            Err(e) if e.is_retryable() => {
+                *errors += 1;
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "{what}");
+                if !pause(delay, shutdown).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Opens `source`, retrying with backoff while the server is unreachable or
 /// failing (counted nowhere yet: the state is not loaded). Returns `false` when
 /// shutdown was requested before it could open.
@@ -530,6 +578,7 @@ pub(crate) async fn pause(delay: Duration, shutdown: &mut Option<watch::Receiver
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::OutputError;
 
     #[test]
     fn backoff_grows_within_bounds_and_resets() {
@@ -566,5 +615,56 @@ mod tests {
         tokio::task::yield_now().await;
         let _ = tx.send(true);
         assert_eq!(waiter.await.ok(), Some(false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retrying_ends_at_a_shutdown_request_in_a_pause_or_an_attempt() {
+        let (stop, rx) = watch::channel(false);
+        let mut shutdown = Some(rx);
+        let mut backoff = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+        let mut errors = 0;
+        let mut attempts = 0;
+        // Asks for a shutdown a minute (of paused time) from now; hands the sender back.
+        let stop_in_a_minute = |stop: watch::Sender<bool>| {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                let _ = stop.send(true);
+                stop
+            })
+        };
+        let stopper = stop_in_a_minute(stop);
+        // Fails (retryably) at once: the run waits an hour to retry; the request ends the wait.
+        let outcome = retrying(
+            &mut backoff,
+            &mut errors,
+            &mut shutdown,
+            Attempt::Finish,
+            "down",
+            async || {
+                attempts += 1;
+                Err::<(), _>(OutputError::Unavailable {
+                    output: "test".into(),
+                    reason: "down".into(),
+                })
+            },
+        )
+        .await;
+        assert!(matches!(outcome, Ok(None)), "{outcome:?}");
+        assert_eq!((attempts, errors), (1, 1));
+        let stop = stopper.await.unwrap_or_else(|e| panic!("{e}"));
+        // An attempt that never ends is abandoned.
+        let _ = stop.send(false);
+        let stopper = stop_in_a_minute(stop);
+        let outcome = retrying(
+            &mut backoff,
+            &mut errors,
+            &mut shutdown,
+            Attempt::Abandon,
+            "hangs",
+            async || std::future::pending::<std::result::Result<(), OutputError>>().await,
+        )
+        .await;
+        assert!(matches!(outcome, Ok(None)), "{outcome:?}");
+        drop(stopper);
     }
 }

@@ -20,7 +20,9 @@ use crate::error::{ConnectorError, Result};
 use crate::iggy::{Consumed, IggyInput, PartitionProgress, Polled};
 use crate::message::Message;
 use crate::output::{ElasticsearchOutput, FileOutput, OutputError};
-use crate::run::{Backoff, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF, pause, until_stopped};
+use crate::run::{
+    Attempt, Backoff, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF, pause, retrying, until_stopped,
+};
 
 /// `[input]`: where the sink reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -338,52 +340,6 @@ async fn deliver(
     Ok(stored.is_some())
 }
 
-/// Whether a shutdown request may cut an attempt in flight short.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempt {
-    /// Drop it: nothing is stored unless it completes.
-    Abandon,
-    /// Let it end; only the pauses between attempts are cut.
-    Finish,
-}
-
-/// Runs `op` until it succeeds or fails for good, pausing with `backoff` after
-/// each retryable failure (counted in `errors`; `what` is the log message).
-/// `None` when a shutdown request came first (see [`Attempt`]).
-async fn retrying<T, E: Into<ConnectorError>>(
-    backoff: &mut Backoff,
-    errors: &mut u64,
-    shutdown: &mut Option<watch::Receiver<bool>>,
-    attempt: Attempt,
-    what: &str,
-    mut op: impl AsyncFnMut() -> std::result::Result<T, E>,
-) -> Result<Option<T>> {
-    loop {
-        let outcome = match attempt {
-            Attempt::Abandon => match until_stopped(op(), shutdown).await {
-                Some(outcome) => outcome,
-                None => return Ok(None),
-            },
-            Attempt::Finish => op().await,
-        };
-        match outcome.map_err(Into::into) {
-            Ok(value) => {
-                backoff.reset();
-                return Ok(Some(value));
-            }
-            Err(e) if e.is_retryable() => {
-                *errors += 1;
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "{what}");
-                if !pause(delay, shutdown).await {
-                    return Ok(None);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,57 +367,6 @@ mod tests {
         );
         let both = config("consumer = \"a\"\nconsumer_group = \"b\"").map(|_| ());
         assert!(both.is_err(), "both names at once must be refused");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn retrying_ends_at_a_shutdown_request_in_a_pause_or_an_attempt() {
-        let (stop, rx) = watch::channel(false);
-        let mut shutdown = Some(rx);
-        let mut backoff = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
-        let mut errors = 0;
-        let mut attempts = 0;
-        // Asks for a shutdown a minute (of paused time) from now; hands the sender back.
-        let stop_in_a_minute = |stop: watch::Sender<bool>| {
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                let _ = stop.send(true);
-                stop
-            })
-        };
-        let stopper = stop_in_a_minute(stop);
-        // Fails (retryably) at once: the run waits an hour to retry; the request ends the wait.
-        let outcome = retrying(
-            &mut backoff,
-            &mut errors,
-            &mut shutdown,
-            Attempt::Finish,
-            "down",
-            async || {
-                attempts += 1;
-                Err::<(), _>(OutputError::Unavailable {
-                    output: "test".into(),
-                    reason: "down".into(),
-                })
-            },
-        )
-        .await;
-        assert!(matches!(outcome, Ok(None)), "{outcome:?}");
-        assert_eq!((attempts, errors), (1, 1));
-        let stop = stopper.await.unwrap_or_else(|e| panic!("{e}"));
-        // An attempt that never ends is abandoned.
-        let _ = stop.send(false);
-        let stopper = stop_in_a_minute(stop);
-        let outcome = retrying(
-            &mut backoff,
-            &mut errors,
-            &mut shutdown,
-            Attempt::Abandon,
-            "hangs",
-            async || std::future::pending::<std::result::Result<(), OutputError>>().await,
-        )
-        .await;
-        assert!(matches!(outcome, Ok(None)), "{outcome:?}");
-        drop(stopper);
     }
 
     #[test]

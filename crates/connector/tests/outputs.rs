@@ -2,7 +2,8 @@
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
-use connector::{Message, Output, output::ElasticsearchOutput};
+use connector::output::{ElasticsearchOutput, ElasticsearchOutputOptions};
+use connector::{Message, Output};
 use serde_json::value::RawValue;
 use state_core::conformance::service_endpoint;
 
@@ -120,6 +121,48 @@ async fn elasticsearch_output_reports_refused_documents() {
     assert!(err.contains("1 of 2") && err.contains("bad"), "{err}");
     out.close().await.unwrap();
     let _ = client.delete(format!("{url}/{index}")).send().await;
+}
+
+/// A document larger than the bulk processor's memory bound can never be sent:
+/// it is a refusal of that document (for the dead letter), and the rest of the
+/// batch is indexed. Before, the add error made the whole send "unavailable",
+/// which the run loop and the sink retry for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_larger_than_the_memory_bound_is_refused_alone() {
+    let Some(url) = service_endpoint("ES_URL") else {
+        return;
+    };
+    let index = target_index("huge");
+    let options = ElasticsearchOutputOptions {
+        // The smallest bound the processor takes: one full `_bulk` body.
+        max_buffered_bytes: Some(bulk::DEFAULT_BULK_SIZE),
+        ..ElasticsearchOutputOptions::default()
+    };
+    let mut out = ElasticsearchOutput::with_options(&url, &index, options).unwrap();
+    let huge = Message::new(
+        "s",
+        "huge",
+        Some(1),
+        None,
+        RawValue::from_string(format!(
+            r#"{{"text":"{}"}}"#,
+            "x".repeat(bulk::DEFAULT_BULK_SIZE)
+        ))
+        .unwrap(),
+    );
+    let refused = out
+        .send_reporting(&[msg(1), huge, msg(2)])
+        .await
+        .unwrap_or_else(|e| panic!("the send failed as a whole: {e}"));
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused[0].0, 1,
+        "the huge document, by position: {refused:?}"
+    );
+    assert!(refused[0].1.contains("max_buffered_bytes"), "{refused:?}");
+    assert_eq!(count(&url, &index).await, 2, "the others are indexed");
+    out.close().await.unwrap();
+    delete_index(&url, &index).await;
 }
 
 fn versioned(index: &str, id: &str, seq_no: i64, n: u32) -> Message {

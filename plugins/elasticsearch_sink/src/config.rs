@@ -14,6 +14,8 @@ pub const DEFAULT_WORKERS: usize = 1;
 pub const DEFAULT_BULK_ACTIONS: usize = bulk::DEFAULT_BULK_ACTIONS;
 /// Default `request_timeout`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `max_retry_delay`.
+pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// Most concurrent `_bulk` calls.
 pub const MAX_WORKERS: usize = 64;
 
@@ -38,6 +40,12 @@ pub struct SinkConfig {
     /// Time limit of one `_bulk` call. Default `30s`.
     #[serde(default = "default_request_timeout", with = "humantime_duration")]
     pub request_timeout: Duration,
+    /// While Elasticsearch is unavailable (or refuses requests as a whole), a
+    /// consume call holds its batch and sends it again: this is the longest pause
+    /// between two attempts, and how long the bulk processor retries on its own
+    /// before the call starts over. Default `30s`.
+    #[serde(default = "default_max_retry_delay", with = "humantime_duration")]
+    pub max_retry_delay: Duration,
     /// A JSON-lines file where documents that failed for good are appended (and
     /// fsynced) before the consume call succeeds. Default none: such a document
     /// fails the consume call.
@@ -57,6 +65,10 @@ fn default_request_timeout() -> Duration {
     DEFAULT_REQUEST_TIMEOUT
 }
 
+fn default_max_retry_delay() -> Duration {
+    DEFAULT_MAX_RETRY_DELAY
+}
+
 impl fmt::Debug for SinkConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SinkConfig")
@@ -66,6 +78,7 @@ impl fmt::Debug for SinkConfig {
             .field("workers", &self.workers)
             .field("bulk_actions", &self.bulk_actions)
             .field("request_timeout", &self.request_timeout)
+            .field("max_retry_delay", &self.max_retry_delay)
             .field("dead_letter_path", &self.dead_letter_path)
             .finish()
     }
@@ -104,6 +117,9 @@ impl SinkConfig {
         if self.request_timeout.is_zero() {
             return Err("invalid `plugin_config.request_timeout`: must be more than 0s".into());
         }
+        if self.max_retry_delay.is_zero() {
+            return Err("invalid `plugin_config.max_retry_delay`: must be more than 0s".into());
+        }
         Ok(())
     }
 }
@@ -120,6 +136,7 @@ mod tests {
         assert_eq!(c.workers, 1);
         assert_eq!(c.bulk_actions, 1000);
         assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_retry_delay, Duration::from_secs(30));
         assert_eq!(c.dead_letter_path, None);
         assert!(c.api_key.is_none());
     }
@@ -129,11 +146,12 @@ mod tests {
         let c = SinkConfig::from_json(json!({
             "url": "https://es:9200", "index": "copy", "api_key": "aWQ6a2V5",
             "workers": 4, "bulk_actions": 200, "request_timeout": "5s",
-            "dead_letter_path": "/var/lib/iggy/es-dead-letters.jsonl"
+            "max_retry_delay": "2m", "dead_letter_path": "/var/lib/iggy/es-dead-letters.jsonl"
         }))
         .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!((c.workers, c.bulk_actions), (4, 200));
         assert_eq!(c.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_retry_delay, Duration::from_secs(120));
         assert_eq!(
             c.dead_letter_path.as_deref(),
             Some(std::path::Path::new("/var/lib/iggy/es-dead-letters.jsonl"))

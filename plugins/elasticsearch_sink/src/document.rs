@@ -88,7 +88,11 @@ mod tests {
 
     #[test]
     fn the_source_index_and_id_name_the_document() {
-        let h = headers(&[("es_id", "doc-42"), ("es_index", "logs"), ("es_seq_no", "9")]);
+        let h = headers(&[
+            ("es_id", "doc-42"),
+            ("es_index", "logs"),
+            ("es_seq_no", "9"),
+        ]);
         assert_eq!(document_id(7, Some(&h)), "logs/doc-42");
         assert_eq!(target_document(7, Some(&h)).version, Some(9));
         let other = headers(&[("es_id", "doc-42"), ("es_index", "logs-b")]);

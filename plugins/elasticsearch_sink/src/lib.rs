@@ -4,9 +4,10 @@
 //! Each message becomes one `index` action into `plugin_config.index`, with `_id`
 //! from the `es_id` header (messages of the Elasticsearch source) or else the
 //! message id in 32 hex digits: redelivering a message rewrites the same document.
-//! A consume call returns once every document of the batch has succeeded or failed
-//! for good (transient failures are retried by the processor, bounded). A document
-//! that failed for good is logged with its id and error and then written to
+//! A consume call returns once every document of the batch is indexed or refused
+//! for good: while Elasticsearch is unavailable (or refuses requests as a whole)
+//! the call holds the batch and sends it again, since the runtime has already
+//! committed its offsets. A document refused for good is logged with its id and error and then written to
 //! `dead_letter_path` when one is configured; without one the call fails, naming
 //! the first such document.
 

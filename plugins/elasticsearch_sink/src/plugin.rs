@@ -1,10 +1,11 @@
-//! [`ElasticsearchSinkPlugin`]: the SDK's [`Sink`] over the [`bulk`] processor.
+//! [`ElasticsearchSinkPlugin`]: the SDK's [`Sink`] over `connector`'s
+//! Elasticsearch output (the [`bulk`] processor).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use bulk::{BulkError, BulkProcessor, BulkProcessorBuilder, FailedItem, HttpTransport};
-use connector::message::TargetDocument;
+use connector::output::{ElasticsearchOutput, ElasticsearchOutputOptions, Refusal};
+use connector::run::{Backoff, DEFAULT_MIN_BACKOFF};
 use iggy_connector_sdk::{ConsumedMessage, Error, MessagesMetadata, Sink, TopicMetadata};
 use serde_json::Value;
 use state_core::redact_url;
@@ -13,20 +14,18 @@ use crate::config::SinkConfig;
 use crate::dead_letter::{self, DeadLetter, Document};
 use crate::document::{document_json, target_document};
 
-/// The plugin the runtime loads: `open` starts the bulk processor, `consume`
-/// indexes a batch and returns once every document succeeded or failed for good,
-/// `close` flushes and stops.
+/// The plugin the runtime loads: `open` starts the output, `consume` indexes a
+/// batch and returns once every document is indexed or refused for good
+/// (holding the batch through outages), `close` stops.
 #[derive(Debug)]
 pub struct ElasticsearchSinkPlugin {
     id: u32,
     /// The parsed `[plugin_config]`, or why it is not acceptable (reported by `open`).
     config: Result<SinkConfig, String>,
-    processor: Option<BulkProcessor>,
-    /// What the processor's failure handler collected since the last consume.
-    failures: Arc<Mutex<Vec<FailedItem>>>,
-    /// One consume at a time, so a call reports exactly its own failures (the
-    /// runtime may consume several topics or partitions concurrently).
-    consuming: tokio::sync::Mutex<()>,
+    /// Set by `open`. Its lock makes consume calls take turns, so a call reports
+    /// exactly its own failures (the runtime may consume several topics or
+    /// partitions concurrently) and at most one batch per caller is held.
+    output: tokio::sync::Mutex<Option<ElasticsearchOutput>>,
 }
 
 impl ElasticsearchSinkPlugin {
@@ -35,14 +34,21 @@ impl ElasticsearchSinkPlugin {
         ElasticsearchSinkPlugin {
             id,
             config: SinkConfig::from_json(config),
-            processor: None,
-            failures: Arc::new(Mutex::new(Vec::new())),
-            consuming: tokio::sync::Mutex::new(()),
+            output: tokio::sync::Mutex::new(None),
         }
     }
+}
 
-    fn take_failures(&self) -> Vec<FailedItem> {
-        std::mem::take(&mut *self.failures.lock().unwrap_or_else(PoisonError::into_inner))
+/// The bulk processor's own retries end after `max_retry_delay` (so a consume call
+/// in an outage logs and starts over at least that often), each pause at most
+/// its default or `max_retry_delay`, whichever is shorter.
+fn bulk_backoff(max_retry_delay: Duration) -> bulk::Backoff {
+    let default = bulk::Backoff::default();
+    bulk::Backoff {
+        initial: default.initial.min(max_retry_delay),
+        max_delay: default.max_delay.min(max_retry_delay),
+        max_elapsed: max_retry_delay,
+        ..default
     }
 }
 
@@ -56,39 +62,28 @@ impl Sink for ElasticsearchSinkPlugin {
                 return Err(Error::InvalidConfigValue(reason.clone()));
             }
         };
-        let mut transport = HttpTransport::with_timeout(&config.url, config.request_timeout)
+        let options = ElasticsearchOutputOptions {
+            workers: config.workers,
+            bulk_actions: config.bulk_actions,
+            api_key: config.api_key.clone(),
+            request_timeout: Some(config.request_timeout),
+            backoff: bulk_backoff(config.max_retry_delay),
+            max_buffered_bytes: None,
+        };
+        let output = ElasticsearchOutput::with_options(&config.url, &config.index, options)
             .map_err(|e| Error::InvalidConfigValue(format!("plugin_config.url: {e}")))?;
-        if let Some(key) = &config.api_key {
-            transport = transport.with_api_key(key.expose());
-        }
-        let failures = self.failures.clone();
-        let processor = BulkProcessorBuilder::new(transport)
-            .name(format!(
-                "iggy sink {} -> {}/{}",
-                self.id,
-                redact_url(&config.url),
-                config.index
-            ))
-            .workers(config.workers)
-            .bulk_actions(config.bulk_actions)
-            .on_failure(move |item| {
-                failures
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(item)
-            })
-            .build()
-            .map_err(|e| Error::InvalidConfigValue(e.to_string()))?;
-        self.processor = Some(processor);
+        *self.output.get_mut() = Some(output);
         tracing::info!(
-            "Elasticsearch sink {} opened: indexing into {} at {}; documents that fail for good {}",
+            "Elasticsearch sink {} opened: indexing into {} at {}; documents refused for good {}; \
+             while Elasticsearch is unavailable a batch is held and sent again (every {:?} at most)",
             self.id,
             config.index,
             redact_url(&config.url),
             match &config.dead_letter_path {
                 Some(path) => format!("go to {}", path.display()),
                 None => "fail the consume call (no dead_letter_path)".into(),
-            }
+            },
+            config.max_retry_delay,
         );
         Ok(())
     }
@@ -99,10 +94,13 @@ impl Sink for ElasticsearchSinkPlugin {
         meta: MessagesMetadata,
         messages: Vec<ConsumedMessage>,
     ) -> Result<(), Error> {
-        let (Ok(config), Some(processor)) = (&self.config, &self.processor) else {
+        let Ok(config) = &self.config else {
             return Err(Error::InitError("the sink is not open".into()));
         };
-        let _one_at_a_time = self.consuming.lock().await;
+        let mut output = self.output.lock().await;
+        let Some(es) = output.as_mut() else {
+            return Err(Error::InitError("the sink is not open".into()));
+        };
         let total = messages.len();
         let letter =
             |id: String, offset: Option<u64>, status, error, attempts, document| DeadLetter {
@@ -119,65 +117,87 @@ impl Sink for ElasticsearchSinkPlugin {
                 document,
             };
         let mut rejected = Vec::new();
-        let mut offsets = std::collections::HashMap::with_capacity(total);
+        let mut requests = Vec::with_capacity(total);
+        let mut offsets = Vec::with_capacity(total);
         for message in messages {
             let target = target_document(message.id, message.headers.as_ref());
-            let id = target.id.clone();
-            let payload_bytes = match document_json(message.payload) {
-                Ok(bytes) => bytes,
-                Err((reason, bytes)) => {
-                    rejected.push(letter(
-                        id,
-                        Some(message.offset),
-                        None,
-                        reason,
-                        0,
-                        Document::of(&bytes),
-                    ));
-                    continue;
+            match document_json(message.payload) {
+                Ok(bytes) => {
+                    requests.push(target.index_request(&config.index, bytes));
+                    offsets.push(message.offset);
                 }
-            };
-            offsets.insert(id.clone(), message.offset);
-            let request = target.index_request(&config.index, payload_bytes);
-            match processor.add(request).await {
-                Ok(()) => {}
-                Err(
-                    BulkError::TooLarge { request, .. } | BulkError::InvalidRequest { request, .. },
-                ) => {
-                    let document = Document::of(request.source().unwrap_or_default());
-                    rejected.push(letter(
-                        id,
-                        Some(message.offset),
-                        None,
-                        "refused before sending (too large or invalid)".into(),
-                        0,
-                        document,
-                    ));
-                }
-                Err(e) => return Err(Error::Connection(e.to_string())),
+                Err((reason, bytes)) => rejected.push(letter(
+                    target.id,
+                    Some(message.offset),
+                    None,
+                    reason,
+                    0,
+                    Document::of(&bytes),
+                )),
             }
         }
-        processor
-            .flush()
-            .await
-            .map_err(|e| Error::Connection(e.to_string()))?;
-        for failed in self.take_failures() {
-            // A newer version of the document is already there: nothing lost.
-            if TargetDocument::superseded(failed.status, &failed.error) {
-                continue;
+        let held = format!(
+            "Elasticsearch sink {}: {} documents of stream {}, topic {}, partition {} (offsets {}..={}) \
+             not indexed into {}; holding them and sending them again",
+            self.id,
+            requests.len(),
+            topic.stream,
+            topic.topic,
+            meta.partition_id,
+            offsets.first().copied().unwrap_or_default(),
+            offsets.last().copied().unwrap_or_default(),
+            config.index,
+        );
+        let max = config.max_retry_delay;
+        let mut backoff = Backoff::new(DEFAULT_MIN_BACKOFF.min(max), max);
+        let mut errors = 0u64;
+        // The runtime committed the batch's offsets when it polled it: giving up
+        // here would lose it. Only documents refused for good leave the loop.
+        let refusals = loop {
+            if requests.is_empty() {
+                break Vec::new();
             }
-            let id = failed.request.doc_id().unwrap_or_default().to_owned();
-            let offset = offsets.get(&id).copied();
-            let document = Document::of(failed.request.source().unwrap_or_default());
+            match es.send_requests(requests.clone()).await {
+                Ok(refusals) => break refusals,
+                Err(e) => {
+                    errors += 1;
+                    let delay = backoff.next_delay();
+                    if e.is_retryable() {
+                        tracing::warn!(retry_in = ?delay, error = %e, "{held}");
+                    } else {
+                        // Not the documents' fault, and not passing by itself: someone
+                        // can fix it (credentials, privileges, a body limit) while the
+                        // batch waits.
+                        tracing::error!(retry_in = ?delay, error = %e, "{held}");
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        };
+        if errors > 0 {
+            tracing::info!(
+                "Elasticsearch sink {}: the held documents were indexed after {errors} failed attempts",
+                self.id
+            );
+        }
+        for Refusal {
+            position,
+            status,
+            error,
+            attempts,
+            request,
+        } in refusals
+        {
             rejected.push(letter(
-                id,
-                offset,
-                failed.status,
-                failed.error,
-                failed.attempts,
-                document,
+                request.doc_id().unwrap_or_default().to_owned(),
+                offsets.get(position).copied(),
+                status,
+                error,
+                attempts,
+                Document::of(request.source().unwrap_or_default()),
             ));
         }
+        drop(output);
         if rejected.is_empty() {
             return Ok(());
         }
@@ -240,22 +260,10 @@ impl Sink for ElasticsearchSinkPlugin {
     }
 
     async fn close(&mut self) -> Result<(), Error> {
-        if let Some(processor) = self.processor.take() {
-            processor
-                .close()
+        if let Some(mut output) = self.output.get_mut().take() {
+            connector::Output::close(&mut output)
                 .await
                 .map_err(|e| Error::Connection(e.to_string()))?;
-            let left = self.take_failures();
-            if !left.is_empty() {
-                for f in &left {
-                    tracing::error!(
-                        "Elasticsearch sink {}: document {} not indexed at close: {}",
-                        self.id,
-                        f.request.doc_id().unwrap_or("<no id>"),
-                        f.error
-                    );
-                }
-            }
         }
         tracing::info!("Elasticsearch sink {} closed", self.id);
         Ok(())

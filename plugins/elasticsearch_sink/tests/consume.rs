@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use iggy_common::{HeaderKey, HeaderValue};
@@ -16,20 +16,30 @@ use tokio::net::TcpListener;
 
 /// A `_bulk` endpoint that indexes every document except those with `"reject": true`,
 /// which it answers with a 400 mapping error. Keeps what it indexed: `(_index, _id, doc)`.
+/// The first calls may be refused as a whole, with the statuses given to
+/// [`FakeBulk::failing_first`] (an outage, or credentials not yet accepted).
 struct FakeBulk {
     url: String,
     indexed: Arc<Mutex<Vec<(String, String, Value)>>>,
+    failures_left: Arc<Mutex<VecDeque<u16>>>,
 }
 
 impl FakeBulk {
     async fn start() -> FakeBulk {
+        Self::failing_first(Vec::new()).await
+    }
+
+    async fn failing_first(statuses: Vec<u16>) -> FakeBulk {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let indexed = Arc::new(Mutex::new(Vec::new()));
+        let failures_left = Arc::new(Mutex::new(VecDeque::from(statuses)));
         let store = indexed.clone();
+        let failures = failures_left.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let store = store.clone();
+                let failures = failures.clone();
                 tokio::spawn(async move {
                     let (read, mut write) = socket.into_split();
                     let mut reader = BufReader::new(read);
@@ -52,9 +62,17 @@ impl FakeBulk {
                         }
                         let mut body = vec![0; length];
                         reader.read_exact(&mut body).await.unwrap();
-                        let answer = answer(&body, &store).to_string();
+                        let refusal = failures.lock().unwrap().pop_front();
+                        let (status, answer) = match refusal {
+                            Some(status) => (
+                                status,
+                                json!({"error": {"type": "test_refusal", "reason": "refused by the test"}, "status": status}),
+                            ),
+                            None => (200, answer(&body, &store)),
+                        };
+                        let answer = answer.to_string();
                         let response = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
                             answer.len()
                         );
                         write.write_all(response.as_bytes()).await.unwrap();
@@ -62,7 +80,15 @@ impl FakeBulk {
                 });
             }
         });
-        FakeBulk { url, indexed }
+        FakeBulk {
+            url,
+            indexed,
+            failures_left,
+        }
+    }
+
+    fn failures_left(&self) -> usize {
+        self.failures_left.lock().unwrap().len()
     }
 
     fn indexed(&self) -> Vec<(String, String, Value)> {
@@ -233,4 +259,65 @@ async fn an_invalid_configuration_fails_open_naming_the_key() {
         Err(Error::InvalidConfigValue(reason)) => assert!(reason.contains("bulk_size"), "{reason}"),
         other => panic!("expected InvalidConfigValue, got {other:?}"),
     }
+}
+
+/// The runtime commits a batch's offsets when it polls it, so a consume call that
+/// gives up loses the batch (or dead-letters documents nothing was wrong with).
+/// During an outage longer than the bulk processor's retries the call holds the
+/// batch and sends it again until the server answers; the dead letter stays empty.
+#[tokio::test]
+async fn an_outage_longer_than_the_retries_holds_the_batch_until_the_server_is_back() {
+    // More refusals than the bulk processor's own retries (10 by default).
+    let server = FakeBulk::failing_first(vec![503; 14]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dead.jsonl");
+    let mut sink = open_sink(
+        &server.url,
+        json!({"dead_letter_path": path, "max_retry_delay": "100ms"}),
+    )
+    .await;
+    let batch = vec![
+        message(0, Some("a"), json!({"n": 1})),
+        message(1, Some("b"), json!({"n": 2})),
+        message(2, Some("c"), json!({"n": 3})),
+    ];
+    sink.consume(&topic(), meta(), batch).await.unwrap();
+    assert_eq!(server.failures_left(), 0, "the outage was sat through");
+    let ids: Vec<String> = server.indexed().into_iter().map(|(_, id, _)| id).collect();
+    assert_eq!(
+        ids,
+        ["a", "b", "c"],
+        "the batch indexed once the server is back"
+    );
+    assert!(
+        !path.exists(),
+        "nothing dead-lettered: {:?}",
+        std::fs::read_to_string(&path)
+    );
+    sink.close().await.unwrap();
+}
+
+/// A request refused as a whole (credentials, privileges) is not the documents'
+/// fault: they are held, not dead-lettered, and indexed once the server accepts.
+#[tokio::test]
+async fn a_whole_request_refusal_holds_the_batch_instead_of_dead_lettering_it() {
+    let server = FakeBulk::failing_first(vec![401, 403, 401]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dead.jsonl");
+    let mut sink = open_sink(&server.url, json!({"dead_letter_path": path})).await;
+    sink.consume(
+        &topic(),
+        meta(),
+        vec![message(0, Some("a"), json!({"n": 1}))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.failures_left(), 0);
+    assert_eq!(server.indexed().len(), 1);
+    assert!(
+        !path.exists(),
+        "nothing dead-lettered: {:?}",
+        std::fs::read_to_string(&path)
+    );
+    sink.close().await.unwrap();
 }

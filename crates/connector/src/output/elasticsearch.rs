@@ -7,15 +7,68 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bulk::{
-    BulkError, BulkProcessor, BulkProcessorBuilder, FailedItem, FailureKind, HttpTransport,
+    BulkError, BulkProcessor, BulkProcessorBuilder, BulkRequest, FailedItem, FailureKind,
+    HttpTransport,
 };
 use state_core::redact_url;
 
 use super::{Output, OutputError};
+use crate::config::Secret;
 use crate::message::{Message, TargetDocument};
 
 /// How long [`Output::close`] lets requests still retrying finish.
 pub const CLOSE_DEADLINE: Duration = Duration::from_secs(1);
+
+/// How an [`ElasticsearchOutput`] reaches the cluster. The defaults are
+/// `es-connector`'s: one worker, the bulk processor's batch size and retries,
+/// the transport's request timeout, no API key.
+#[derive(Debug, Clone)]
+pub struct ElasticsearchOutputOptions {
+    /// Concurrent `_bulk` calls (at least 1).
+    pub workers: usize,
+    /// Documents per `_bulk` call at most.
+    pub bulk_actions: usize,
+    /// `Authorization: ApiKey ...` (the base64 `id:key`).
+    pub api_key: Option<Secret>,
+    /// Time limit of one `_bulk` call; `None`: the transport's default.
+    pub request_timeout: Option<Duration>,
+    /// How the bulk processor retries a request before reporting it failed
+    /// ([`FailureKind::GaveUp`]: the send is then [`OutputError::Unavailable`]).
+    pub backoff: bulk::Backoff,
+    /// The bulk processor's memory bound; `None`: its default (64 MiB or more). A
+    /// document larger than it is a [`Refusal`].
+    pub max_buffered_bytes: Option<usize>,
+}
+
+impl Default for ElasticsearchOutputOptions {
+    fn default() -> Self {
+        ElasticsearchOutputOptions {
+            workers: 1,
+            bulk_actions: bulk::DEFAULT_BULK_ACTIONS,
+            api_key: None,
+            request_timeout: None,
+            backoff: bulk::Backoff::default(),
+            max_buffered_bytes: None,
+        }
+    }
+}
+
+/// A document the cluster refused for good, or that could not be sent at all
+/// (larger than the processor's memory bound, not serialisable): sending it again
+/// cannot help. The rest of its batch was indexed.
+#[derive(Debug)]
+pub struct Refusal {
+    /// Its position in the batch sent.
+    pub position: usize,
+    /// The item's HTTP status; `None` when it was refused before sending.
+    pub status: Option<u16>,
+    /// The server's error object (JSON text) or why it was not sent.
+    pub error: String,
+    /// `_bulk` calls that carried it (0: never sent).
+    pub attempts: u32,
+    /// The request, with its document.
+    pub request: BulkRequest,
+}
 
 /// Copies messages into `index` at `url`: document id = `{source index}/{source
 /// _id}` ([`TargetDocument`]), so sending a batch twice (after a crash) rewrites
@@ -33,20 +86,47 @@ pub struct ElasticsearchOutput {
 impl ElasticsearchOutput {
     /// An output to `index` at `url` (credentials in the URL are used, never shown).
     pub fn new(url: &str, index: &str, workers: usize) -> Result<Self, OutputError> {
+        Self::with_options(
+            url,
+            index,
+            ElasticsearchOutputOptions {
+                workers,
+                ..ElasticsearchOutputOptions::default()
+            },
+        )
+    }
+
+    /// An output to `index` at `url`, reached as `options` say.
+    pub fn with_options(
+        url: &str,
+        index: &str,
+        options: ElasticsearchOutputOptions,
+    ) -> Result<Self, OutputError> {
         let name = format!("elasticsearch {}/{index}", redact_url(url));
         let refused = |reason: String| OutputError::Refused {
             output: name.clone(),
             reason,
         };
-        let transport = HttpTransport::new(url).map_err(|e| refused(e.to_string()))?;
+        let mut transport = match options.request_timeout {
+            Some(timeout) => HttpTransport::with_timeout(url, timeout),
+            None => HttpTransport::new(url),
+        }
+        .map_err(|e| refused(e.to_string()))?;
+        if let Some(key) = &options.api_key {
+            transport = transport.with_api_key(key.expose());
+        }
         let failures = Arc::new(Mutex::new(Vec::new()));
         let sink = failures.clone();
-        let processor = BulkProcessorBuilder::new(transport)
+        let mut builder = BulkProcessorBuilder::new(transport)
             .name(name.clone())
-            .workers(workers.max(1))
-            .on_failure(move |item| sink.lock().unwrap_or_else(|p| p.into_inner()).push(item))
-            .build()
-            .map_err(|e| refused(e.to_string()))?;
+            .workers(options.workers.max(1))
+            .bulk_actions(options.bulk_actions)
+            .backoff(options.backoff)
+            .on_failure(move |item| sink.lock().unwrap_or_else(|p| p.into_inner()).push(item));
+        if let Some(bytes) = options.max_buffered_bytes {
+            builder = builder.max_buffered_bytes(bytes);
+        }
+        let processor = builder.build().map_err(|e| refused(e.to_string()))?;
         Ok(ElasticsearchOutput {
             name,
             index: index.to_owned(),
@@ -54,29 +134,75 @@ impl ElasticsearchOutput {
             failures,
         })
     }
-}
 
-impl ElasticsearchOutput {
+    /// The index documents go to.
+    pub fn index(&self) -> &str {
+        &self.index
+    }
+
     /// Indexes `batch`; the documents refused for good (mapping errors, conflicts:
     /// an item status the bulk processor does not retry) are returned, each with
     /// its position in `batch` and the server's error, the others are indexed.
-    /// `Err` when documents could not be indexed: retryable
-    /// ([`OutputError::Unavailable`]) for a reason that may pass (the cluster
-    /// unreachable until the retries ran out: send the batch again), not
-    /// retryable ([`OutputError::Refused`], naming the status and what to do)
-    /// when the server refused a bulk request as a whole (401, 403, 413, 500...,
-    /// see [`bulk::classify_status`]): sending again cannot help until someone acts.
+    /// `Err` as [`send_requests`](Self::send_requests).
     pub async fn send_reporting(
         &mut self,
         batch: &[Message],
     ) -> Result<Vec<(usize, String)>, OutputError> {
-        for m in batch {
-            let request = TargetDocument::of_message(m)
-                .index_request(&self.index, m.payload.get().as_bytes().to_vec());
-            self.processor
-                .add(request)
-                .await
-                .map_err(|e| self.unavailable(&e))?;
+        let requests = batch
+            .iter()
+            .map(|m| {
+                TargetDocument::of_message(m)
+                    .index_request(&self.index, m.payload.get().as_bytes().to_vec())
+            })
+            .collect();
+        let refused = self.send_requests(requests).await?;
+        Ok(refused
+            .into_iter()
+            .map(|r| {
+                let status = r.status.map(|s| s.to_string()).unwrap_or_default();
+                (r.position, format!("HTTP {status}: {}", r.error))
+            })
+            .collect())
+    }
+
+    /// Sends `requests` and waits until each is indexed or failed. Returns the
+    /// documents refused for good ([`Refusal`], by position, ascending); a
+    /// superseded version (a newer one is already there) is no refusal.
+    /// `Err` when documents could not be indexed: retryable
+    /// ([`OutputError::Unavailable`]) for a reason that may pass (the cluster
+    /// unreachable until the bulk processor's retries ran out: send the batch
+    /// again), not retryable ([`OutputError::Refused`], naming the status and what
+    /// to do) when the server refused a bulk request as a whole (401, 403, 413,
+    /// 500..., see [`bulk::classify_status`]): sending again cannot help until
+    /// someone acts.
+    pub async fn send_requests(
+        &mut self,
+        requests: Vec<BulkRequest>,
+    ) -> Result<Vec<Refusal>, OutputError> {
+        let total = requests.len();
+        let ids: Vec<Option<String>> = requests
+            .iter()
+            .map(|r| r.doc_id().map(str::to_owned))
+            .collect();
+        let mut refused = Vec::new();
+        for (position, request) in requests.into_iter().enumerate() {
+            let Err(e) = self.processor.add(request).await else {
+                continue;
+            };
+            let error = e.to_string();
+            match e {
+                // The document's own fault: no retry can send it.
+                BulkError::TooLarge { request, .. } | BulkError::InvalidRequest { request, .. } => {
+                    refused.push(Refusal {
+                        position,
+                        status: None,
+                        error,
+                        attempts: 0,
+                        request: *request,
+                    });
+                }
+                other => return Err(self.unavailable(&other)),
+            }
         }
         self.processor
             .flush()
@@ -94,9 +220,8 @@ impl ElasticsearchOutput {
             return Err(OutputError::Refused {
                 output: self.name.clone(),
                 reason: format!(
-                    "{} of {} documents were not indexed: {}",
+                    "{} of {total} documents were not indexed: {}",
                     failed.len(),
-                    batch.len(),
                     whole_request_failure(f, &self.index)
                 ),
             });
@@ -105,29 +230,35 @@ impl ElasticsearchOutput {
             return Err(OutputError::Unavailable {
                 output: self.name.clone(),
                 reason: format!(
-                    "{} of {} documents were not indexed; first: {} ({})",
+                    "{} of {total} documents were not indexed; first: {} ({})",
                     failed.len(),
-                    batch.len(),
                     transient.request.doc_id().unwrap_or("<no id>"),
                     transient.error
                 ),
             });
         }
-        let mut taken = vec![false; batch.len()];
-        let mut refused = Vec::with_capacity(failed.len());
+        let mut taken = vec![false; total];
+        for r in &refused {
+            taken[r.position] = true;
+        }
         for f in failed {
-            let id = f.request.doc_id().unwrap_or_default();
-            let position = batch
+            let id = f.request.doc_id();
+            let position = ids
                 .iter()
                 .enumerate()
-                .position(|(i, m)| !taken[i] && document_id(m) == id);
-            if let Some(i) = position {
-                taken[i] = true;
-                let status = f.status.map(|s| s.to_string()).unwrap_or_default();
-                refused.push((i, format!("HTTP {status}: {}", f.error)));
+                .position(|(i, known)| !taken[i] && known.as_deref() == id);
+            if let Some(position) = position {
+                taken[position] = true;
+                refused.push(Refusal {
+                    position,
+                    status: f.status,
+                    error: f.error,
+                    attempts: f.attempts,
+                    request: f.request,
+                });
             }
         }
-        refused.sort_unstable_by_key(|(i, _)| *i);
+        refused.sort_unstable_by_key(|r| r.position);
         Ok(refused)
     }
 }

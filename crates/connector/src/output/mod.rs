@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::message::{Message, MessageId};
 
-pub use elasticsearch::ElasticsearchOutput;
+pub use elasticsearch::{ElasticsearchOutput, ElasticsearchOutputOptions, Refusal};
 pub use file::{FileOutput, StdoutOutput};
 
 /// Why an output could not take a batch.
