@@ -273,8 +273,18 @@ impl QuerySpec {
         let ts_field = self.config.timestamp_field.as_str();
         let exists = json!({"exists": {"field": ts_field}});
         let mut filter = Vec::new();
-        let window = (self.from.is_some() || self.until.is_some())
-            .then(|| self.range(self.from.clone(), self.until.clone()));
+        let mut bounds = Vec::with_capacity(2);
+        if self.from.is_some() || self.until.is_some() {
+            bounds.push(self.range(self.from.clone(), self.until.clone()));
+        }
+        if let Some(ceiling) = &self.ceiling {
+            bounds.push(self.range(None, Some(ceiling.clone())));
+        }
+        let window = match bounds.len() {
+            0 => None,
+            1 => bounds.pop(),
+            _ => Some(json!({"bool": {"filter": bounds}})),
+        };
         match self.config.missing_timestamp {
             MissingTimestamp::Skip => {
                 filter.push(exists.clone());

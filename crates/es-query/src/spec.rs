@@ -431,6 +431,7 @@ impl QueryConfig {
             tiebreaker,
             from,
             until,
+            ceiling: None,
         })
     }
 }
@@ -454,6 +455,8 @@ pub struct QuerySpec {
     pub(crate) tiebreaker: Tiebreaker,
     pub(crate) from: Option<serde_json::Value>,
     pub(crate) until: Option<serde_json::Value>,
+    /// [`QuerySpec::with_ceiling`]'s bound, rendered.
+    pub(crate) ceiling: Option<serde_json::Value>,
 }
 
 impl QuerySpec {
@@ -470,6 +473,18 @@ impl QuerySpec {
     /// The tiebreaker in use.
     pub fn tiebreaker(&self) -> &Tiebreaker {
         &self.tiebreaker
+    }
+
+    /// A copy whose requests also read only documents with a timestamp strictly
+    /// before `ceiling` (on top of `until`, if any): the settle bound of a live
+    /// tail, fixed for one pass, so the cursor never passes a position that
+    /// documents may still fill in. Documents without a timestamp are not
+    /// affected (see [`MissingTimestamp`]).
+    pub fn with_ceiling(&self, ceiling: DateTime<Utc>) -> QuerySpec {
+        QuerySpec {
+            ceiling: Some(self.config.timestamp_type.bound(ceiling)),
+            ..self.clone()
+        }
     }
 }
 

@@ -18,6 +18,9 @@ struct Case {
     flavor: Flavor,
     config: QueryConfig,
     call: Call,
+    /// [`QuerySpec::with_ceiling`], an RFC 3339 instant.
+    #[serde(default)]
+    ceiling: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(default)]
     expect: Option<Value>,
     #[serde(default)]
@@ -88,7 +91,10 @@ fn duration(text: &str) -> Duration {
 }
 
 fn run(case: &Case) -> Result<Value, QueryError> {
-    let spec: QuerySpec = case.config.clone().build(case.flavor)?;
+    let mut spec: QuerySpec = case.config.clone().build(case.flavor)?;
+    if let Some(ceiling) = case.ceiling {
+        spec = spec.with_ceiling(ceiling);
+    }
     let cursor = |c: &Option<Vec<Value>>| c.clone().map(Cursor::new);
     let request = match &case.call {
         Call::Build => return Ok(Value::Null),

@@ -137,7 +137,12 @@ impl ElasticsearchSource {
         self.client = Some(client);
         self.server = Some(server);
         for (slot, spec) in self.slots.iter_mut().zip(specs) {
-            slot.reader = Some(Reader::new(spec, mode, self.config.keep_alive));
+            slot.reader = Some(Reader::new(
+                spec,
+                mode,
+                self.config.keep_alive,
+                self.config.settle,
+            ));
         }
         self.load_state().await?;
         if let Some(manager) = &self.state {

@@ -1,7 +1,8 @@
 //! Reading pages after a cursor, whatever the pagination: plain `search_after`,
 //! `search_after` inside a point in time, or a scroll. Owns the server-side
 //! contexts: opened per pass, closed at the end of a pass (an empty page), on
-//! error and on close; an expired one is reopened once from the cursor.
+//! error and on close; an expired one is reopened once from the cursor. Each pass
+//! reads only documents with a timestamp before its start minus `settle`.
 
 use std::time::Duration;
 
@@ -26,18 +27,28 @@ pub(crate) struct Reader {
     spec: QuerySpec,
     mode: ReadMode,
     keep_alive: Duration,
+    settle: Duration,
+    /// `spec` bounded by the current pass's ceiling; `None` between passes.
+    pass: Option<QuerySpec>,
     pit: Option<PitId>,
     scroll: Option<ScrollId>,
     what: String,
 }
 
 impl Reader {
-    pub(crate) fn new(spec: QuerySpec, mode: ReadMode, keep_alive: Duration) -> Self {
+    pub(crate) fn new(
+        spec: QuerySpec,
+        mode: ReadMode,
+        keep_alive: Duration,
+        settle: Duration,
+    ) -> Self {
         let what = format!("search {}", spec.config().index);
         Reader {
             spec,
             mode,
             keep_alive,
+            settle,
+            pass: None,
             pit: None,
             scroll: None,
             what,
@@ -92,11 +103,28 @@ impl Reader {
         }
     }
 
+    /// The spec of the pass in progress, starting one (its ceiling: now minus
+    /// `settle`) if none is. A context reopened after expiring stays in its pass.
+    fn pass_spec(&mut self) -> QuerySpec {
+        let settle = self.settle;
+        let spec = &self.spec;
+        self.pass
+            .get_or_insert_with(|| {
+                let settle = chrono::Duration::from_std(settle).unwrap_or(chrono::Duration::MAX);
+                let ceiling = chrono::Utc::now()
+                    .checked_sub_signed(settle)
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+                spec.with_ceiling(ceiling)
+            })
+            .clone()
+    }
+
     async fn try_page(&mut self, client: &EsClient, after: Option<&Cursor>) -> Result<SearchPage> {
+        let spec = self.pass_spec();
         let refused = |e| client.refused(&self.what, e);
         match self.mode {
             ReadMode::Plain => {
-                let request = self.spec.search_after_page(after, None).map_err(refused)?;
+                let request = spec.search_after_page(after, None).map_err(refused)?;
                 client.search(&request, &self.what).await
             }
             ReadMode::PointInTime => {
@@ -105,13 +133,12 @@ impl Reader {
                     None => {
                         let pit = self.open_pit(client).await?;
                         // A `_shard_doc` value means nothing in another point in time.
-                        let cursor = after.map(|c| self.spec.cursor_for_new_pit(c));
+                        let cursor = after.map(|c| spec.cursor_for_new_pit(c));
                         self.pit = Some(pit.clone());
                         (pit, cursor)
                     }
                 };
-                let request = self
-                    .spec
+                let request = spec
                     .search_after_page(cursor.as_ref(), Some((&pit, self.keep_alive)))
                     .map_err(refused)?;
                 let page = client.search(&request, &self.what).await?;
@@ -122,8 +149,8 @@ impl Reader {
             }
             ReadMode::Scroll => {
                 let request = match &self.scroll {
-                    Some(id) => self.spec.scroll_next(id, self.keep_alive),
-                    None => self.spec.scroll_start(after, self.keep_alive),
+                    Some(id) => spec.scroll_next(id, self.keep_alive),
+                    None => spec.scroll_start(after, self.keep_alive),
                 }
                 .map_err(refused)?;
                 let page = client.search(&request, &self.what).await?;
@@ -151,9 +178,11 @@ impl Reader {
         PitId::from_open_response(&body).map_err(|e| client.refused(WHAT, e))
     }
 
-    /// Frees the point in time or scroll, if one is open. Failures are logged:
-    /// the server frees it anyway when `keep_alive` runs out.
+    /// Ends the pass: frees the point in time or scroll, if one is open (failures
+    /// are logged: the server frees it anyway when `keep_alive` runs out); the
+    /// next page starts a new pass, with a new ceiling.
     pub(crate) async fn close(&mut self, client: &EsClient) {
+        self.pass = None;
         if let Some(pit) = self.pit.take() {
             let outcome = match self.spec.close_pit(&pit) {
                 Ok(request) => client
