@@ -166,6 +166,14 @@ impl QuerySpec {
         json!([{ self.config.timestamp_field.as_str(): ts }, tiebreaker])
     }
 
+    /// The timestamp's sort clause alone (ascending, in the units of the sort values).
+    pub(crate) fn timestamp_sort(&self) -> Value {
+        let mut ts = Map::new();
+        ts.insert("order".into(), "asc".into());
+        self.config.timestamp_type.sort_options(&mut ts);
+        json!({ self.config.timestamp_field.as_str(): ts })
+    }
+
     fn common_body(&self, query: Value) -> Map<String, Value> {
         let mut body = Map::new();
         body.insert("size".into(), self.config.batch_size.into());
@@ -269,7 +277,7 @@ impl QuerySpec {
     }
 
     /// The user's query, the time window, the missing-timestamp policy and the cursor.
-    fn query(&self, hint: Option<Hint<'_>>) -> Result<Value> {
+    pub(crate) fn query(&self, hint: Option<Hint<'_>>) -> Result<Value> {
         let ts_field = self.config.timestamp_field.as_str();
         let exists = json!({"exists": {"field": ts_field}});
         let mut filter = Vec::new();
@@ -277,8 +285,8 @@ impl QuerySpec {
         if self.from.is_some() || self.until.is_some() {
             bounds.push(self.range(self.from.clone(), self.until.clone()));
         }
-        if let Some(ceiling) = &self.ceiling {
-            bounds.push(self.range(None, Some(ceiling.clone())));
+        if self.floor.is_some() || self.ceiling.is_some() {
+            bounds.push(self.range(self.floor.clone(), self.ceiling.clone()));
         }
         let window = match bounds.len() {
             0 => None,
@@ -382,7 +390,7 @@ impl QuerySpec {
 
     /// `{"range": {ts: {"gte", "lt", "format"}}}`: only `gte`/`lt`, which never round
     /// partial dates up.
-    fn range(&self, gte: Option<Value>, lt: Option<Value>) -> Value {
+    pub(crate) fn range(&self, gte: Option<Value>, lt: Option<Value>) -> Value {
         let mut bounds = Map::new();
         if let Some(gte) = gte {
             bounds.insert("gte".into(), gte);
@@ -399,7 +407,7 @@ impl QuerySpec {
 
 /// How a cursor restricts a query.
 #[derive(Clone, Copy)]
-enum Hint<'a> {
+pub(crate) enum Hint<'a> {
     /// Timestamp at or after the cursor's (search_after does the exact cut).
     AtOrAfter(&'a Cursor),
     /// Exactly after the cursor (scrolls, which refuse search_after).

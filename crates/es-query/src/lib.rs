@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod audit;
 mod build;
 mod cursor;
 mod error;
@@ -9,6 +10,7 @@ mod request;
 mod response;
 mod spec;
 
+pub use audit::parse_bucket_counts;
 pub use cursor::Cursor;
 pub use error::{QueryError, RECEIVED_SNIPPET_BYTES, Result};
 pub use flavor::Flavor;

@@ -245,7 +245,7 @@ impl QueryError {
     }
 }
 
-fn error_from_document(status: u16, doc: &Value, body: &[u8]) -> QueryError {
+pub(crate) fn error_from_document(status: u16, doc: &Value, body: &[u8]) -> QueryError {
     let Some(error) = doc.get("error") else {
         return QueryError::ServerError {
             status,
@@ -308,7 +308,7 @@ fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// `_shards.failed > 0` is an error naming the first failure.
-fn check_shards(doc: &Value) -> Result<()> {
+pub(crate) fn check_shards(doc: &Value) -> Result<()> {
     let Some(shards) = doc.get("_shards") else {
         return Ok(());
     };
@@ -339,7 +339,7 @@ fn check_shards(doc: &Value) -> Result<()> {
     })
 }
 
-fn parse_json(what: &'static str, body: &[u8]) -> Result<Value> {
+pub(crate) fn parse_json(what: &'static str, body: &[u8]) -> Result<Value> {
     serde_json::from_slice(body).map_err(|e| {
         let first = body.iter().find(|b| !b.is_ascii_whitespace());
         let reason = if first == Some(&b'<') {

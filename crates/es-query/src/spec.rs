@@ -432,6 +432,7 @@ impl QueryConfig {
             from,
             until,
             ceiling: None,
+            floor: None,
         })
     }
 }
@@ -457,6 +458,8 @@ pub struct QuerySpec {
     pub(crate) until: Option<serde_json::Value>,
     /// [`QuerySpec::with_ceiling`]'s bound, rendered.
     pub(crate) ceiling: Option<serde_json::Value>,
+    /// The audit's lower bound (inclusive), rendered.
+    pub(crate) floor: Option<serde_json::Value>,
 }
 
 impl QuerySpec {

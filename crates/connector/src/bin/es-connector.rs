@@ -63,6 +63,32 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Compare what the index holds with what was delivered, per time bucket, up
+    /// to the committed cursor: print the buckets that differ (missed,
+    /// duplicated, deleted since delivery). Exits with status 1 when documents
+    /// were missed. The destination is read back: `[output]` file, elasticsearch
+    /// or iggy.
+    Audit {
+        /// The connector configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only documents with a timestamp at or after this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only documents with a timestamp before this instant (RFC 3339). Default:
+        /// the committed cursor's timestamp.
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Bucket width, e.g. 10s, 1m, 1h.
+        #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+        bucket: std::time::Duration,
+        /// Examine every bucket document by document, not only those whose counts differ.
+        #[arg(long)]
+        exact: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration and report the server's flavour and version.
     Check {
         /// The connector configuration file (TOML).
@@ -153,6 +179,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             no_progress,
         } => run_command(&config, once, metrics_addr, !no_progress).await,
         Command::Check { config } => check_command(&config).await,
+        Command::Audit {
+            config,
+            since,
+            until,
+            bucket,
+            exact,
+            json,
+        } => {
+            let options = connector::audit::AuditOptions {
+                since,
+                until,
+                bucket,
+                exact,
+            };
+            audit_command(&config, &options, json).await
+        }
         #[cfg(feature = "iggy")]
         Command::Sink { config, once } => sink_command(&config, once).await,
         #[cfg(feature = "iggy")]
@@ -164,6 +206,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state_command(action, &config).await
         }
     }
+}
+
+async fn audit_command(
+    path: &Path,
+    options: &connector::audit::AuditOptions,
+    json: bool,
+) -> anyhow::Result<()> {
+    let config = ConnectorConfig::from_file(path)?;
+    let report = connector::audit::audit(&config, options).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    if report.missed_any() {
+        bail!(
+            "{} documents of {} were never delivered to {} (see the buckets above)",
+            report.missed,
+            report.index,
+            report.destination
+        );
+    }
+    Ok(())
 }
 
 #[cfg(feature = "iggy")]

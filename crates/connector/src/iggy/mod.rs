@@ -167,6 +167,10 @@ pub struct TopicMessage {
     pub id: u128,
     /// Its `es_id` header, if it has one.
     pub es_id: Option<String>,
+    /// Its `es_index` header, if it has one.
+    pub es_index: Option<String>,
+    /// Its `es_timestamp` header, if it has one.
+    pub es_timestamp: Option<String>,
 }
 
 /// Reads every message of `target`, partition by partition from offset 0,
@@ -210,16 +214,21 @@ pub async fn read_topic(
                 break;
             }
             for m in &polled.messages {
-                let es_id = m.user_headers_map().ok().flatten().and_then(|headers| {
-                    headers
-                        .iter()
-                        .find(|(k, _)| k.to_string_value() == crate::message::HEADER_ID)
-                        .map(|(_, v)| v.to_string_value())
-                });
+                let headers = m.user_headers_map().ok().flatten();
+                let header = |name: &str| {
+                    headers.as_ref().and_then(|headers| {
+                        headers
+                            .iter()
+                            .find(|(k, _)| k.to_string_value() == name)
+                            .map(|(_, v)| v.to_string_value())
+                    })
+                };
                 each(TopicMessage {
                     partition: p.id,
                     id: m.header.id,
-                    es_id,
+                    es_id: header(crate::message::HEADER_ID),
+                    es_index: header(crate::message::HEADER_INDEX),
+                    es_timestamp: header(crate::message::HEADER_TIMESTAMP),
                 });
             }
             offset += polled.messages.len() as u64;

@@ -28,11 +28,13 @@
 //! slices is refused (its cursors mean nothing here) until it is reset.
 
 mod batch;
-mod client;
-mod dedup;
+pub(crate) mod client;
+pub(crate) mod dedup;
 mod reader;
 mod slots;
 mod state_ext;
+
+pub(crate) use slots::stored_cursors;
 
 use std::sync::Arc;
 
@@ -72,6 +74,24 @@ pub const SLICE_CURSORS_FIELD: &str = "slice_cursors";
 /// one compact string of 64-bit fingerprints per slice (`source::dedup`). A new point in time resumes at the start of that
 /// timestamp (a `_shard_doc` value means nothing in another one); these are skipped.
 pub const SEEN_FIELD: &str = "seen_at_cursor";
+
+/// The query `config` describes (index, timestamp, tiebreaker, the user's query,
+/// batch size, `slice`), before slicing by `slices`.
+pub(crate) fn query_config(c: &PluginConfig) -> Result<QueryConfig> {
+    let mut base = QueryConfig::new(c.index.clone())
+        .with_timestamp_field(c.timestamp_field.clone())
+        .with_timestamp_type(c.timestamp_type)
+        .with_missing_timestamp(c.missing_timestamp)
+        .with_query(c.query_json()?)
+        .with_batch_size(c.batch_size);
+    if let Some(field) = &c.tiebreaker_field {
+        base = base.with_tiebreaker_field(field.clone());
+    }
+    if let Some(slice) = c.slice {
+        base = base.with_slice(slice.id, slice.max);
+    }
+    Ok(base)
+}
 
 /// The Elasticsearch/OpenSearch source.
 #[derive(Debug)]
@@ -185,20 +205,8 @@ impl ElasticsearchSource {
 
     /// One query per slice: `slice = {id: i, max: slices}` when `slices` > 1.
     fn query_specs(&self, flavor: Flavor) -> Result<Vec<QuerySpec>> {
-        let c = &self.config;
         let slices = self.slots.len();
-        let mut base = QueryConfig::new(c.index.clone())
-            .with_timestamp_field(c.timestamp_field.clone())
-            .with_timestamp_type(c.timestamp_type)
-            .with_missing_timestamp(c.missing_timestamp)
-            .with_query(c.query_json()?)
-            .with_batch_size(c.batch_size);
-        if let Some(field) = &c.tiebreaker_field {
-            base = base.with_tiebreaker_field(field.clone());
-        }
-        if let Some(slice) = c.slice {
-            base = base.with_slice(slice.id, slice.max);
-        }
+        let base = query_config(&self.config)?;
         (0..slices)
             .map(|i| {
                 let mut query = base.clone();
