@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeZone as _, Utc};
-use es_query::{QuerySpec, SearchPage};
+use es_query::QuerySpec;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConnectorConfig, OutputConfig, PluginConfig};
@@ -27,7 +27,7 @@ use crate::error::{ConnectorError, Result};
 use crate::message::{HEADER_ID, HEADER_INDEX, HEADER_TIMESTAMP, MessageId};
 use crate::metrics::parse_timestamp_millis;
 use crate::source::client::EsClient;
-use crate::source::dedup::fingerprint;
+use crate::source::dedup::document_key;
 
 /// Default bucket width.
 pub const DEFAULT_BUCKET: Duration = Duration::from_secs(60);
@@ -215,10 +215,6 @@ impl Delivered {
     }
 }
 
-fn document_key(index: &str, id: &str) -> u64 {
-    fingerprint(MessageId::of(index, id, None))
-}
-
 /// The window and bucketing both sides are cut to.
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -400,25 +396,13 @@ async fn index_documents(
     let request = spec
         .ids_between(Some(from), to, PAGE, KEEP_ALIVE)
         .map_err(|e| client.refused(what, e))?;
-    let mut page: SearchPage = client.search(&request, what).await?;
     let mut documents = Vec::new();
-    loop {
-        let scroll = page.scroll_id.clone();
-        if page.hits.is_empty() {
-            if let Some(scroll) = scroll {
-                let _ = client.send(&spec.clear_scroll(&[scroll]), what).await;
-            }
-            return Ok(documents);
-        }
-        documents.extend(page.hits.into_iter().map(|h| (h.index, h.id)));
-        let Some(scroll) = scroll else {
-            return Ok(documents);
-        };
-        let next = spec
-            .scroll_next(&scroll, KEEP_ALIVE)
-            .map_err(|e| client.refused(what, e))?;
-        page = client.search(&next, what).await?;
-    }
+    client
+        .scroll_all(spec, &request, KEEP_ALIVE, what, |h| {
+            documents.push((h.index, h.id))
+        })
+        .await?;
+    Ok(documents)
 }
 
 /// One line of the `file` output: the headers are all the audit reads.
@@ -549,22 +533,14 @@ async fn read_target_index(
     let request = target
         .ids_between(since, until, PAGE, KEEP_ALIVE)
         .map_err(|e| client.refused(what, e))?;
-    let mut page = client.search(&request, what).await?;
     let mut delivered = Delivered::default();
-    loop {
-        let scroll = page.scroll_id.clone();
-        if page.hits.is_empty() {
-            if let Some(scroll) = scroll {
-                let _ = client.send(&target.clear_scroll(&[scroll]), what).await;
-            }
-            return Ok(delivered);
-        }
-        for hit in &page.hits {
-            let Some(ts) = spec.hit_timestamp(hit) else {
-                continue;
-            };
-            let Some(bucket) = window.bucket_of(ts.timestamp_millis()) else {
-                continue;
+    client
+        .scroll_all(&target, &request, KEEP_ALIVE, what, |hit| {
+            let Some(bucket) = spec
+                .hit_timestamp(&hit)
+                .and_then(|ts| window.bucket_of(ts.timestamp_millis()))
+            else {
+                return;
             };
             // Index names cannot hold `/`: the first one ends the source index.
             let (source_index, id) = hit
@@ -572,13 +548,7 @@ async fn read_target_index(
                 .split_once('/')
                 .unwrap_or((hit.index.as_str(), hit.id.as_str()));
             delivered.add(bucket, source_index, id, None);
-        }
-        let Some(scroll) = scroll else {
-            return Ok(delivered);
-        };
-        let next = target
-            .scroll_next(&scroll, KEEP_ALIVE)
-            .map_err(|e| client.refused(what, e))?;
-        page = client.search(&next, what).await?;
-    }
+        })
+        .await?;
+    Ok(delivered)
 }

@@ -184,6 +184,11 @@ pub struct PluginConfig {
     /// Default `5s`; `0s` bounds at the present only.
     #[serde(default = "default_settle", with = "humantime_duration")]
     pub settle: Duration,
+    /// Once caught up, look again at this much time behind the cursor and deliver
+    /// the documents that became searchable there since it passed (each once,
+    /// restarts included; see docs/live-tail.md). Default `0s`: off.
+    #[serde(default, with = "humantime_duration")]
+    pub late_window: Duration,
     /// The largest answer read from the server, in bytes (a page of `batch_size`
     /// documents is one answer): a larger one stops the source with an error
     /// naming this key instead of growing memory without bound. Default 256 MiB.
@@ -224,6 +229,7 @@ impl fmt::Debug for PluginConfig {
             .field("request_timeout", &self.request_timeout)
             .field("keep_alive", &self.keep_alive)
             .field("settle", &self.settle)
+            .field("late_window", &self.late_window)
             .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
@@ -427,6 +433,32 @@ impl PluginConfig {
                     humantime::format_duration(MAX_SETTLE)
                 ),
             ));
+        }
+        if self.missing_timestamp == MissingTimestamp::First
+            && self.pagination == Pagination::SearchAfter
+            && (self.slices > 1 || self.slice.is_some())
+        {
+            return Err(ConnectorError::invalid(
+                "plugin_config.missing_timestamp",
+                "\"first\" does not work with slicing inside a point in time: slices are cut \
+                 by the timestamp (the only cut that stays the same in every point in time), so \
+                 documents without one belong to no slice; use pagination = \"scroll\" or no slicing",
+            ));
+        }
+        if !self.late_window.is_zero() {
+            if self.slice.is_some() {
+                return Err(ConnectorError::invalid(
+                    "plugin_config.late_window",
+                    "does not work with `slice` (one slice of several instances cannot tell its \
+                     late documents from the other instances'); use `slices` inside one instance",
+                ));
+            }
+            if self.late_window < Duration::from_secs(1) || self.late_window > MAX_SETTLE {
+                return Err(ConnectorError::invalid(
+                    "plugin_config.late_window",
+                    "must be \"0s\" (off) or between 1s and a year, e.g. \"10m\"",
+                ));
+            }
         }
         if self.keep_alive < Duration::from_secs(1) {
             return Err(ConnectorError::invalid(

@@ -22,4 +22,7 @@ pub use metrics::{Metrics, MetricsServer};
 pub use output::{ElasticsearchOutput, FileOutput, Output, OutputError, StdoutOutput};
 pub use progress::{ProgressBar, RunObserver};
 pub use run::{RunOptions, RunSummary, open_with_retry, run};
-pub use source::{Ack, Batch, ElasticsearchSource, ReadMode, ServerInfo, StateManagerExt};
+pub use source::{
+    Ack, Batch, ElasticsearchSource, LATE_COUNT_FIELD, LATE_FIELD, ReadMode, ServerInfo,
+    StateManagerExt,
+};

@@ -8,42 +8,9 @@
 
 mod common;
 
-use chrono::{Duration, SecondsFormat, Utc};
 use common::*;
 use connector::ElasticsearchSource;
-use serde_json::{Value, json};
-
-fn ago(minutes: i64) -> Value {
-    json!((Utc::now() - Duration::minutes(minutes)).to_rfc3339_opts(SecondsFormat::Millis, true))
-}
-
-/// An index that refreshes only when asked: a document indexed without a refresh
-/// stays invisible to searches, like one waiting for its shard's refresh.
-async fn index_without_refresh(url: &str, tag: &str) -> TestIndex {
-    let index = TestIndex::standard(url, tag).await;
-    let r = index
-        .http()
-        .put(format!("{url}/{}/_settings", index.name))
-        .json(&json!({"index": {"refresh_interval": "-1"}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    index
-}
-
-/// Indexes `doc` without making it searchable.
-async fn index_unrefreshed(index: &TestIndex, doc: &Value) {
-    let id = doc["id"].as_str().unwrap();
-    let r = index
-        .http()
-        .put(format!("{}/{}/_doc/{id}", index.url, index.name))
-        .json(doc)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-}
+use serde_json::json;
 
 async fn source(url: &str, index: &TestIndex, state: &str, settle: &str) -> ElasticsearchSource {
     let extra = format!("settle = \"{settle}\"\n{state}");

@@ -241,3 +241,49 @@ fn slices_that_cannot_slice_are_refused_naming_the_key() {
     let default = ConnectorConfig::from_toml(base).unwrap();
     assert_eq!(default.plugin_config.slices, 1);
 }
+
+/// A slice must hold the same documents in every point in time: each pass opens a
+/// new one, and a document that moved to another slice would be delivered again
+/// by it (or skipped, when that slice's cursor is already past it). Elasticsearch
+/// slices a point in time by Lucene document id unless told a field, and merges
+/// renumber documents: two passes with a force-merge and new documents between.
+#[tokio::test]
+async fn slices_keep_their_documents_across_points_in_time() {
+    let Some(url) = es_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::standard(&url, "slices-stable").await;
+    let minute = |i: usize| json!(format!("2024-01-15T10:{:02}:{:02}Z", i / 60 % 60, i % 60));
+    // Several segments: five loads, each refreshed.
+    for part in 0..5 {
+        index.load(&docs(200, part * 200, minute)).await;
+    }
+    let extra = format!(
+        "slices = 2\nbatch_size = 100\n{}",
+        file_state(dir.path(), "stable")
+    );
+    let mut config = plugin_config(&url, &index.name, &extra);
+    tiebreaker_where_needed(&mut config).await;
+    let mut source = ElasticsearchSource::new(1, config);
+    source.open().await.unwrap();
+    let mut delivered = drain(&mut source).await;
+    // New documents after every cursor, then one segment: document ids change.
+    index.load(&docs(500, 1000, minute)).await;
+    let merged = index
+        .http()
+        .post(format!(
+            "{url}/{}/_forcemerge?max_num_segments=1",
+            index.name
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        merged.status().is_success(),
+        "{}",
+        merged.text().await.unwrap()
+    );
+    index.refresh().await;
+    delivered.extend(drain(&mut source).await);
+    source.close().await.unwrap();
+    assert_exactly_once(&delivered, 1500);
+}

@@ -87,6 +87,39 @@ impl QuerySpec {
     }
 }
 
+impl QuerySpec {
+    /// Starts a scroll over the documents in `[from, until)` with their `_source`
+    /// (as configured), `_seq_no` and timestamp (the only sort value), a page of
+    /// `batch_size`: re-reading a time range behind the cursor. Ignores `slice`
+    /// (use a spec built without one).
+    pub fn documents_between(
+        &self,
+        from: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        keep_alive: Duration,
+    ) -> Result<Request> {
+        let query = self.between(from, until).query(None)?;
+        let mut body = json!({
+            "size": self.config.batch_size,
+            "sort": [self.timestamp_sort()],
+            "seq_no_primary_term": true,
+            "query": query,
+        });
+        if let Some(source) = &self.config.source {
+            body["_source"] = source.clone();
+        }
+        Ok(
+            Request::new(Method::Post, format!("/{}/_search", self.index_path))
+                .param(
+                    "scroll",
+                    crate::request::time_value("keep_alive", keep_alive)?,
+                )
+                .param("allow_partial_search_results", "false")
+                .body(body),
+        )
+    }
+}
+
 fn bucket_millis(bucket: Duration) -> Result<u64> {
     let millis = u64::try_from(bucket.as_millis()).unwrap_or(u64::MAX);
     if millis == 0 || u128::from(millis) * 1_000_000 != bucket.as_nanos() {

@@ -48,6 +48,13 @@ impl QuerySpec {
         }
         let path = match pit {
             Some((id, keep_alive)) => {
+                if let Some(Value::Object(inner)) = body.get_mut("slice") {
+                    // Without a field, Elasticsearch slices a point in time by Lucene
+                    // document id, which merges renumber: a document could change
+                    // slice between two points in time and be delivered twice or
+                    // never. The timestamp's doc values are the document's own.
+                    inner.insert("field".into(), self.config.timestamp_field.as_str().into());
+                }
                 body.insert(
                     "pit".into(),
                     json!({"id": id.as_str(), "keep_alive": time_value("keep_alive", keep_alive)?}),

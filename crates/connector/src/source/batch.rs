@@ -27,6 +27,12 @@ pub struct Ack {
     /// With the `_shard_doc` tiebreaker: the ids of the batch's documents at the
     /// cursor's timestamp (see `dedup`).
     pub(crate) tail_ids: Vec<crate::message::MessageId>,
+    /// With `late_window`: each document's timestamp (epoch ms) and key, recorded
+    /// in the window when committed.
+    pub(crate) window: Vec<(i64, u64)>,
+    /// Found behind the cursor by `late_window`: committing it records its
+    /// documents and counts them, and leaves the cursor where it is.
+    pub(crate) late: bool,
 }
 
 impl Ack {
@@ -43,6 +49,11 @@ impl Ack {
     /// The slice this batch was read from (`0..slices`; always 0 without `slices`).
     pub fn slice(&self) -> usize {
         self.slice
+    }
+
+    /// Whether `late_window` found these documents behind the cursor.
+    pub fn is_late(&self) -> bool {
+        self.late
     }
 }
 

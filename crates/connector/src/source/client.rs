@@ -181,6 +181,35 @@ impl EsClient {
         SearchPage::from_response(status, &body).map_err(|e| self.refused(what, e))
     }
 
+    /// Runs the scroll `first` starts to its end, handing every hit to `each`,
+    /// then frees it (a failure to free is ignored: `keep_alive` frees it).
+    pub(crate) async fn scroll_all(
+        &self,
+        spec: &es_query::QuerySpec,
+        first: &Request,
+        keep_alive: std::time::Duration,
+        what: &str,
+        mut each: impl FnMut(es_query::Hit),
+    ) -> Result<()> {
+        let mut page = self.search(first, what).await?;
+        loop {
+            let scroll = page.scroll_id.take();
+            let done = page.hits.is_empty();
+            page.hits.into_iter().for_each(&mut each);
+            let Some(scroll) = scroll else {
+                return Ok(());
+            };
+            if done {
+                let _ = self.send(&spec.clear_scroll(&[scroll]), what).await;
+                return Ok(());
+            }
+            let next = spec
+                .scroll_next(&scroll, keep_alive)
+                .map_err(|e| self.refused(what, e))?;
+            page = self.search(&next, what).await?;
+        }
+    }
+
     /// `GET /`: the server's flavour and version.
     pub(crate) async fn server_info(&self) -> Result<ServerInfo> {
         const WHAT: &str = "GET /";

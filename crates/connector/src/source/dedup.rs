@@ -94,38 +94,54 @@ impl SeenAtTimestamp {
         self.ids.is_empty()
     }
 
-    /// The state's form: [`ENCODING_PREFIX`], then the fingerprints sorted
-    /// ascending, 8 bytes each big-endian, in base64 without padding (the same
-    /// set always gives the same string).
+    /// The state's form: [`encode_fingerprints`] of the set.
     pub(crate) fn encode(&self) -> String {
-        let mut ids: Vec<u64> = self.ids.iter().copied().collect();
-        ids.sort_unstable();
-        let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
-        let mut out = String::with_capacity(ENCODING_PREFIX.len() + bytes.len() * 4 / 3 + 4);
-        out.push_str(ENCODING_PREFIX);
-        STANDARD_NO_PAD.encode_string(&bytes, &mut out);
-        out
+        encode_fingerprints(self.ids.iter().copied())
     }
 
     /// The fingerprints of [`encode`](Self::encode)'s string; `Err` says what is wrong.
     pub(crate) fn decode(text: &str) -> Result<Vec<u64>, String> {
-        let Some(body) = text.strip_prefix(ENCODING_PREFIX) else {
-            return Err(format!("does not start with `{ENCODING_PREFIX}`"));
-        };
-        let bytes = STANDARD_NO_PAD
-            .decode(body)
-            .map_err(|e| format!("is not base64: {e}"))?;
-        if bytes.len() % 8 != 0 {
-            return Err(format!(
-                "holds {} bytes, not a whole number of 8-byte fingerprints",
-                bytes.len()
-            ));
-        }
-        Ok(bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()))
-            .collect())
+        decode_fingerprints(text)
     }
+}
+
+/// The 64 bits that stand for a document (not a version of it) in the late window
+/// and the audit: its index and id.
+pub(crate) fn document_key(index: &str, id: &str) -> u64 {
+    fingerprint(MessageId::of(index, id, None))
+}
+
+/// The state's form of a set of fingerprints: [`ENCODING_PREFIX`], then the
+/// fingerprints sorted ascending, 8 bytes each big-endian, in base64 without
+/// padding (the same set always gives the same string).
+pub(crate) fn encode_fingerprints(ids: impl Iterator<Item = u64>) -> String {
+    let mut ids: Vec<u64> = ids.collect();
+    ids.sort_unstable();
+    let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+    let mut out = String::with_capacity(ENCODING_PREFIX.len() + bytes.len() * 4 / 3 + 4);
+    out.push_str(ENCODING_PREFIX);
+    STANDARD_NO_PAD.encode_string(&bytes, &mut out);
+    out
+}
+
+/// The fingerprints of [`encode_fingerprints`]'s string; `Err` says what is wrong.
+pub(crate) fn decode_fingerprints(text: &str) -> Result<Vec<u64>, String> {
+    let Some(body) = text.strip_prefix(ENCODING_PREFIX) else {
+        return Err(format!("does not start with `{ENCODING_PREFIX}`"));
+    };
+    let bytes = STANDARD_NO_PAD
+        .decode(body)
+        .map_err(|e| format!("is not base64: {e}"))?;
+    if bytes.len() % 8 != 0 {
+        return Err(format!(
+            "holds {} bytes, not a whole number of 8-byte fingerprints",
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()))
+        .collect())
 }
 
 #[cfg(test)]

@@ -30,10 +30,12 @@
 mod batch;
 pub(crate) mod client;
 pub(crate) mod dedup;
+mod late;
 mod reader;
 mod slots;
 mod state_ext;
 
+pub use late::{LATE_COUNT_FIELD, LATE_FIELD};
 pub(crate) use slots::stored_cursors;
 
 use std::sync::Arc;
@@ -93,6 +95,24 @@ pub(crate) fn query_config(c: &PluginConfig) -> Result<QueryConfig> {
     Ok(base)
 }
 
+/// Each hit's timestamp (epoch ms) and document key, for the late window.
+fn late_entries(spec: &QuerySpec, hits: &[es_query::Hit]) -> Vec<(i64, u64)> {
+    hits.iter()
+        .filter_map(|h| {
+            let ts = spec.hit_timestamp(h)?.timestamp_millis();
+            Some((ts, dedup::document_key(&h.index, &h.id)))
+        })
+        .collect()
+}
+
+/// A cursor's timestamp in epoch milliseconds.
+fn cursor_millis(kind: es_query::TimestampKind, cursor: &Cursor) -> Option<i64> {
+    Some(
+        kind.sort_value_to_time(cursor.timestamp_value()?)?
+            .timestamp_millis(),
+    )
+}
+
 /// The Elasticsearch/OpenSearch source.
 #[derive(Debug)]
 pub struct ElasticsearchSource {
@@ -120,6 +140,14 @@ pub struct ElasticsearchSource {
     /// (`data.last_offset`).
     committed_pass: u64,
     pass_offset: u64,
+    /// `late_window`: what was delivered behind the cursor (see `late`).
+    late: Option<late::LateWindow>,
+    /// The query without slicing, for re-reading the window.
+    late_spec: Option<QuerySpec>,
+    /// Late documents found by the last look, not handed out yet.
+    late_pending: std::collections::VecDeque<es_query::Hit>,
+    /// The window was looked at in this pass (once per pass, when caught up).
+    late_looked: bool,
 }
 
 impl ElasticsearchSource {
@@ -142,6 +170,10 @@ impl ElasticsearchSource {
             pass: 0,
             committed_pass: 0,
             pass_offset: 0,
+            late: None,
+            late_spec: None,
+            late_pending: std::collections::VecDeque::new(),
+            late_looked: false,
         }
     }
 
@@ -153,6 +185,15 @@ impl ElasticsearchSource {
         let server = client.server_info().await?;
         let mode = self.mode_for(server.flavor)?;
         let specs = self.query_specs(server.flavor)?;
+        self.late_spec = if self.config.late_window.is_zero() {
+            None
+        } else {
+            Some(
+                query_config(&self.config)?
+                    .build(server.flavor)
+                    .map_err(|e| ConnectorError::invalid("plugin_config.late_window", e))?,
+            )
+        };
         tracing::info!(url = client.url(), server = %server.flavor, version = %server.version, ?mode, index = %self.config.index, slices = self.slots.len(), "source opened");
         self.client = Some(client);
         self.server = Some(server);
@@ -248,7 +289,7 @@ impl ElasticsearchSource {
     /// concurrently; each call returns the waiting page of one slice (round-robin).
     /// The batch is empty once every slice is caught up.
     pub async fn poll_batch(&mut self) -> Result<Batch> {
-        let (Some(client), Some(state)) = (&self.client, &self.state) else {
+        let (Some(client), Some(state)) = (&self.client, self.state.clone()) else {
             return Err(ConnectorError::NotOpen);
         };
         if self.slots.iter().any(|s| s.reader.is_none()) {
@@ -281,8 +322,20 @@ impl ElasticsearchSource {
         let ready = (0..n)
             .map(|k| (self.next_slot + k) % n)
             .find(|&i| self.slots[i].ready.is_some());
+        // Caught up: documents that appeared behind the cursor, if looked for.
+        let late = if ready.is_none() && self.late.is_some() {
+            match self.poll_late().await {
+                Ok(late) => late,
+                Err(e) => {
+                    state.update(|s| s.data.poll_count += 1).await;
+                    return Err(self.record_error(e).await);
+                }
+            }
+        } else {
+            None
+        };
         let now = chrono::Utc::now();
-        let empty = ready.is_none();
+        let empty = ready.is_none() && late.is_none();
         let open = slots::open_scrolls(&self.slots);
         state
             .update(|s| {
@@ -297,12 +350,16 @@ impl ElasticsearchSource {
                 }
             })
             .await;
+        if let Some(late) = late {
+            return Ok(late);
+        }
         let Some(index) = ready else {
             // Every slice is caught up: the next poll starts a new pass of each.
             for slot in &mut self.slots {
                 slot.caught_up = false;
             }
             self.pass += 1;
+            self.late_looked = false;
             return Ok(Batch {
                 messages: Vec::new(),
                 ack: None,
@@ -329,6 +386,11 @@ impl ElasticsearchSource {
         } else {
             Vec::new()
         };
+        let window = if self.late.is_some() {
+            late_entries(spec, &page.hits)
+        } else {
+            Vec::new()
+        };
         let building = std::time::Instant::now();
         let messages: Vec<Message> = page
             .hits
@@ -349,6 +411,8 @@ impl ElasticsearchSource {
             handed_out: std::time::Instant::now(),
             scroll_id: page.scroll_id,
             tail_ids,
+            window,
+            late: false,
         };
         self.next_seq += 1;
         slot.next_seq += 1;
@@ -363,7 +427,7 @@ impl ElasticsearchSource {
     /// one slice must be committed in poll order; committing the same batch again
     /// retries a failed save.
     pub async fn commit(&mut self, ack: &Ack) -> Result<()> {
-        let Some(state) = &self.state else {
+        let Some(state) = self.state.clone() else {
             return Err(ConnectorError::NotOpen);
         };
         let sliced = self.slots.len() > 1;
@@ -377,7 +441,10 @@ impl ElasticsearchSource {
                 ),
             ));
         };
-        if ack.slice_seq == slot.next_commit {
+        let next_commit = slot.next_commit;
+        if ack.slice_seq == next_commit && ack.late {
+            self.commit_late(ack, &state).await;
+        } else if ack.slice_seq == next_commit {
             let elapsed_ms = (ack.read_took + ack.handed_out.elapsed()).as_secs_f64() * 1000.0;
             if self.committed_pass != ack.pass {
                 self.committed_pass = ack.pass;
@@ -389,6 +456,7 @@ impl ElasticsearchSource {
             self.slots[ack.slice]
                 .committed_seen
                 .record(ack.cursor.sort.first(), &ack.tail_ids);
+            let late_window = self.record_in_window(ack);
             let seen = if self.slots.iter().all(|s| s.committed_seen.is_empty()) {
                 None
             } else {
@@ -427,6 +495,9 @@ impl ElasticsearchSource {
                         Some(seen) => d.extra.insert(SEEN_FIELD.into(), seen),
                         None => d.extra.remove(SEEN_FIELD),
                     };
+                    if let Some(window) = late_window {
+                        d.extra.insert(LATE_FIELD.into(), window);
+                    }
                     d.total_documents_fetched += ack.documents;
                     d.last_offset = offset;
                     d.last_document_id = Some(ack.last_document_id.clone());
@@ -450,9 +521,9 @@ impl ElasticsearchSource {
             slot.next_commit += 1;
             self.last_committed = Some(ack.cursor.clone());
             self.unsaved = true;
-        } else if ack.slice_seq + 1 != slot.next_commit {
+        } else if ack.slice_seq + 1 != next_commit {
             return Err(ConnectorError::OutOfOrder {
-                expected: slot.next_commit,
+                expected: next_commit,
                 got: ack.slice_seq,
             });
         }
@@ -460,6 +531,189 @@ impl ElasticsearchSource {
             state.save().await?;
         }
         self.unsaved = false;
+        Ok(())
+    }
+
+    /// Records a committed batch's documents in the late window and forgets what
+    /// fell out of it; the window's state form (`None` when `late_window` is off).
+    fn record_in_window(&mut self, ack: &Ack) -> Option<Value> {
+        let kind = self.late_spec.as_ref()?.config().timestamp_type;
+        let horizon = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let cursor = if i == ack.slice && !ack.late {
+                    Some(&ack.cursor)
+                } else {
+                    s.committed.as_ref()
+                };
+                cursor_millis(kind, cursor?)
+            })
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|all| all.into_iter().min());
+        let window = self.late.as_mut()?;
+        for (ts, key) in &ack.window {
+            window.record(*ts, *key);
+        }
+        if let Some(horizon) = horizon {
+            window.prune(horizon);
+        }
+        Some(window.to_value())
+    }
+
+    /// Commits a batch `late_window` found: its documents join the window and
+    /// the counts; the cursors stay.
+    async fn commit_late(&mut self, ack: &Ack, state: &StateManager) {
+        let window = self.record_in_window(ack);
+        let documents = ack.documents;
+        let bytes = ack.bytes;
+        state
+            .update(|s| {
+                let d = &mut s.data;
+                if let Some(window) = window {
+                    d.extra.insert(LATE_FIELD.into(), window);
+                }
+                let late = d
+                    .extra
+                    .get(LATE_COUNT_FIELD)
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    + documents;
+                d.extra.insert(LATE_COUNT_FIELD.into(), late.into());
+                d.total_documents_fetched += documents;
+                d.processing_stats.total_bytes_processed += bytes;
+            })
+            .await;
+        self.slots[ack.slice].next_commit += 1;
+        self.unsaved = true;
+    }
+
+    /// A batch of late documents: found by looking behind the cursor once per
+    /// pass (when every slice is caught up), handed out `batch_size` at a time.
+    /// `None` when there are none (left).
+    async fn poll_late(&mut self) -> Result<Option<Batch>> {
+        if self.late_pending.is_empty() {
+            if self.late_looked {
+                return Ok(None);
+            }
+            // Only once everything handed out is committed: the window must hold
+            // every delivered document, or it would be found again.
+            if self.slots.iter().any(|s| s.next_commit != s.next_seq) {
+                return Ok(None);
+            }
+            self.late_looked = true;
+            self.look_behind().await?;
+            if self.late_pending.is_empty() {
+                return Ok(None);
+            }
+        }
+        let (Some(spec), Some(slot)) = (self.late_spec.as_ref(), self.slots.first_mut()) else {
+            return Ok(None);
+        };
+        let Some(cursor) = slot.read_position.clone() else {
+            return Ok(None);
+        };
+        let take = self.config.batch_size.min(self.late_pending.len());
+        let hits: Vec<es_query::Hit> = self.late_pending.drain(..take).collect();
+        let window = late_entries(spec, &hits);
+        let last_document_id = hits.last().map(|h| h.id.clone()).unwrap_or_default();
+        let messages: Vec<Message> = hits
+            .into_iter()
+            .map(|hit| batch::to_message(spec, hit))
+            .collect();
+        let bytes = messages.iter().map(|m| m.payload.get().len() as u64).sum();
+        let ack = Ack {
+            seq: self.next_seq,
+            slice: 0,
+            slice_seq: slot.next_seq,
+            cursor,
+            last_document_id,
+            documents: messages.len() as u64,
+            bytes,
+            pass: self.pass,
+            read_took: std::time::Duration::ZERO,
+            handed_out: std::time::Instant::now(),
+            scroll_id: None,
+            tail_ids: Vec::new(),
+            window,
+            late: true,
+        };
+        self.next_seq += 1;
+        slot.next_seq += 1;
+        Ok(Some(Batch {
+            messages,
+            ack: Some(ack),
+        }))
+    }
+
+    /// Counts the documents per bucket of the window behind the earliest slice's
+    /// cursor (one aggregation) and re-reads the buckets holding more than was
+    /// delivered there, keeping the documents not delivered yet in `late_pending`.
+    async fn look_behind(&mut self) -> Result<()> {
+        const WHAT: &str = "late_window: look behind the cursor";
+        let (Some(client), Some(spec), Some(window)) = (
+            self.client.as_ref(),
+            self.late_spec.as_ref(),
+            self.late.as_ref(),
+        ) else {
+            return Ok(());
+        };
+        let kind = spec.config().timestamp_type;
+        // Every slice must have delivered something: one that has not reads from
+        // the start anyway.
+        let Some(cursor_ms) = self
+            .slots
+            .iter()
+            .map(|s| cursor_millis(kind, s.read_position.as_ref()?))
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|all| all.into_iter().min())
+        else {
+            return Ok(());
+        };
+        let (from, until) = window.range(cursor_ms);
+        let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
+        let (Some(from_at), Some(until_at)) = (at(from), at(until)) else {
+            return Ok(());
+        };
+        let request = spec
+            .count_per_bucket(Some(from_at), until_at, window.bucket())
+            .map_err(|e| client.refused(WHAT, e))?;
+        let (status, body) = client.send(&request, WHAT).await?;
+        let counts =
+            es_query::parse_bucket_counts(status, &body).map_err(|e| client.refused(WHAT, e))?;
+        let changed = window.changed(&counts, from, until);
+        let mut pending: Vec<es_query::Hit> = Vec::new();
+        let mut keys = std::collections::HashSet::new();
+        for (a, b) in &changed {
+            let (Some(a), Some(b)) = (at(*a), at(*b)) else {
+                continue;
+            };
+            let request = spec
+                .documents_between(Some(a), b, self.config.keep_alive)
+                .map_err(|e| client.refused(WHAT, e))?;
+            client
+                .scroll_all(spec, &request, self.config.keep_alive, WHAT, |hit| {
+                    let Some(ts) = spec.hit_timestamp(&hit) else {
+                        return;
+                    };
+                    let key = dedup::document_key(&hit.index, &hit.id);
+                    if !window.contains(ts.timestamp_millis(), key) && keys.insert(key) {
+                        pending.push(hit);
+                    }
+                })
+                .await?;
+        }
+        if !pending.is_empty() {
+            tracing::info!(
+                documents = pending.len(),
+                buckets = changed.len(),
+                window = ?window.window(),
+                remembered = window.remembered(),
+                "late_window: documents appeared behind the cursor; delivering them"
+            );
+        }
+        self.late_pending.extend(pending);
         Ok(())
     }
 
@@ -623,6 +877,9 @@ impl ElasticsearchSource {
     async fn adopt(&mut self, state: &ConnectorState) -> Result<()> {
         let cursors = slots::stored_cursors(state, self.slots.len())?;
         let seen = slots::stored_seen(state, &cursors)?;
+        self.late = self.restore_late(state)?;
+        self.late_pending.clear();
+        self.late_looked = false;
         let client = self.client.as_ref();
         for ((slot, cursor), seen) in self.slots.iter_mut().zip(cursors).zip(seen) {
             slot.committed_seen = seen;
@@ -632,6 +889,35 @@ impl ElasticsearchSource {
         self.after_reset();
         self.forget_closed_scroll().await;
         Ok(())
+    }
+
+    /// The late window of a (re)loaded state, or a fresh one (`None` when off).
+    fn restore_late(&self, state: &ConnectorState) -> Result<Option<late::LateWindow>> {
+        if self.config.late_window.is_zero() {
+            return Ok(None);
+        }
+        let mut window = late::LateWindow::new(self.config.late_window);
+        if let Some(stored) = state.data.extra.get(LATE_FIELD).filter(|v| !v.is_null()) {
+            let restored = window.restore(stored).map_err(|reason| {
+                ConnectorError::State(state_core::StateError::Corrupt {
+                    id: state.id.clone(),
+                    location: format!("data.{LATE_FIELD}"),
+                    reason: format!(
+                        "{reason}; remove the field or reset the state (documents delivered in \
+                         the window may then be delivered again)"
+                    ),
+                })
+            })?;
+            if !restored {
+                tracing::warn!(
+                    "late_window changed its bucket width since the state was saved: the \
+                     documents delivered in the window are forgotten, so late documents found \
+                     there may repeat ones delivered before"
+                );
+                window = late::LateWindow::new(self.config.late_window);
+            }
+        }
+        Ok(Some(window))
     }
 
     /// After every slot went back to its committed cursor: a new pass begins.

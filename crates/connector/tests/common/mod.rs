@@ -305,3 +305,39 @@ pub fn credentials() -> (String, String) {
         std::env::var("IGGY_PASSWORD").unwrap_or_else(|_| "iggy".into()),
     )
 }
+
+/// An index that refreshes only when asked: a document indexed without a refresh
+/// stays invisible to searches, like one waiting for its shard's refresh.
+pub async fn index_without_refresh(url: &str, tag: &str) -> TestIndex {
+    let index = TestIndex::standard(url, tag).await;
+    let r = index
+        .http()
+        .put(format!("{url}/{}/_settings", index.name))
+        .json(&json!({"index": {"refresh_interval": "-1"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    index
+}
+
+/// Indexes `doc` without making it searchable.
+pub async fn index_unrefreshed(index: &TestIndex, doc: &Value) {
+    let id = doc["id"].as_str().unwrap();
+    let r = index
+        .http()
+        .put(format!("{}/{}/_doc/{id}", index.url, index.name))
+        .json(doc)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// `minutes` before now, as an RFC 3339 timestamp (negative: in the future).
+pub fn ago(minutes: i64) -> Value {
+    json!(
+        (chrono::Utc::now() - chrono::Duration::minutes(minutes))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    )
+}

@@ -1,0 +1,146 @@
+//! `late_window` against the test server (`ES_URL`): a document that becomes
+//! searchable behind the cursor is delivered once the source is caught up, once:
+//! not again on the next look, not after a restart, and after a crash that lost
+//! its acknowledgement exactly once more. With `slices` too.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use connector::{ElasticsearchSource, LATE_COUNT_FIELD};
+use serde_json::json;
+
+async fn open(url: &str, index: &TestIndex, state: &str, extra: &str) -> ElasticsearchSource {
+    let extra = format!("settle = \"0s\"\nlate_window = \"1h\"\n{extra}\n{state}");
+    let mut config = plugin_config(url, &index.name, &extra);
+    tiebreaker_where_needed(&mut config).await;
+    let mut source = ElasticsearchSource::new(1, config);
+    source.open().await.unwrap();
+    source
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_document_searchable_behind_the_cursor_is_delivered_once() {
+    let Some(url) = es_url() else { return };
+    for slices in ["slices = 1", "slices = 2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = file_state(dir.path(), "late");
+        let index = index_without_refresh(&url, "late").await;
+        // Forty documents 15 to 5 minutes old, each at its own instant: slices are
+        // cut by timestamp, so every slice's cursor ends up after the late
+        // documents below (all forty in one slice: one chance in 2^39).
+        let now = chrono::Utc::now();
+        let mut head = docs(40, 0, |i| {
+            let at = now - chrono::Duration::seconds(900 - 15 * i64::try_from(i).unwrap());
+            json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        });
+        head.extend([
+            json!({"id": "a", "@timestamp": ago(30), "n": 1}),
+            json!({"id": "b", "@timestamp": ago(20), "n": 2}),
+            json!({"id": "old", "@timestamp": ago(120), "n": 3}),
+        ]);
+        index.load(&head).await;
+        // 25 minutes old, behind where the cursor will be, not searchable yet.
+        index_unrefreshed(&index, &json!({"id": "l1", "@timestamp": ago(25), "n": 4})).await;
+
+        let mut source = open(&url, &index, &state, slices).await;
+        let first = drain(&mut source).await;
+        let mut expected: Vec<String> = (0..40).map(|i| format!("d{i:06}")).collect();
+        expected.extend(["a", "b", "old"].map(String::from));
+        assert_eq!(sorted(first), sorted(expected), "{slices}: the head");
+
+        index.refresh().await;
+        let late = drain(&mut source).await;
+        assert_eq!(late, ["l1"], "{slices}: found behind the cursor");
+        assert!(
+            drain(&mut source).await.is_empty(),
+            "{slices}: not found again"
+        );
+        source.close().await.unwrap();
+
+        // A restart remembers what the window delivered.
+        let mut source = open(&url, &index, &state, slices).await;
+        assert!(
+            drain(&mut source).await.is_empty(),
+            "{slices}: nothing again after a restart"
+        );
+        // Another late document; its batch is handed out, then the process dies
+        // before acknowledging it.
+        index_unrefreshed(&index, &json!({"id": "l2", "@timestamp": ago(26), "n": 5})).await;
+        index.refresh().await;
+        let batch = source.poll_batch().await.unwrap();
+        let lost: Vec<String> = batch.messages.iter().map(doc_id).collect();
+        assert_eq!(lost, ["l2"], "{slices}");
+        assert!(batch.ack.as_ref().unwrap().is_late());
+        drop(source);
+
+        let mut source = open(&url, &index, &state, slices).await;
+        assert_eq!(
+            drain(&mut source).await,
+            ["l2"],
+            "{slices}: the unacknowledged late batch, once more"
+        );
+        assert!(drain(&mut source).await.is_empty(), "{slices}");
+        source.close().await.unwrap();
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("late.json")).unwrap()).unwrap();
+        assert_eq!(stored["data"][LATE_COUNT_FIELD], 2, "{slices}: {stored}");
+        assert_eq!(stored["data"]["total_documents_fetched"], 45, "{slices}");
+    }
+}
+
+/// Without `late_window`, the same document is never delivered (what the audit
+/// then names as missed).
+#[tokio::test]
+async fn without_a_late_window_the_document_behind_the_cursor_is_lost() {
+    let Some(url) = es_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = file_state(dir.path(), "nolate");
+    let index = index_without_refresh(&url, "nolate").await;
+    index
+        .load(&[
+            json!({"id": "a", "@timestamp": ago(30), "n": 1}),
+            json!({"id": "b", "@timestamp": ago(20), "n": 2}),
+        ])
+        .await;
+    index_unrefreshed(&index, &json!({"id": "l1", "@timestamp": ago(25), "n": 4})).await;
+    let extra = format!("settle = \"0s\"\n{state}");
+    let mut config = plugin_config(&url, &index.name, &extra);
+    tiebreaker_where_needed(&mut config).await;
+    let mut source = ElasticsearchSource::new(1, config);
+    source.open().await.unwrap();
+    assert_eq!(drain(&mut source).await, ["a", "b"]);
+    index.refresh().await;
+    assert!(
+        drain(&mut source).await.is_empty(),
+        "l1 is behind the cursor"
+    );
+    source.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn late_window_is_validated_naming_the_key() {
+    for (bad, says) in [
+        ("late_window = \"500ms\"", "between 1s"),
+        (
+            "late_window = \"10m\"\nslice = { id = 0, max = 2 }",
+            "slices",
+        ),
+    ] {
+        let text = format!("[plugin_config]\nurl = \"http://127.0.0.1:9\"\nindex = \"i\"\n{bad}\n");
+        let e = connector::ConnectorConfig::from_toml(&text)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("plugin_config.late_window") && e.contains(says),
+            "{bad}: {e}"
+        );
+    }
+}
