@@ -10,7 +10,8 @@
 //! | `es_connector_errors_total` | counter | errors met and retried (search, output, state) |
 //! | `es_connector_state_saves_total` | counter | successful state saves (persistent state only) |
 //! | `es_connector_state_save_seconds` | histogram | latency of those saves |
-//! | `es_connector_lag_seconds` | gauge | now − timestamp of the last delivered document |
+//! | `es_connector_late_documents_total` | counter | of those, documents `late_window` found behind the cursor |
+//! | `es_connector_lag_seconds` | gauge | now − timestamp of the last document delivered at the cursor (late ones excluded) |
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ struct Registry {
     documents: AtomicU64,
     bytes: AtomicU64,
     batches: AtomicU64,
+    late: AtomicU64,
     errors: AtomicU64,
     saves: AtomicU64,
     save_nanos: AtomicU64,
@@ -64,6 +66,7 @@ impl Metrics {
                 documents: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
                 batches: AtomicU64::new(0),
+                late: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 saves: AtomicU64::new(0),
                 save_nanos: AtomicU64::new(0),
@@ -79,6 +82,17 @@ impl Metrics {
         r.documents.fetch_add(documents, Ordering::Relaxed);
         r.bytes.fetch_add(bytes, Ordering::Relaxed);
         r.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Of the documents recorded by [`Metrics::record_batch`], `documents` were
+    /// late (found behind the cursor by `late_window`).
+    pub fn record_late(&self, documents: u64) {
+        self.inner.late.fetch_add(documents, Ordering::Relaxed);
+    }
+
+    /// Late documents delivered so far.
+    pub fn late_documents(&self) -> u64 {
+        self.inner.late.load(Ordering::Relaxed)
     }
 
     /// An error was met (and retried).
@@ -168,6 +182,11 @@ impl Metrics {
                 "es_connector_batches_total",
                 "Non-empty batches delivered and committed.",
                 &r.batches,
+            ),
+            (
+                "es_connector_late_documents_total",
+                "Of those, documents late_window found behind the cursor.",
+                &r.late,
             ),
             (
                 "es_connector_errors_total",
@@ -352,6 +371,18 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn late_documents_are_counted_apart() {
+        let m = Metrics::new();
+        m.record_batch(10, 100);
+        m.record_batch(3, 30);
+        m.record_late(3);
+        let text = m.render();
+        assert!(text.contains("es_connector_documents_total 13"), "{text}");
+        assert!(text.contains("es_connector_late_documents_total 3"), "{text}");
+        assert_eq!(m.late_documents(), 3);
+    }
 
     #[test]
     fn parses_timestamps() {

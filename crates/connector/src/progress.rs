@@ -9,6 +9,10 @@ pub trait RunObserver: Send + Sync + fmt::Debug {
     /// A batch of `documents` documents (`bytes` of `_source`) was committed.
     fn batch_committed(&self, documents: u64, bytes: u64);
 
+    /// After a committed batch at the cursor: now minus its last document's
+    /// timestamp (how far behind the index the run is).
+    fn lag(&self, _seconds: f64) {}
+
     /// The run is over (caught up with `once`, shut down, or failed).
     fn finished(&self) {}
 }
@@ -34,11 +38,11 @@ impl ProgressBar {
         let (bar, template) = match total {
             Some(total) => (
                 indicatif::ProgressBar::new(total),
-                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} docs, {per_sec}, ETA {eta}",
+                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} docs, {per_sec}, ETA {eta} {msg}",
             ),
             None => (
                 indicatif::ProgressBar::no_length(),
-                "{spinner} [{elapsed_precise}] {human_pos} docs, {per_sec}",
+                "{spinner} [{elapsed_precise}] {human_pos} docs, {per_sec} {msg}",
             ),
         };
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -64,8 +68,37 @@ impl RunObserver for ProgressBar {
         }
     }
 
+    fn lag(&self, seconds: f64) {
+        self.bar.set_message(lag_message(seconds));
+    }
+
     fn finished(&self) {
         // The run summary follows: clear the bar rather than leave it on its line.
         self.bar.finish_and_clear();
+    }
+}
+
+/// How the bar shows the lag: `lag 4.2s`, `lag 3m05s`, `lag 2h03m`.
+fn lag_message(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 60.0 {
+        format!("lag {s:.1}s")
+    } else if s < 3600.0 {
+        format!("lag {}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("lag {}h{:02}m", (s / 3600.0) as u64, (s % 3600.0 / 60.0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_reads_at_a_glance() {
+        assert_eq!(lag_message(4.24), "lag 4.2s");
+        assert_eq!(lag_message(185.0), "lag 3m05s");
+        assert_eq!(lag_message(7_380.0), "lag 2h03m");
+        assert_eq!(lag_message(-1.0), "lag 0.0s");
     }
 }

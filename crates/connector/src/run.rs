@@ -24,7 +24,7 @@ use crate::message::{HEADER_TIMESTAMP, Message, MessageId};
 use crate::metrics::Metrics;
 use crate::output::Output;
 use crate::progress::RunObserver;
-use crate::source::{Batch, ElasticsearchSource};
+use crate::source::{Ack, Batch, ElasticsearchSource};
 
 /// Shortest pause after a failure.
 pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -101,6 +101,8 @@ impl RunOptions {
 pub struct RunSummary {
     /// Documents delivered and committed.
     pub documents: u64,
+    /// Of those, documents `late_window` found behind the cursor.
+    pub late: u64,
     /// Non-empty batches delivered and committed.
     pub batches: u64,
     /// Errors met and retried.
@@ -369,9 +371,13 @@ async fn run_loop(
         summary.documents += batch.len() as u64;
         summary.batches += 1;
         let bytes = batch.ack.as_ref().map_or(0, |a| a.bytes);
+        let late = batch.ack.as_ref().is_some_and(Ack::is_late);
         if let Some(metrics) = &hooks.metrics {
             metrics.record_batch(batch.len() as u64, bytes);
-            if let Some(ts) = batch
+            if late {
+                // Old documents: the lag is the cursor's, which did not move.
+                metrics.record_late(batch.len() as u64);
+            } else if let Some(ts) = batch
                 .messages
                 .last()
                 .and_then(|m| m.headers.get(HEADER_TIMESTAMP))
@@ -379,8 +385,20 @@ async fn run_loop(
                 metrics.observe_timestamp(ts);
             }
         }
+        if late {
+            summary.late += batch.len() as u64;
+        }
         if let Some(observer) = &options.observer {
             observer.batch_committed(batch.len() as u64, bytes);
+            let last = batch
+                .messages
+                .last()
+                .and_then(|m| m.headers.get(HEADER_TIMESTAMP))
+                .and_then(|ts| crate::metrics::parse_timestamp_millis(ts));
+            if let (false, Some(millis)) = (late, last) {
+                let now = chrono::Utc::now().timestamp_millis();
+                observer.lag(now.saturating_sub(millis) as f64 / 1000.0);
+            }
         }
         tracing::info!(
             documents = summary.documents,

@@ -339,8 +339,13 @@ async fn run_command(
         .as_ref()
         .map(|c| serde_json::to_string(&c.sort).unwrap_or_default())
         .unwrap_or_else(|| "none".into());
+    let late = if summary.late > 0 {
+        format!(", {} of them late (found behind the cursor)", summary.late)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{}: {} documents in {} batches, {:.1}s, {:.0} docs/s, {} errors retried, cursor {cursor}",
+        "{}: {} documents in {} batches, {:.1}s, {:.0} docs/s, {} errors retried{late}, cursor {cursor}",
         if summary.interrupted {
             "stopped"
         } else {
