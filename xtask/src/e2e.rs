@@ -14,6 +14,8 @@ use crate::{net, step};
 
 #[path = "e2e_iggy.rs"]
 mod e2e_iggy;
+#[path = "e2e_late.rs"]
+mod e2e_late;
 #[path = "e2e_security.rs"]
 mod e2e_security;
 #[path = "e2e_source.rs"]
@@ -78,6 +80,14 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
         "30000 documents streamed in on the index's default 1 s refresh while `run` reads, by \
          event_id and by _shard_doc: each delivered exactly once",
         e2e_source::streaming_default_refresh,
+    ),
+    (
+        "source-late-window",
+        "3000 documents streamed on the default refresh, one in twenty 1-60 s late (half into \
+         an index of the pattern created mid-stream), three runs throughout: with late_window \
+         (SIGKILLed once) and with late_window and slices = 2 every document arrives; without, \
+         `audit` counts exactly the documents the output lacks and exits 1",
+        e2e_late::late_window,
     ),
     (
         "source-security",

@@ -380,7 +380,10 @@ mod tests {
         m.record_late(3);
         let text = m.render();
         assert!(text.contains("es_connector_documents_total 13"), "{text}");
-        assert!(text.contains("es_connector_late_documents_total 3"), "{text}");
+        assert!(
+            text.contains("es_connector_late_documents_total 3"),
+            "{text}"
+        );
         assert_eq!(m.late_documents(), 3);
     }
 

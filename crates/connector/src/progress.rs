@@ -86,7 +86,11 @@ fn lag_message(seconds: f64) -> String {
     } else if s < 3600.0 {
         format!("lag {}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
     } else {
-        format!("lag {}h{:02}m", (s / 3600.0) as u64, (s % 3600.0 / 60.0) as u64)
+        format!(
+            "lag {}h{:02}m",
+            (s / 3600.0) as u64,
+            (s % 3600.0 / 60.0) as u64
+        )
     }
 }
 

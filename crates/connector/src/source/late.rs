@@ -28,6 +28,15 @@ pub const BUCKETS_PER_WINDOW: i64 = 100;
 /// marked unverifiable and not examined (warned about).
 pub const MAX_REMEMBERED: usize = 2_000_000;
 
+/// What one look behind the cursor reads and counts (epoch milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Range {
+    pub(crate) count_from: i64,
+    pub(crate) from: i64,
+    pub(crate) until: i64,
+    pub(crate) count_until: i64,
+}
+
 /// The documents delivered in the window behind the cursor, by time bucket.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LateWindow {
@@ -98,13 +107,23 @@ impl LateWindow {
         self.overflowed = self.overflowed.split_off(&keep_from);
     }
 
-    /// The window `[from, until)` behind a cursor at `cursor_ms`.
-    pub(crate) fn range(&self, cursor_ms: i64) -> (i64, i64) {
-        (cursor_ms.saturating_sub(self.window_ms), cursor_ms)
+    /// The window `[from, until)` behind a cursor at `cursor_ms` (what is read
+    /// again), and the whole buckets that cover it (what is counted): counts
+    /// compare whole buckets, since what was delivered in one may lie outside
+    /// the window (at and after the cursor, or before its start).
+    pub(crate) fn range(&self, cursor_ms: i64) -> Range {
+        let from = cursor_ms.saturating_sub(self.window_ms);
+        Range {
+            count_from: self.bucket_of(from),
+            from,
+            until: cursor_ms,
+            count_until: self.bucket_of(cursor_ms) + self.bucket_ms,
+        }
     }
 
-    /// The buckets (start, end) of `[from, until)` whose `counts` (from the
-    /// server) exceed what was delivered there: documents appeared since.
+    /// The parts in `[from, until)` of the buckets whose `counts` (whole
+    /// buckets, from the server) exceed what was delivered there: documents
+    /// appeared since.
     pub(crate) fn changed(&self, counts: &[(i64, u64)], from: i64, until: i64) -> Vec<(i64, i64)> {
         counts
             .iter()
@@ -203,6 +222,15 @@ mod tests {
         // Server: bucket 0 holds 2 (as delivered), 1000 holds 2 (one more), 7000 one.
         let changed = w.changed(&[(0, 2), (1_000, 2), (5_000, 1), (7_000, 1)], 0, 7_500);
         assert_eq!(changed, vec![(1_000, 2_000), (7_000, 7_500)]);
+        // Counted over whole buckets, read only inside the window.
+        let r = w.range(7_500);
+        assert_eq!((r.count_from, r.from), (-93_000, -92_500));
+        assert_eq!((r.until, r.count_until), (7_500, 8_000));
+        let r = LateWindow::new(Duration::from_secs(100)).range(150_300);
+        assert_eq!(
+            (r.count_from, r.from, r.until, r.count_until),
+            (50_000, 50_300, 150_300, 151_000)
+        );
     }
 
     #[test]

@@ -671,18 +671,19 @@ impl ElasticsearchSource {
         else {
             return Ok(());
         };
-        let (from, until) = window.range(cursor_ms);
+        let range = window.range(cursor_ms);
         let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
-        let (Some(from_at), Some(until_at)) = (at(from), at(until)) else {
+        let (Some(count_from), Some(count_until)) = (at(range.count_from), at(range.count_until))
+        else {
             return Ok(());
         };
         let request = spec
-            .count_per_bucket(Some(from_at), until_at, window.bucket())
+            .count_per_bucket(Some(count_from), count_until, window.bucket())
             .map_err(|e| client.refused(WHAT, e))?;
         let (status, body) = client.send(&request, WHAT).await?;
         let counts =
             es_query::parse_bucket_counts(status, &body).map_err(|e| client.refused(WHAT, e))?;
-        let changed = window.changed(&counts, from, until);
+        let changed = window.changed(&counts, range.from, range.until);
         let mut pending: Vec<es_query::Hit> = Vec::new();
         let mut keys = std::collections::HashSet::new();
         for (a, b) in &changed {
