@@ -33,7 +33,7 @@ fn iggy(cx: &Cx) -> Option<(String, String, String)> {
 
 /// A source config sending `index` into `stream/docs` of the Iggy server.
 #[allow(clippy::too_many_arguments)]
-fn source_config(
+pub(super) fn source_config(
     cx: &Cx,
     name: &str,
     index: &str,
@@ -127,7 +127,7 @@ fn cursor_second(state_file: &Path) -> Option<u64> {
 const LATE: u64 = 50;
 
 /// `es-connector topic-check`: what the topic holds.
-fn census(cx: &Cx, cfg: &str) -> Result<Value> {
+pub(super) fn census(cx: &Cx, cfg: &str) -> Result<Value> {
     let lines = source_kit::run_to_end(&cx.connector, &["topic-check", "--config", cfg], None)?;
     let line = lines
         .iter()

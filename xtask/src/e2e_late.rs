@@ -114,6 +114,35 @@ pub fn late_window(cx: &mut Cx) -> Result<()> {
         &format!("{windowed}slices = 2\n"),
     )?;
     let (cfg_plain, out_plain) = config(cx, "late-off", &pattern, "settle = \"5s\"\n")?;
+    // The Iggy output, where an Iggy server is up: one partition, so the output
+    // knows what it holds after a SIGKILL (tail resume) and the topic must hold
+    // each document exactly once.
+    let iggy = match cx.iggy.clone() {
+        Some(server) => {
+            let stream = format!("xtask-{}-late", cx.run_id);
+            let (cfg, state) = super::e2e_iggy::source_config(
+                cx,
+                "late-iggy",
+                &pattern,
+                &server,
+                &stream,
+                "balanced",
+                1,
+            )?;
+            let text = std::fs::read_to_string(&cfg)?;
+            let text = text.replacen(
+                "[plugin_config]\n",
+                &format!("[plugin_config]\n{windowed}"),
+                1,
+            );
+            std::fs::write(&cfg, text)?;
+            Some((cfg, state))
+        }
+        None => {
+            step!("  no Iggy server (IGGY_TCP_ADDRESS): the run into an Iggy topic was not run");
+            None
+        }
+    };
 
     cx.step(
         &format!(
@@ -129,6 +158,10 @@ pub fn late_window(cx: &mut Cx) -> Result<()> {
             let mut late_run = run(&cfg_late)?;
             let mut sliced = run(&cfg_sliced)?;
             let plain = run(&cfg_plain)?;
+            let mut iggy_run = match &iggy {
+                Some((cfg, _)) => Some(run(cfg)?),
+                None => None,
+            };
             let mut http = Http::new(&cx.es_url)?;
             let mut rng = Rng::new(0x1a7e);
             // (due at, index, n, made at)
@@ -177,6 +210,11 @@ pub fn late_window(cx: &mut Cx) -> Result<()> {
                         lines.len()
                     );
                     late_run = run(&cfg_late)?;
+                    if let (Some(running), Some((cfg, _))) = (iggy_run.take(), &iggy) {
+                        running.kill()?;
+                        step!("  SIGKILL of the Iggy-output run");
+                        iggy_run = Some(run(cfg)?);
+                    }
                     killed = true;
                 }
                 // The stream's pace, not a wait for anything.
@@ -199,6 +237,33 @@ pub fn late_window(cx: &mut Cx) -> Result<()> {
                     running,
                     |_| events(out),
                 )?;
+            }
+            if let (Some(running), Some((cfg, state))) = (iggy_run.as_mut(), &iggy) {
+                let fetched = |_: &Running| {
+                    std::fs::read_to_string(state)
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                        .and_then(|v| v["data"]["total_documents_fetched"].as_u64())
+                        .unwrap_or(0)
+                };
+                wait_until(
+                    "documents committed (Iggy output)",
+                    DOCS,
+                    Duration::from_secs(120),
+                    running,
+                    fetched,
+                )?;
+                let census = super::e2e_iggy::census(cx, cfg)?;
+                step!("  Iggy output: {census}");
+                ensure!(
+                    census["messages"] == DOCS && census["distinct_documents"] == DOCS,
+                    "the topic should hold each of the {DOCS} documents once: {census}"
+                );
+            }
+            if let Some(running) = iggy_run {
+                running.terminate()?;
+                let (status, _) = running.wait(Duration::from_secs(60))?;
+                ensure!(status.success(), "Iggy output run: SIGTERM: exit {status}");
             }
             for (running, what) in [(late_run, "late"), (sliced, "sliced"), (plain, "off")] {
                 running.terminate()?;
