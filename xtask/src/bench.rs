@@ -10,6 +10,8 @@ use crate::{step, util};
 
 #[path = "bench_bulk.rs"]
 mod bulk;
+#[path = "bench_late.rs"]
+mod late;
 #[path = "bench_source.rs"]
 mod source;
 
@@ -26,6 +28,10 @@ pub const TARGETS: &[(&str, &str)] = &[
     (
         "source",
         "es-connector reading an index against a raw search_after loop and helpers.scan [--docs N]",
+    ),
+    (
+        "late-window",
+        "the state a late_window keeps with N documents in the window [--docs N, default 1000000]",
     ),
 ];
 
@@ -46,6 +52,7 @@ pub fn cmd(args: &[String]) -> Result<()> {
         Some("state") => bench_state(&args[1..]),
         Some("bulk") => bulk::cmd(&args[1..]),
         Some("source") => source::cmd(&args[1..]),
+        Some("late-window") => late::cmd(&args[1..]),
         Some(other) => bail!("no bench target `{other}`; targets:\n{}", targets_list()),
         None => bail!(
             "which benchmark? `cargo xtask bench <target>`; targets:\n{}",
