@@ -64,7 +64,10 @@ pub fn cmd(args: &[String]) -> Result<()> {
          size per batch.\n",
         row.server
     );
-    let path = util::root().join("docs").join("benchmarks").join("late-window.md");
+    let path = util::root()
+        .join("docs")
+        .join("benchmarks")
+        .join("late-window.md");
     std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
     step!("bench late-window: written to {}", path.display());
     Ok(())

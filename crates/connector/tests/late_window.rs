@@ -28,7 +28,12 @@ fn sorted(mut ids: Vec<String>) -> Vec<String> {
 #[tokio::test]
 async fn a_document_searchable_behind_the_cursor_is_delivered_once() {
     let Some(url) = es_url() else { return };
-    for slices in ["slices = 1", "slices = 2"] {
+    // By `_shard_doc` where the server has it (by `id` elsewhere), and by `id`.
+    for slices in [
+        "slices = 1",
+        "slices = 2",
+        "slices = 2\ntiebreaker_field = \"id\"",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let state = file_state(dir.path(), "late");
         let index = index_without_refresh(&url, "late").await;
@@ -143,4 +148,49 @@ async fn late_window_is_validated_naming_the_key() {
             "{bad}: {e}"
         );
     }
+}
+
+/// Slices over several indices: Elasticsearch gives whole shards to slices once
+/// the pattern has as many shards as slices, in an order a new index changes, so
+/// there the source refuses them naming `slices`; OpenSearch cuts every shard by
+/// the timestamp, and with a new index of the pattern mid-way every document
+/// arrives once.
+#[tokio::test]
+async fn slices_over_a_growing_pattern_deliver_every_document_once() {
+    let Some(url) = es_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let state = file_state(dir.path(), "grow");
+    let base = unique_index("grow");
+    let mapping =
+        json!({"id": {"type": "keyword"}, "@timestamp": {"type": "date"}, "n": {"type": "long"}});
+    let first = TestIndex::create_named(&url, format!("{base}-a"), mapping.clone()).await;
+    let now = chrono::Utc::now();
+    let at = |i: usize| {
+        let t = now - chrono::Duration::seconds(3_000 - i64::try_from(i).unwrap());
+        json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    first.load(&docs(400, 0, at)).await;
+    let extra =
+        format!("settle = \"0s\"\nlate_window = \"2h\"\nslices = 2\nbatch_size = 50\n{state}");
+    let mut config = plugin_config(&url, &format!("{base}-*"), &extra);
+    tiebreaker_where_needed(&mut config).await;
+    let server = ElasticsearchSource::check(&config).await.unwrap();
+    let mut source = ElasticsearchSource::new(1, config);
+    if !server.flavor.is_opensearch() {
+        let refused = source.open().await.map(|_| ()).unwrap_err().to_string();
+        assert!(
+            refused.contains("plugin_config.slices") && refused.contains("twice or never"),
+            "{refused}"
+        );
+        return;
+    }
+    source.open().await.unwrap();
+    let mut delivered = drain(&mut source).await;
+    // A second index of the pattern, and more documents in both.
+    let second = TestIndex::create_named(&url, format!("{base}-b"), mapping).await;
+    first.load(&docs(200, 400, at)).await;
+    second.load(&docs(100, 600, at)).await;
+    delivered.extend(drain(&mut source).await);
+    source.close().await.unwrap();
+    assert_exactly_once(&delivered, 700);
 }

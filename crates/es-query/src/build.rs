@@ -63,9 +63,28 @@ impl QuerySpec {
             }
             None => format!("/{}/_search", self.index_path),
         };
-        Ok(Request::new(Method::Post, path)
-            .param("allow_partial_search_results", "false")
+        Ok(self
+            .sliced(Request::new(Method::Post, path).param("allow_partial_search_results", "false"))
             .body(Value::Object(body)))
+    }
+
+    /// With a slice: `pre_filter_shard_size` at its largest. Elasticsearch gives
+    /// slices whole shards when there are at least as many shards as slices,
+    /// numbered among the shards its pre-filter keeps, and that pre-filter keeps
+    /// or skips shards by the query's time range, which moves with the cursor: a
+    /// shard would change slice from one page to the next.
+    fn sliced(&self, request: Request) -> Request {
+        if self.config.slice.is_some() {
+            request.param("pre_filter_shard_size", i32::MAX.to_string())
+        } else {
+            request
+        }
+    }
+
+    /// Resolves the index expression to what it names (`GET /_resolve/index/..`,
+    /// Elasticsearch >= 7.9 and OpenSearch): indices, aliases, data streams.
+    pub fn resolve_index(&self) -> Request {
+        Request::new(Method::Get, format!("/_resolve/index/{}", self.index_path))
     }
 
     /// Opens a point in time on the index: Elasticsearch `POST /{index}/_pit`
@@ -110,12 +129,13 @@ impl QuerySpec {
         if self.config.track_total_hits {
             body.insert("track_total_hits".into(), true.into());
         }
-        Ok(
-            Request::new(Method::Post, format!("/{}/_search", self.index_path))
-                .param("scroll", time_value("keep_alive", keep_alive)?)
-                .param("allow_partial_search_results", "false")
-                .body(Value::Object(body)),
-        )
+        Ok(self
+            .sliced(
+                Request::new(Method::Post, format!("/{}/_search", self.index_path))
+                    .param("scroll", time_value("keep_alive", keep_alive)?)
+                    .param("allow_partial_search_results", "false"),
+            )
+            .body(Value::Object(body)))
     }
 
     /// The next page of a scroll: `POST /_search/scroll {"scroll", "scroll_id"}`.

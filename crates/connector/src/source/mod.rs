@@ -185,6 +185,8 @@ impl ElasticsearchSource {
         let server = client.server_info().await?;
         let mode = self.mode_for(server.flavor)?;
         let specs = self.query_specs(server.flavor)?;
+        self.refuse_unstable_slices(&client, &server, &specs)
+            .await?;
         self.late_spec = if self.config.late_window.is_zero() {
             None
         } else {
@@ -244,6 +246,59 @@ impl ElasticsearchSource {
         })
     }
 
+    /// On Elasticsearch, slicing over several indices is refused: once the
+    /// indices have as many shards as there are slices, Elasticsearch gives each
+    /// slice whole shards, numbered in an order a new index of a pattern, alias
+    /// or data stream changes, so documents would move between slices (read
+    /// twice, or never). OpenSearch slices by the sliced field in every shard.
+    async fn refuse_unstable_slices(
+        &self,
+        client: &EsClient,
+        server: &ServerInfo,
+        specs: &[QuerySpec],
+    ) -> Result<()> {
+        let key = match (self.config.slices > 1, self.config.slice.is_some()) {
+            (true, _) => "plugin_config.slices",
+            (false, true) => "plugin_config.slice",
+            (false, false) => return Ok(()),
+        };
+        if server.flavor.is_opensearch() {
+            return Ok(());
+        }
+        let refuse = |what: String| {
+            ConnectorError::invalid(
+                key,
+                format!(
+                    "`{}` is {what}: Elasticsearch cuts slices over several indices by whole \
+                     shards, in an order a new index changes, so a document could move to \
+                     another slice and be delivered twice or never. Slice one index, or read \
+                     several without slicing",
+                    self.config.index
+                ),
+            )
+        };
+        if self.config.index.contains(['*', ',']) {
+            return Err(refuse("a pattern or a list".into()));
+        }
+        let Some(spec) = specs.first() else {
+            return Ok(());
+        };
+        // `_resolve/index` exists since Elasticsearch 7.9; without it, the name
+        // alone was checked.
+        let Ok((200, body)) = client
+            .send(&spec.resolve_index(), "resolve the index")
+            .await
+        else {
+            return Ok(());
+        };
+        let resolved: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let count = |field: &str| resolved[field].as_array().map_or(0, Vec::len);
+        if count("aliases") > 0 || count("data_streams") > 0 || count("indices") > 1 {
+            return Err(refuse("an alias or a data stream".into()));
+        }
+        Ok(())
+    }
+
     /// One query per slice: `slice = {id: i, max: slices}` when `slices` > 1.
     fn query_specs(&self, flavor: Flavor) -> Result<Vec<QuerySpec>> {
         let slices = self.slots.len();
@@ -296,11 +351,12 @@ impl ElasticsearchSource {
             return Err(ConnectorError::NotOpen);
         }
         if !self.slots.iter().any(|s| s.ready.is_some()) {
+            let window = self.late.as_ref();
             let fetches: Vec<_> = self
                 .slots
                 .iter_mut()
                 .filter(|s| !s.caught_up)
-                .map(|s| s.fetch(client))
+                .map(|s| s.fetch(client, window))
                 .collect();
             let failure = slots::join_all(fetches)
                 .await

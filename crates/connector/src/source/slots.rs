@@ -56,8 +56,16 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// Fetches the next non-empty page into `ready`, or marks the slice caught up.
-    /// On error the read position stays put.
-    pub(crate) async fn fetch(&mut self, client: &EsClient) -> Result<()> {
+    /// On error the read position stays put. With a late window, documents it
+    /// knows as delivered are left out: a slice's share of the documents can
+    /// change between points in time (Elasticsearch gives whole shards to slices
+    /// once an index pattern has as many shards as slices, in an order that a new
+    /// index changes), so another slice may have delivered them.
+    pub(crate) async fn fetch(
+        &mut self,
+        client: &EsClient,
+        window: Option<&super::late::LateWindow>,
+    ) -> Result<()> {
         let Some(reader) = self.reader.as_mut() else {
             return Err(ConnectorError::NotOpen);
         };
@@ -67,18 +75,28 @@ impl Slot {
             let mut page = reader
                 .next_page(client, self.read_position.as_ref())
                 .await?;
+            let last = page.last_cursor();
             if dedup && !page.hits.is_empty() {
-                let last = page.last_cursor();
                 page.hits = self.seen.filter(std::mem::take(&mut page.hits));
-                if page.hits.is_empty() {
-                    // Only documents returned before: move past them and read on.
-                    if last.is_some() {
-                        self.read_position = last;
-                    }
-                    continue;
-                }
             }
-            let Some(cursor) = page.last_cursor() else {
+            if let Some(window) = window {
+                let spec = reader.spec();
+                page.hits.retain(|h| {
+                    let Some(ts) = spec.hit_timestamp(h) else {
+                        return true;
+                    };
+                    !window.contains(
+                        ts.timestamp_millis(),
+                        super::dedup::document_key(&h.index, &h.id),
+                    )
+                });
+            }
+            if page.hits.is_empty() && last.is_some() {
+                // Only documents returned before: move past them and read on.
+                self.read_position = last;
+                continue;
+            }
+            let Some(cursor) = last else {
                 self.caught_up = true;
                 return Ok(());
             };

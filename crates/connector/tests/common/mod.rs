@@ -41,9 +41,13 @@ pub struct TestIndex {
 }
 
 impl TestIndex {
-    /// Creates `name` with the `properties` mapping.
+    /// Creates an index named after `tag` with the `properties` mapping.
     pub async fn create(url: &str, tag: &str, properties: Value) -> TestIndex {
-        let name = unique_index(tag);
+        Self::create_named(url, unique_index(tag), properties).await
+    }
+
+    /// Creates `name` with the `properties` mapping.
+    pub async fn create_named(url: &str, name: String, properties: Value) -> TestIndex {
         let http = reqwest::Client::new();
         let r = http
             .put(format!("{url}/{name}"))
