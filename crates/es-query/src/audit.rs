@@ -69,7 +69,25 @@ impl QuerySpec {
         size: usize,
         keep_alive: Duration,
     ) -> Result<Request> {
-        let query = self.between(from, until).query(None)?;
+        self.scroll_between(
+            from,
+            until,
+            keep_alive,
+            json!({"size": size, "_source": false}),
+        )
+    }
+
+    /// A scroll over `[from, until)` sorted by the timestamp, with `body` (size,
+    /// `_source`...) besides the query and sort.
+    fn scroll_between(
+        &self,
+        from: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        keep_alive: Duration,
+        mut body: Value,
+    ) -> Result<Request> {
+        body["query"] = self.between(from, until).query(None)?;
+        body["sort"] = json!([self.timestamp_sort()]);
         Ok(
             Request::new(Method::Post, format!("/{}/_search", self.index_path))
                 .param(
@@ -77,12 +95,7 @@ impl QuerySpec {
                     crate::request::time_value("keep_alive", keep_alive)?,
                 )
                 .param("allow_partial_search_results", "false")
-                .body(json!({
-                    "size": size,
-                    "_source": false,
-                    "sort": [self.timestamp_sort()],
-                    "query": query,
-                })),
+                .body(body),
         )
     }
 }
@@ -98,25 +111,11 @@ impl QuerySpec {
         until: DateTime<Utc>,
         keep_alive: Duration,
     ) -> Result<Request> {
-        let query = self.between(from, until).query(None)?;
-        let mut body = json!({
-            "size": self.config.batch_size,
-            "sort": [self.timestamp_sort()],
-            "seq_no_primary_term": true,
-            "query": query,
-        });
+        let mut body = json!({"size": self.config.batch_size, "seq_no_primary_term": true});
         if let Some(source) = &self.config.source {
             body["_source"] = source.clone();
         }
-        Ok(
-            Request::new(Method::Post, format!("/{}/_search", self.index_path))
-                .param(
-                    "scroll",
-                    crate::request::time_value("keep_alive", keep_alive)?,
-                )
-                .param("allow_partial_search_results", "false")
-                .body(body),
-        )
+        self.scroll_between(from, until, keep_alive, body)
     }
 }
 

@@ -90,3 +90,10 @@ pub(crate) fn to_message(spec: &QuerySpec, hit: Hit) -> Message {
     let payload = hit.source.unwrap_or_else(|| RawValue::NULL.to_owned());
     Message::new(&hit.index, &hit.id, hit.seq_no, timestamp, payload)
 }
+
+/// The messages of `hits`, in order, and the bytes of their `_source`.
+pub(crate) fn to_messages(spec: &QuerySpec, hits: Vec<Hit>) -> (Vec<Message>, u64) {
+    let messages: Vec<Message> = hits.into_iter().map(|hit| to_message(spec, hit)).collect();
+    let bytes = messages.iter().map(|m| m.payload.get().len() as u64).sum();
+    (messages, bytes)
+}

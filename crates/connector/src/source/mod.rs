@@ -448,12 +448,7 @@ impl ElasticsearchSource {
             Vec::new()
         };
         let building = std::time::Instant::now();
-        let messages: Vec<Message> = page
-            .hits
-            .into_iter()
-            .map(|hit| batch::to_message(spec, hit))
-            .collect();
-        let bytes = messages.iter().map(|m| m.payload.get().len() as u64).sum();
+        let (messages, bytes) = batch::to_messages(spec, page.hits);
         let ack = Ack {
             seq: self.next_seq,
             slice: index,
@@ -674,11 +669,7 @@ impl ElasticsearchSource {
         let hits: Vec<es_query::Hit> = self.late_pending.drain(..take).collect();
         let window = late_entries(spec, &hits);
         let last_document_id = hits.last().map(|h| h.id.clone()).unwrap_or_default();
-        let messages: Vec<Message> = hits
-            .into_iter()
-            .map(|hit| batch::to_message(spec, hit))
-            .collect();
-        let bytes = messages.iter().map(|m| m.payload.get().len() as u64).sum();
+        let (messages, bytes) = batch::to_messages(spec, hits);
         let ack = Ack {
             seq: self.next_seq,
             slice: 0,
