@@ -315,3 +315,43 @@ pub(crate) fn stored_seen(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with(seen: Value) -> ConnectorState {
+        let mut state = ConnectorState::new("s");
+        state
+            .data
+            .extra
+            .insert(CURSOR_FIELD.into(), serde_json::json!({"sort": [1000, 7]}));
+        state.data.extra.insert(SEEN_FIELD.into(), seen);
+        state
+    }
+
+    /// A state written by the previous release (hex message ids) and one written
+    /// now (`fp64:` fingerprints) remember the same documents.
+    #[test]
+    fn seen_ids_load_from_either_form() {
+        let ids = [
+            MessageId::of("logs", "a", Some(1)),
+            MessageId::of("logs", "b", Some(2)),
+        ];
+        let hex: Vec<Value> = ids.iter().map(|id| Value::String(id.to_string())).collect();
+        let cursors = stored_cursors(&state_with(Value::Null), 1).unwrap_or_default();
+        let old = stored_seen(&state_with(Value::Array(vec![Value::Array(hex)])), &cursors)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut current = SeenAtTimestamp::default();
+        current.record(Some(&Value::from(1000)), &ids);
+        let new = stored_seen(&state_with(serde_json::json!([current.encode()])), &cursors)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(old[0].encode(), current.encode());
+        assert_eq!(new[0].encode(), current.encode());
+        let bad = stored_seen(&state_with(serde_json::json!([["not hex"]])), &cursors)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("data.seen_at_cursor[0]"), "{bad}");
+    }
+}
