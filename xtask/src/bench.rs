@@ -61,6 +61,27 @@ pub fn cmd(args: &[String]) -> Result<()> {
     }
 }
 
+/// The options of a bench target reading `--docs N` documents (default
+/// `default`), and `--docker`.
+pub fn docs_options(target: &str, args: &[String], default: u64) -> Result<(UpOptions, u64)> {
+    let mut opts = UpOptions::default();
+    let mut docs = default;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--docker" => opts.docker = true,
+            "--docs" => {
+                docs = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .with_context(|| format!("bench {target}: --docs N"))?;
+            }
+            other => bail!("bench {target}: unknown option `{other}`"),
+        }
+    }
+    Ok((opts, docs))
+}
+
 /// One `STATE-BENCH` line (see `state_core::bench::Comparison::row`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {

@@ -8,12 +8,12 @@
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
 use crate::connector::Connector;
 use crate::e2e::source_kit::{Http, create_logs_index, event_id};
-use crate::services::{Session, UpOptions};
+use crate::services::Session;
 use crate::{step, util};
 
 const DOCS: u64 = 1_000_000;
@@ -21,18 +21,7 @@ const PER_REQUEST: u64 = 5_000;
 const SPAN_MS: u64 = 30 * 60 * 1000;
 
 pub fn cmd(args: &[String]) -> Result<()> {
-    let mut opts = UpOptions::default();
-    let mut docs = DOCS;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--docker" => opts.docker = true,
-            "--docs" => {
-                docs = it.next().and_then(|n| n.parse().ok()).context("--docs N")?;
-            }
-            other => bail!("bench late-window: unknown option `{other}`"),
-        }
-    }
+    let (opts, docs) = super::docs_options("late-window", args, DOCS)?;
     let connector = Connector::build()?;
     let session = Session::start(opts, true)?;
     let url = session

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::services::{Session, UpOptions};
+use crate::services::Session;
 use crate::{net, step, util};
 
 const PAGE: usize = 1000;
@@ -80,18 +80,7 @@ struct Bench {
 }
 
 pub fn cmd(args: &[String]) -> Result<()> {
-    let mut opts = UpOptions::default();
-    let mut docs = DOCS;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--docker" => opts.docker = true,
-            "--docs" => {
-                docs = it.next().and_then(|n| n.parse().ok()).context("--docs N")?;
-            }
-            other => bail!("bench source: unknown option `{other}`"),
-        }
-    }
+    let (opts, docs) = super::docs_options("source", args, DOCS)?;
     let (connector, helper) = build()?;
     let scan_python = prepare_python()
         .map_err(|e| step!("warning: helpers.scan not measured: {e}"))

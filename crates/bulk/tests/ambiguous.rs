@@ -7,18 +7,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bulk::testkit::{Fault, FaultProxy, Faults, NullBulkServer};
 use bulk::{
-    Backoff, BulkProcessor, BulkProcessorBuilder, BulkRequest, Decision, FailedItem, FailureKind,
-    HttpTransport,
+    Backoff, BulkProcessor, BulkProcessorBuilder, BulkRequest, Decision, FailureKind, HttpTransport,
 };
 use serde_json::json;
 use tokio::sync::watch;
 
-use common::{TestIndex, es_url};
+use common::{Failures, TestIndex, collecting_processor, es_url, taken};
 
 fn short_backoff() -> Backoff {
     Backoff {
@@ -31,23 +29,9 @@ fn short_backoff() -> Backoff {
     }
 }
 
-type Failures = Arc<Mutex<Vec<FailedItem>>>;
-
 /// One worker, batches of `actions`, failures collected.
 fn processor(url: &str, actions: usize) -> (BulkProcessor, Failures) {
-    let failures = Failures::default();
-    let sink = failures.clone();
-    let p = BulkProcessorBuilder::new(HttpTransport::new(url).unwrap())
-        .bulk_actions(actions)
-        .backoff(short_backoff())
-        .on_failure(move |f| sink.lock().unwrap().push(f))
-        .build()
-        .unwrap();
-    (p, failures)
-}
-
-fn taken(failures: &Failures) -> Vec<FailedItem> {
-    std::mem::take(&mut *failures.lock().unwrap())
+    collecting_processor(url, actions, short_backoff())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

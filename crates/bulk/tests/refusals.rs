@@ -3,12 +3,15 @@
 #![cfg(feature = "testkit")]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
 use bulk::testkit::{FaultProxy, Faults, NullBulkServer};
-use bulk::{Backoff, BulkProcessorBuilder, BulkRequest, FailedItem, FailureKind, HttpTransport};
+use bulk::{Backoff, BulkRequest, FailureKind};
 use serde_json::json;
+
+use common::{collecting_processor, taken};
 
 fn short_backoff() -> Backoff {
     Backoff {
@@ -33,13 +36,8 @@ async fn whole_request_refusals_carry_their_status_and_are_not_retried() {
     ] {
         let faults = Faults::none().reject_request(1.0).reject_status(status);
         let proxy = FaultProxy::start(&null.url(), faults, 1).await.unwrap();
-        let failures = Arc::new(Mutex::new(Vec::<FailedItem>::new()));
-        let sink = failures.clone();
-        let p = BulkProcessorBuilder::new(HttpTransport::new(&proxy.url()).unwrap())
-            .backoff(short_backoff())
-            .on_failure(move |f| sink.lock().unwrap().push(f))
-            .build()
-            .unwrap();
+        let (p, failures) =
+            collecting_processor(&proxy.url(), bulk::DEFAULT_BULK_ACTIONS, short_backoff());
         for i in 0..3 {
             let r = BulkRequest::index("refused")
                 .id(i.to_string())
@@ -47,7 +45,7 @@ async fn whole_request_refusals_carry_their_status_and_are_not_retried() {
             p.add(r).await.unwrap();
         }
         p.close().await.unwrap();
-        let failures = std::mem::take(&mut *failures.lock().unwrap());
+        let failures = taken(&failures);
         assert_eq!(failures.len(), 3, "{status}: {failures:?}");
         for f in &failures {
             assert_eq!(f.status, Some(status), "{f:?}");
@@ -72,13 +70,8 @@ async fn transient_refusals_are_retried_until_they_pass() {
             bulk::testkit::Fault::Refuse(status),
             bulk::testkit::Fault::Refuse(status),
         ]);
-        let failures = Arc::new(Mutex::new(Vec::<FailedItem>::new()));
-        let sink = failures.clone();
-        let p = BulkProcessorBuilder::new(HttpTransport::new(&proxy.url()).unwrap())
-            .backoff(short_backoff())
-            .on_failure(move |f| sink.lock().unwrap().push(f))
-            .build()
-            .unwrap();
+        let (p, failures) =
+            collecting_processor(&proxy.url(), bulk::DEFAULT_BULK_ACTIONS, short_backoff());
         p.add(
             BulkRequest::index("transient")
                 .id("1")

@@ -13,11 +13,7 @@ use serde_json::json;
 
 async fn open(url: &str, index: &TestIndex, state: &str, extra: &str) -> ElasticsearchSource {
     let extra = format!("settle = \"0s\"\nlate_window = \"1h\"\n{extra}\n{state}");
-    let mut config = plugin_config(url, &index.name, &extra);
-    tiebreaker_where_needed(&mut config).await;
-    let mut source = ElasticsearchSource::new(1, config);
-    source.open().await.unwrap();
-    source
+    opened_source(url, &index.name, &extra).await
 }
 
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
@@ -115,11 +111,7 @@ async fn without_a_late_window_the_document_behind_the_cursor_is_lost() {
         ])
         .await;
     index_unrefreshed(&index, &json!({"id": "l1", "@timestamp": ago(25), "n": 4})).await;
-    let extra = format!("settle = \"0s\"\n{state}");
-    let mut config = plugin_config(&url, &index.name, &extra);
-    tiebreaker_where_needed(&mut config).await;
-    let mut source = ElasticsearchSource::new(1, config);
-    source.open().await.unwrap();
+    let mut source = opened_source(&url, &index.name, &format!("settle = \"0s\"\n{state}")).await;
     assert_eq!(drain(&mut source).await, ["a", "b"]);
     index.refresh().await;
     assert!(

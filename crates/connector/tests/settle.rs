@@ -13,12 +13,7 @@ use connector::ElasticsearchSource;
 use serde_json::json;
 
 async fn source(url: &str, index: &TestIndex, state: &str, settle: &str) -> ElasticsearchSource {
-    let extra = format!("settle = \"{settle}\"\n{state}");
-    let mut config = plugin_config(url, &index.name, &extra);
-    tiebreaker_where_needed(&mut config).await;
-    let mut source = ElasticsearchSource::new(1, config);
-    source.open().await.unwrap();
-    source
+    opened_source(url, &index.name, &format!("settle = \"{settle}\"\n{state}")).await
 }
 
 /// Without a settle bound, the cursor passes a document that is not searchable

@@ -135,3 +135,29 @@ pub fn doc(index: &str, i: u64) -> bulk::BulkRequest {
         .id(i.to_string())
         .doc(&json!({"n": i, "tag": "bulk-test"}))
 }
+
+/// Failures a processor's `on_failure` collected.
+pub type Failures = std::sync::Arc<std::sync::Mutex<Vec<bulk::FailedItem>>>;
+
+/// A processor on `url`: batches of `actions`, retries as `backoff`, every
+/// failure collected.
+pub fn collecting_processor(
+    url: &str,
+    actions: usize,
+    backoff: bulk::Backoff,
+) -> (bulk::BulkProcessor, Failures) {
+    let failures = Failures::default();
+    let sink = failures.clone();
+    let p = bulk::BulkProcessorBuilder::new(bulk::HttpTransport::new(url).unwrap())
+        .bulk_actions(actions)
+        .backoff(backoff)
+        .on_failure(move |f| sink.lock().unwrap().push(f))
+        .build()
+        .unwrap();
+    (p, failures)
+}
+
+/// The failures collected so far, taken.
+pub fn taken(failures: &Failures) -> Vec<bulk::FailedItem> {
+    std::mem::take(&mut *failures.lock().unwrap())
+}

@@ -345,3 +345,13 @@ pub fn ago(minutes: i64) -> Value {
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     )
 }
+
+/// A source on `index` with `extra` `[plugin_config]` lines, reading by
+/// [`tiebreaker_where_needed`], opened.
+pub async fn opened_source(url: &str, index: &str, extra: &str) -> ElasticsearchSource {
+    let mut config = plugin_config(url, index, extra);
+    tiebreaker_where_needed(&mut config).await;
+    let mut source = ElasticsearchSource::new(1, config);
+    source.open().await.unwrap();
+    source
+}
