@@ -85,8 +85,8 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
         "source-late-window",
         "3000 documents streamed on the default refresh, one in twenty 1-60 s late (half into \
          an index of the pattern created mid-stream), runs throughout: with late_window \
-         (SIGKILLed once), with late_window and slices = 2 (OpenSearch; Elasticsearch refuses \
-         slices over a pattern) and into an Iggy topic (where one is up) every document arrives; \
+         (SIGKILLed once), with late_window and slices = 2 (on Elasticsearch a new index moves \
+         whole shards between slices) and into an Iggy topic (where one is up) every document arrives; \
          without, `audit` counts exactly the documents the output lacks and exits 1",
         e2e_late::late_window,
     ),

@@ -113,24 +113,6 @@ pub fn late_window(cx: &mut Cx) -> Result<()> {
         &pattern,
         &format!("{windowed}slices = 2\n"),
     )?;
-    // Elasticsearch cuts slices over several indices by whole shards, in an order
-    // a new index changes: there the source refuses `slices` over a pattern.
-    let opensearch =
-        Http::new(&cx.es_url)?.json("GET", "/", "")?["version"]["distribution"] == "opensearch";
-    if !opensearch {
-        let mut cmd = Command::new(&cx.connector.bin);
-        cmd.args(["run", "--once", "--config", &cfg_sliced])
-            .current_dir(util::root());
-        let out = util::capture(&mut cmd, Duration::from_secs(120))?;
-        ensure!(
-            !out.status.success() && out.stderr.contains("plugin_config.slices"),
-            "slices over a pattern on Elasticsearch should be refused naming slices:\n{}",
-            out.all()
-        );
-        step!(
-            "  slices = 2 over the pattern: refused on Elasticsearch, naming plugin_config.slices"
-        );
-    }
     let (cfg_plain, out_plain) = config(cx, "late-off", &pattern, "settle = \"5s\"\n")?;
     // The Iggy output, where an Iggy server is up: one partition, so the output
     // knows what it holds after a SIGKILL (tail resume) and the topic must hold
@@ -174,11 +156,7 @@ pub fn late_window(cx: &mut Cx) -> Result<()> {
             let connector = cx.connector.clone();
             let run = |cfg: &str| Running::spawn(&connector, &["run", "--config", cfg], None);
             let mut late_run = run(&cfg_late)?;
-            let mut sliced = if opensearch {
-                Some(run(&cfg_sliced)?)
-            } else {
-                None
-            };
+            let mut sliced = run(&cfg_sliced)?;
             let plain = run(&cfg_plain)?;
             let mut iggy_run = match &iggy {
                 Some((cfg, _)) => Some(run(cfg)?),
@@ -248,10 +226,10 @@ pub fn late_window(cx: &mut Cx) -> Result<()> {
             );
             let events =
                 |path: &std::path::Path| read_output(path).map_or(0, |s| s.events.len() as u64);
-            let mut waiting = vec![(&mut late_run, &out_late, "late_window")];
-            if let Some(sliced) = sliced.as_mut() {
-                waiting.push((sliced, &out_sliced, "late_window, slices = 2"));
-            }
+            let waiting = [
+                (&mut late_run, &out_late, "late_window"),
+                (&mut sliced, &out_sliced, "late_window, slices = 2"),
+            ];
             for (running, out, what) in waiting {
                 wait_until(
                     &format!("distinct documents ({what})"),
@@ -288,19 +266,15 @@ pub fn late_window(cx: &mut Cx) -> Result<()> {
                 let (status, _) = running.wait(Duration::from_secs(60))?;
                 ensure!(status.success(), "Iggy output run: SIGTERM: exit {status}");
             }
-            let mut finishing = vec![(late_run, "late"), (plain, "off")];
-            if let Some(sliced) = sliced {
-                finishing.push((sliced, "sliced"));
-            }
-            for (running, what) in finishing {
+            for (running, what) in [(late_run, "late"), (plain, "off"), (sliced, "sliced")] {
                 running.terminate()?;
                 let (status, _) = running.wait(Duration::from_secs(60))?;
                 ensure!(status.success(), "{what}: SIGTERM: exit {status}");
             }
-            let mut outputs = vec![(&out_late, "late_window", u64::from(BATCH))];
-            if opensearch {
-                outputs.push((&out_sliced, "late_window, slices = 2", 0));
-            }
+            let outputs = [
+                (&out_late, "late_window", u64::from(BATCH)),
+                (&out_sliced, "late_window, slices = 2", 0),
+            ];
             for (out, what, most_duplicates) in outputs {
                 let stats = read_output(out)?;
                 let missing: Vec<String> = (0..DOCS)

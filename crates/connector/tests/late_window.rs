@@ -96,6 +96,48 @@ async fn a_document_searchable_behind_the_cursor_is_delivered_once() {
     }
 }
 
+/// With two slices, each slice's cursor stops at its own last document. A
+/// document that appears between the two cursors, in the slice whose cursor is
+/// already past it, is read by neither slice: the late window must look up to
+/// the furthest cursor, not only to the nearest.
+#[tokio::test]
+async fn documents_between_the_slices_cursors_are_delivered_once() {
+    let Some(url) = es_url() else { return };
+    for slices in ["slices = 2", "slices = 2\ntiebreaker_field = \"id\""] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = file_state(dir.path(), "between");
+        let index = index_without_refresh(&url, "between").await;
+        let now = chrono::Utc::now();
+        let stamp = |t: chrono::DateTime<chrono::Utc>| {
+            json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        };
+        // Forty documents 15 s apart; the last two 15 s apart, so both cursors
+        // end at or before the 39th, one of them at the 40th.
+        let head_at =
+            |i: usize| now - chrono::Duration::seconds(900 - 15 * i64::try_from(i).unwrap());
+        index.load(&docs(40, 0, |i| stamp(head_at(i)))).await;
+        let mut source = open(&url, &index, &state, slices).await;
+        let mut delivered = drain(&mut source).await;
+        assert_exactly_once(&delivered, 40);
+        // Twenty documents between the 39th and the 40th: each goes to either
+        // slice (by its timestamp), so all twenty in the nearest cursor's slice
+        // is one chance in 2^20.
+        let between = docs(20, 40, |i| {
+            stamp(
+                head_at(38) + chrono::Duration::milliseconds(500 * i64::try_from(i - 39).unwrap()),
+            )
+        });
+        index.load(&between).await;
+        delivered.extend(drain(&mut source).await);
+        assert!(
+            drain(&mut source).await.is_empty(),
+            "{slices}: nothing again"
+        );
+        source.close().await.unwrap();
+        assert_exactly_once(&delivered, 60);
+    }
+}
+
 /// Without `late_window`, the same document is never delivered (what the audit
 /// then names as missed).
 #[tokio::test]
@@ -144,9 +186,9 @@ async fn late_window_is_validated_naming_the_key() {
 
 /// Slices over several indices: Elasticsearch gives whole shards to slices once
 /// the pattern has as many shards as slices, in an order a new index changes, so
-/// there the source refuses them naming `slices`; OpenSearch cuts every shard by
-/// the timestamp, and with a new index of the pattern mid-way every document
-/// arrives once.
+/// documents move between slices; OpenSearch cuts every shard by the timestamp.
+/// With `late_window`, a new index of the pattern mid-way still delivers every
+/// document once on both; without it, Elasticsearch refuses `slices` there.
 #[tokio::test]
 async fn slices_over_a_growing_pattern_deliver_every_document_once() {
     let Some(url) = es_url() else { return };
@@ -162,27 +204,47 @@ async fn slices_over_a_growing_pattern_deliver_every_document_once() {
         json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     };
     first.load(&docs(400, 0, at)).await;
-    let extra =
-        format!("settle = \"0s\"\nlate_window = \"2h\"\nslices = 2\nbatch_size = 50\n{state}");
-    let mut config = plugin_config(&url, &format!("{base}-*"), &extra);
+    let sliced = "settle = \"0s\"\nslices = 2\nbatch_size = 50\n";
+    let without = format!("{sliced}{}", file_state(dir.path(), "grow-off"));
+    let mut config = plugin_config(&url, &format!("{base}-*"), &without);
     tiebreaker_where_needed(&mut config).await;
     let server = ElasticsearchSource::check(&config).await.unwrap();
-    let mut source = ElasticsearchSource::new(1, config);
-    if !server.flavor.is_opensearch() {
-        let refused = source.open().await.map(|_| ()).unwrap_err().to_string();
+    let refused = ElasticsearchSource::new(1, config.clone())
+        .open()
+        .await
+        .map(|_| ());
+    if server.flavor.is_opensearch() {
+        assert!(refused.is_ok(), "{refused:?}");
+    } else {
+        let refused = refused.unwrap_err().to_string();
         assert!(
-            refused.contains("plugin_config.slices") && refused.contains("twice or never"),
+            refused.contains("plugin_config.slices") && refused.contains("late_window"),
             "{refused}"
         );
-        return;
     }
+    let with = format!("late_window = \"2h\"\n{sliced}{state}");
+    let mut config = plugin_config(&url, &format!("{base}-*"), &with);
+    tiebreaker_where_needed(&mut config).await;
+    let mut source = ElasticsearchSource::new(1, config);
     source.open().await.unwrap();
     let mut delivered = drain(&mut source).await;
-    // A second index of the pattern, and more documents in both.
+    // A second index of the pattern. On Elasticsearch each slice now reads one
+    // whole index. Twenty documents in each between the 399th and the 400th
+    // (between the slices' cursors): whichever slice's cursor is past them, one
+    // twenty are read by no slice's next page.
     let second = TestIndex::create_named(&url, format!("{base}-b"), mapping).await;
-    first.load(&docs(200, 400, at)).await;
-    second.load(&docs(100, 600, at)).await;
+    let between = |i: usize| {
+        let t = now - chrono::Duration::seconds(3_000 - 398)
+            + chrono::Duration::milliseconds(40 * i64::try_from(i % 20 + 1).unwrap());
+        json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    first.load(&docs(20, 400, between)).await;
+    second.load(&docs(20, 420, between)).await;
+    // And more documents in both.
+    first.load(&docs(200, 440, at)).await;
+    second.load(&docs(100, 640, at)).await;
+    delivered.extend(drain(&mut source).await);
     delivered.extend(drain(&mut source).await);
     source.close().await.unwrap();
-    assert_exactly_once(&delivered, 700);
+    assert_exactly_once(&delivered, 740);
 }

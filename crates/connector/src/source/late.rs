@@ -46,6 +46,10 @@ pub(crate) struct LateWindow {
     remembered: usize,
     /// Buckets where a document could not be remembered (the cap).
     overflowed: BTreeSet<i64>,
+    /// Documents handed out in late batches not committed yet: a slice whose
+    /// cursor is behind them must not read them again meanwhile. In memory only:
+    /// after a restart they are found again, as they were never committed.
+    in_flight: HashSet<u64>,
 }
 
 impl LateWindow {
@@ -58,6 +62,7 @@ impl LateWindow {
             buckets: BTreeMap::new(),
             remembered: 0,
             overflowed: BTreeSet::new(),
+            in_flight: HashSet::new(),
         }
     }
 
@@ -75,6 +80,7 @@ impl LateWindow {
 
     /// Remembers that the document `key`, stamped `ts_ms`, was delivered.
     pub(crate) fn record(&mut self, ts_ms: i64, key: u64) {
+        self.in_flight.remove(&key);
         let bucket = self.bucket_of(ts_ms);
         if self.remembered >= MAX_REMEMBERED {
             if self.overflowed.insert(bucket) {
@@ -91,11 +97,19 @@ impl LateWindow {
         }
     }
 
-    /// Whether `key`, stamped `ts_ms`, is known as delivered.
+    /// Remembers that the document `key` is handed out in a late batch, until
+    /// its commit [records](Self::record) it.
+    pub(crate) fn hand_out(&mut self, key: u64) {
+        self.in_flight.insert(key);
+    }
+
+    /// Whether `key`, stamped `ts_ms`, is known as delivered or handed out.
     pub(crate) fn contains(&self, ts_ms: i64, key: u64) -> bool {
-        self.buckets
-            .get(&self.bucket_of(ts_ms))
-            .is_some_and(|b| b.contains(&key))
+        self.in_flight.contains(&key)
+            || self
+                .buckets
+                .get(&self.bucket_of(ts_ms))
+                .is_some_and(|b| b.contains(&key))
     }
 
     /// Forgets the buckets that ended before `horizon_ms` minus the window.
@@ -107,17 +121,22 @@ impl LateWindow {
         self.overflowed = self.overflowed.split_off(&keep_from);
     }
 
-    /// The window `[from, until)` behind a cursor at `cursor_ms` (what is read
-    /// again), and the whole buckets that cover it (what is counted): counts
-    /// compare whole buckets, since what was delivered in one may lie outside
-    /// the window (at and after the cursor, or before its start).
-    pub(crate) fn range(&self, cursor_ms: i64) -> Range {
-        let from = cursor_ms.saturating_sub(self.window_ms);
+    /// The window `[from, until)` behind the slices' cursors, the nearest at
+    /// `nearest_ms` and the furthest at `furthest_ms` (what is read again), and
+    /// the whole buckets that cover it (what is counted). It starts `late_window`
+    /// behind the nearest cursor, where remembering starts (see
+    /// [`prune`](Self::prune)), and ends after the furthest cursor's own
+    /// millisecond: a document stamped there but ordered before the cursor is
+    /// read by nothing else; one ordered after it, found here, is left out of the
+    /// next page for being [contained](Self::contains). Counts compare whole
+    /// buckets, since what was delivered in one may lie outside the window.
+    pub(crate) fn range(&self, nearest_ms: i64, furthest_ms: i64) -> Range {
+        let from = nearest_ms.saturating_sub(self.window_ms);
         Range {
             count_from: self.bucket_of(from),
             from,
-            until: cursor_ms,
-            count_until: self.bucket_of(cursor_ms) + self.bucket_ms,
+            until: furthest_ms.saturating_add(1),
+            count_until: self.bucket_of(furthest_ms) + self.bucket_ms,
         }
     }
 
@@ -223,13 +242,29 @@ mod tests {
         let changed = w.changed(&[(0, 2), (1_000, 2), (5_000, 1), (7_000, 1)], 0, 7_500);
         assert_eq!(changed, vec![(1_000, 2_000), (7_000, 7_500)]);
         // Counted over whole buckets, read only inside the window.
-        let r = w.range(7_500);
+        let r = w.range(7_500, 7_500);
         assert_eq!((r.count_from, r.from), (-93_000, -92_500));
-        assert_eq!((r.until, r.count_until), (7_500, 8_000));
-        let r = LateWindow::new(Duration::from_secs(100)).range(150_300);
+        assert_eq!((r.until, r.count_until), (7_501, 8_000));
+        let r = LateWindow::new(Duration::from_secs(100)).range(150_300, 150_300);
         assert_eq!(
             (r.count_from, r.from, r.until, r.count_until),
-            (50_000, 50_300, 150_300, 151_000)
+            (50_000, 50_300, 150_301, 151_000)
+        );
+        let r = w.range(60_000, 75_500);
+        assert_eq!(
+            (r.count_from, r.from, r.until, r.count_until),
+            (-40_000, -40_000, 75_501, 76_000),
+            "from behind the nearest cursor to the furthest"
+        );
+        // Handed out in a late batch: contained until committed, then counted.
+        w.hand_out(9);
+        assert!(w.contains(70_000, 9) && w.remembered() == 4);
+        w.record(7_200, 9);
+        assert!(w.contains(7_200, 9) && w.remembered() == 5);
+        w.in_flight.clear();
+        assert!(
+            !w.contains(70_000, 9),
+            "in the bucket of its timestamp only"
         );
     }
 

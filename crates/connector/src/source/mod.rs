@@ -251,6 +251,11 @@ impl ElasticsearchSource {
     /// slice whole shards, numbered in an order a new index of a pattern, alias
     /// or data stream changes, so documents would move between slices (read
     /// twice, or never). OpenSearch slices by the sliced field in every shard.
+    ///
+    /// With `late_window`, `slices` is allowed there: a page leaves out what the
+    /// window holds as delivered (read twice), and the look behind the cursors
+    /// finds what no slice read (never). `slice` is not: the other slices are in
+    /// other processes.
     async fn refuse_unstable_slices(
         &self,
         client: &EsClient,
@@ -262,7 +267,9 @@ impl ElasticsearchSource {
             (false, true) => "plugin_config.slice",
             (false, false) => return Ok(()),
         };
-        if server.flavor.is_opensearch() {
+        if server.flavor.is_opensearch()
+            || (self.config.slices > 1 && !self.config.late_window.is_zero())
+        {
             return Ok(());
         }
         let refuse = |what: String| {
@@ -271,8 +278,9 @@ impl ElasticsearchSource {
                 format!(
                     "`{}` is {what}: Elasticsearch cuts slices over several indices by whole \
                      shards, in an order a new index changes, so a document could move to \
-                     another slice and be delivered twice or never. Slice one index, or read \
-                     several without slicing",
+                     another slice and be delivered twice or never. Slice one index, read \
+                     several without slicing, or set `late_window` with `slices` (it finds \
+                     what moved)",
                     self.config.index
                 ),
             )
@@ -668,6 +676,11 @@ impl ElasticsearchSource {
         let take = self.config.batch_size.min(self.late_pending.len());
         let hits: Vec<es_query::Hit> = self.late_pending.drain(..take).collect();
         let window = late_entries(spec, &hits);
+        if let Some(late) = self.late.as_mut() {
+            for (_, key) in &window {
+                late.hand_out(*key);
+            }
+        }
         let last_document_id = hits.last().map(|h| h.id.clone()).unwrap_or_default();
         let (messages, bytes) = batch::to_messages(spec, hits);
         let ack = Ack {
@@ -694,9 +707,15 @@ impl ElasticsearchSource {
         }))
     }
 
-    /// Counts the documents per bucket of the window behind the earliest slice's
-    /// cursor (one aggregation) and re-reads the buckets holding more than was
+    /// Counts the documents per bucket of the window behind the slices' cursors,
+    /// up to the furthest (one aggregation), and re-reads the buckets holding more than was
     /// delivered there, keeping the documents not delivered yet in `late_pending`.
+    ///
+    /// The furthest, not the nearest: every slice is caught up, so a document
+    /// not delivered up to the furthest cursor is late, and one in the slice
+    /// whose cursor is past it is read by no slice. One in a slice whose cursor
+    /// is behind it would also be read by that slice's next page, which leaves
+    /// out what the window [contains](late::LateWindow::contains).
     async fn look_behind(&mut self) -> Result<()> {
         const WHAT: &str = "late_window: look behind the cursor";
         let (Some(client), Some(spec), Some(window)) = (
@@ -709,16 +728,18 @@ impl ElasticsearchSource {
         let kind = spec.config().timestamp_type;
         // Every slice must have delivered something: one that has not reads from
         // the start anyway.
-        let Some(cursor_ms) = self
+        let Some(cursors) = self
             .slots
             .iter()
             .map(|s| cursor_millis(kind, s.read_position.as_ref()?))
             .collect::<Option<Vec<i64>>>()
-            .and_then(|all| all.into_iter().min())
         else {
             return Ok(());
         };
-        let range = window.range(cursor_ms);
+        let (Some(nearest), Some(furthest)) = (cursors.iter().min(), cursors.iter().max()) else {
+            return Ok(());
+        };
+        let range = window.range(*nearest, *furthest);
         let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
         let (Some(count_from), Some(count_until)) = (at(range.count_from), at(range.count_until))
         else {
