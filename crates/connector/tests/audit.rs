@@ -2,7 +2,8 @@
 //! nothing wrong; a document that arrived late behind the cursor is named as
 //! missed (exit status 1), a message written twice counts as duplicated, a
 //! document deleted since delivery as deleted. For the `file` output (read back
-//! line by line) and the `elasticsearch` output (the target index).
+//! line by line) and the `elasticsearch` output (the target index). And
+//! `late_window` through the stdout and elasticsearch outputs.
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
@@ -179,4 +180,74 @@ async fn the_audit_reads_the_elasticsearch_output_back_from_its_target_index() {
         json!([format!("{}/late", index.name)]),
         "{report}"
     );
+}
+
+/// `late_window` through the outputs the e2e scenario does not use (it writes a
+/// file and an Iggy topic): a document indexed behind the cursor between two
+/// runs reaches stdout once, and the target index of the elasticsearch output,
+/// whose audit then finds nothing missed.
+#[tokio::test]
+async fn late_documents_reach_the_stdout_and_elasticsearch_outputs_once() {
+    let Some(url) = es_url() else { return };
+    let target = unique_index("late-dst");
+    for output in [
+        "[output]\nkind = \"stdout\"\n".to_owned(),
+        format!("[output]\nkind = \"elasticsearch\"\nurl = \"{url}\"\nindex = \"{target}\"\n"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TestIndex::standard(&url, "late-out").await;
+        index.load(&docs(150, 0, second)).await;
+        let cfg = config_file(dir.path(), &url, &index.name, &output);
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(
+            &cfg,
+            text.replace(
+                "batch_size = 100\n",
+                "batch_size = 100\nlate_window = \"1h\"\n",
+            ),
+        )
+        .unwrap();
+        let run = || {
+            let out = es_connector(&["run", "--config", &cfg, "--once", "--no-progress"]);
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "run: {stderr}");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| {
+                    let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                    v["headers"]["es_id"].as_str().unwrap().to_owned()
+                })
+                .collect::<Vec<_>>()
+        };
+        let head = run();
+        index
+            .load(&[json!({"id": "late", "@timestamp": "2024-05-01T10:00:30.500Z", "n": -1})])
+            .await;
+        let late = run();
+        let again = run();
+        let stored: Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("states").join("audit.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            stored["data"]["late_documents_delivered"], 1,
+            "{output}: {stored}"
+        );
+        if output.contains("stdout") {
+            assert_eq!(head.len(), 150, "{output}");
+            assert_eq!((late, again), (vec!["late".to_owned()], vec![]), "{output}");
+            continue;
+        }
+        let refreshed = index
+            .http()
+            .post(format!("{url}/{target}/_refresh"))
+            .send()
+            .await
+            .unwrap();
+        assert!(refreshed.status().is_success());
+        let (status, report, stderr) = audit_json(&cfg);
+        assert_eq!(status, Some(0), "{report}\n{stderr}");
+        assert_eq!(report["missed"], 0, "{report}");
+        assert_eq!(report["delivered"], report["indexed"], "{report}");
+    }
 }
