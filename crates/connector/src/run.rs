@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bulk::JitterRng;
 use es_query::Cursor;
 use tokio::sync::watch;
 
@@ -130,36 +131,51 @@ impl RunSummary {
     }
 }
 
-/// Exponential backoff with jitter: `min`, then doubling up to `max`, each pause
-/// drawn from [pause/2, pause].
+/// Exponential backoff with jitter, and where it stands: `min`, then doubling up
+/// to `max`, each pause drawn from [pause/2, pause]. The policy is
+/// [`bulk::Backoff`]'s (the one the bulk processor retries requests with),
+/// without a limit on retries; the jitter comes from a [`JitterRng`], seeded
+/// from the clock by [`Backoff::new`] or given by [`Backoff::with_rng`] (tests).
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
+    policy: bulk::Backoff,
+    retry: u32,
+    rng: JitterRng,
 }
 
 impl Backoff {
     /// A backoff between `min` and `max`.
     pub fn new(min: Duration, max: Duration) -> Self {
+        Self::with_rng(min, max, JitterRng::from_entropy())
+    }
+
+    /// A backoff between `min` and `max` drawing its jitter from `rng`.
+    pub fn with_rng(min: Duration, max: Duration, rng: JitterRng) -> Self {
         Backoff {
-            min,
-            max: max.max(min),
-            next: min,
+            policy: bulk::Backoff {
+                initial: min,
+                max_delay: max.max(min),
+                multiplier: 2.0,
+                jitter: 0.5,
+                max_retries: u32::MAX,
+                max_elapsed: Duration::MAX,
+            },
+            retry: 0,
+            rng,
         }
     }
 
     /// The next pause.
     pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let half = ceiling / 2;
-        half + half.mul_f64(rand::random::<f64>())
+        self.retry = self.retry.saturating_add(1);
+        self.policy
+            .next_delay(self.retry, Duration::ZERO, self.rng.unit())
+            .unwrap_or(self.policy.max_delay)
     }
 
     /// Back to `min` after a success.
     pub fn reset(&mut self) {
-        self.next = self.min;
+        self.retry = 0;
     }
 }
 
@@ -172,69 +188,154 @@ pub enum Attempt {
     Finish,
 }
 
-/// Runs `op` until it succeeds or fails for good ([`ConnectorError::is_retryable`]),
-/// pausing with `backoff` after each retryable failure (counted in `errors`;
-/// `what` is the log message). `None` when a shutdown request came first (see
-/// [`Attempt`]). The one retry loop of the sink, the run loop's outputs and the
-/// sink plugin.
-pub async fn retrying<T, E: Into<ConnectorError>>(
-    backoff: &mut Backoff,
-    errors: &mut u64,
-    shutdown: &mut Option<watch::Receiver<bool>>,
+/// The one retry loop of the run loop, `es-connector sink` and the sink plugin:
+/// runs an operation until it succeeds, fails for good, or a shutdown request
+/// comes first. Each failure it retries is counted once, in the caller's count
+/// and in the metrics when there are some (an operation that also records its
+/// error in the state does so itself, once), logged, and followed by a pause
+/// from the [`Backoff`], which a success resets.
+///
+/// ```text
+/// let retry = Retry::new(&mut backoff, &mut shutdown, &mut summary.errors)
+///     .metrics(metrics.as_ref());
+/// let sent = retried!(retry, "output failed; sending the batch again", output.send(batch))?;
+/// // None: a shutdown request came first
+/// ```
+#[derive(Debug)]
+pub struct Retry<'a> {
+    backoff: &'a mut Backoff,
+    shutdown: &'a mut Option<watch::Receiver<bool>>,
+    errors: &'a mut u64,
+    metrics: Option<&'a Metrics>,
     attempt: Attempt,
-    what: &str,
-    mut op: impl AsyncFnMut() -> std::result::Result<T, E>,
-) -> Result<Option<T>> {
-    loop {
-        let outcome = match attempt {
-            Attempt::Abandon => match until_stopped(op(), shutdown).await {
+    retry_if: fn(&ConnectorError) -> bool,
+}
+
+impl<'a> Retry<'a> {
+    /// Retries what [`ConnectorError::is_retryable`] says may pass, abandoning an
+    /// attempt in flight at a shutdown request, counting in `errors`.
+    pub fn new(
+        backoff: &'a mut Backoff,
+        shutdown: &'a mut Option<watch::Receiver<bool>>,
+        errors: &'a mut u64,
+    ) -> Self {
+        Retry {
+            backoff,
+            shutdown,
+            errors,
+            metrics: None,
+            attempt: Attempt::Abandon,
+            retry_if: ConnectorError::is_retryable,
+        }
+    }
+
+    /// What a shutdown request does to an attempt in flight.
+    pub fn attempt(mut self, attempt: Attempt) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// Also counts each retried failure in `es_connector_errors_total`.
+    pub fn metrics(mut self, metrics: Option<&'a Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Which failures are retried (the others end the loop with the error).
+    pub fn retry_if(mut self, retry_if: fn(&ConnectorError) -> bool) -> Self {
+        self.retry_if = retry_if;
+        self
+    }
+
+    /// One attempt: awaits `attempt` (abandoned at a shutdown request, per
+    /// [`Attempt`]); a failure that is retried is counted, logged (at `warn`, or
+    /// `error` for one that will not pass by itself) headed by `what`, and
+    /// followed by the pause. [`retried!`](crate::retried) loops over it.
+    pub async fn step<T, E: Into<ConnectorError>>(
+        &mut self,
+        what: &str,
+        attempt: impl Future<Output = std::result::Result<T, E>>,
+    ) -> Result<Step<T>> {
+        let outcome = match self.attempt {
+            Attempt::Abandon => match until_stopped(attempt, self.shutdown).await {
                 Some(outcome) => outcome,
-                None => return Ok(None),
+                None => return Ok(Step::Stopped),
             },
-            Attempt::Finish => op().await,
+            Attempt::Finish => attempt.await,
         };
         match outcome.map_err(Into::into) {
             Ok(value) => {
-                backoff.reset();
-                return Ok(Some(value));
+                self.backoff.reset();
+                Ok(Step::Done(value))
             }
-            Err(e) if e.is_retryable() => {
-                *errors += 1;
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "{what}");
-                if !pause(delay, shutdown).await {
-                    return Ok(None);
+            Err(e) if (self.retry_if)(&e) => {
+                *self.errors += 1;
+                if let Some(metrics) = self.metrics {
+                    metrics.record_error();
+                }
+                let delay = self.backoff.next_delay();
+                if e.is_retryable() {
+                    tracing::warn!(error = %e, retry_in = ?delay, "{what}");
+                } else {
+                    tracing::error!(error = %e, retry_in = ?delay, "{what}");
+                }
+                if pause(delay, self.shutdown).await {
+                    Ok(Step::Again)
+                } else {
+                    Ok(Step::Stopped)
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
     }
 }
 
+/// What one [`Retry::step`] came to.
+#[derive(Debug)]
+pub enum Step<T> {
+    /// The attempt succeeded.
+    Done(T),
+    /// It failed and is to be made again (the pause is over).
+    Again,
+    /// A shutdown request came first.
+    Stopped,
+}
+
+/// Makes the attempt `$attempt` (an expression giving a future of a `Result`,
+/// evaluated anew for each attempt) through the [`Retry`] `$retry` until it
+/// succeeds (`Ok(Some(value))`), fails for good (`Err`), or a shutdown request
+/// comes first (`Ok(None)`); `$what` heads each retry's log line. A macro, not a
+/// function taking an async closure: the attempt borrows the caller's state
+/// anew each time, and the future stays `Send` (rustc cannot yet prove that of
+/// an async closure's borrows).
+#[macro_export]
+macro_rules! retried {
+    ($retry:expr, $what:expr, $attempt:expr) => {{
+        let mut retry = $retry;
+        loop {
+            match retry.step($what, $attempt).await {
+                Ok($crate::run::Step::Done(value)) => break Ok(Some(value)),
+                Ok($crate::run::Step::Again) => {}
+                Ok($crate::run::Step::Stopped) => break Ok(None),
+                Err(e) => break Err(e),
+            }
+        }
+    }};
+}
+
 /// Opens `source`, retrying with backoff while the server is unreachable or
-/// failing (counted nowhere yet: the state is not loaded). Returns `false` when
-/// shutdown was requested before it could open.
+/// failing (counted in the metrics only: the state is not loaded yet). Returns
+/// `false` when shutdown was requested before it could open.
 pub async fn open_with_retry(
     source: &mut ElasticsearchSource,
     options: &mut RunOptions,
 ) -> Result<bool> {
     let mut backoff = Backoff::new(options.min_backoff, options.max_backoff);
-    loop {
-        let Some(opened) = until_stopped(source.open(), &mut options.shutdown).await else {
-            return Ok(false);
-        };
-        match opened {
-            Ok(()) => return Ok(true),
-            Err(e) if e.is_retryable() => {
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "cannot open the source yet");
-                if !pause(delay, &mut options.shutdown).await {
-                    return Ok(false);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let mut errors = 0;
+    let retry = Retry::new(&mut backoff, &mut options.shutdown, &mut errors)
+        .metrics(options.metrics.as_ref());
+    let opened = retried!(retry, "cannot open the source yet", source.open())?;
+    Ok(opened.is_some())
 }
 
 /// Polls `source`, sends each batch to `output`, commits it once sent, until
@@ -276,7 +377,8 @@ async fn run_loop(
         output,
         window,
         &mut backoff,
-        &mut options,
+        &mut options.shutdown,
+        &hooks,
         &mut summary,
     )
     .await?
@@ -290,28 +392,21 @@ async fn run_loop(
             summary.interrupted = true;
             break;
         }
-        let Some(polled) = until_stopped(source.poll_batch(), &mut options.shutdown).await else {
+        // `--once` reads what is there: a missing index is an error, not a wait.
+        let retry_if: fn(&ConnectorError) -> bool = if options.once {
+            |e| e.is_retryable() && !e.is_missing_index()
+        } else {
+            ConnectorError::is_retryable
+        };
+        // The source counts its failures in the state itself.
+        let retry = Retry::new(&mut backoff, &mut options.shutdown, &mut summary.errors)
+            .metrics(hooks.metrics.as_ref())
+            .retry_if(retry_if);
+        let polled = retried!(retry, "poll failed", source.poll_batch())?;
+        let Some(batch) = polled else {
             summary.interrupted = true;
             break;
         };
-        let batch = match polled {
-            Ok(batch) => batch,
-            // `--once` reads what is there: a missing index is an error, not a wait.
-            Err(e) if options.once && e.is_missing_index() => return Err(e),
-            Err(e) if e.is_retryable() => {
-                summary.errors += 1;
-                hooks.error();
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "poll failed");
-                if !pause(delay, &mut options.shutdown).await {
-                    summary.interrupted = true;
-                    break;
-                }
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        backoff.reset();
         if batch.is_empty() {
             if options.once {
                 break;
@@ -420,38 +515,22 @@ async fn recently_delivered(
     output: &mut dyn Output,
     window: usize,
     backoff: &mut Backoff,
-    options: &mut RunOptions,
+    shutdown: &mut Option<watch::Receiver<bool>>,
+    hooks: &Hooks,
     summary: &mut RunSummary,
 ) -> Result<Option<HashSet<MessageId>>> {
-    loop {
-        let Some(asked) =
-            until_stopped(output.recently_delivered(window), &mut options.shutdown).await
-        else {
-            return Ok(None);
-        };
-        match asked {
-            Ok(ids) => {
-                backoff.reset();
-                return Ok(Some(ids));
-            }
-            Err(e) if e.is_retryable() => {
-                summary.errors += 1;
-                let e = source.record_error(ConnectorError::from(e)).await;
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "cannot read what the output already holds");
-                if !pause(delay, &mut options.shutdown).await {
-                    return Ok(None);
-                }
-            }
-            Err(e) => return Err(source.record_error(ConnectorError::from(e)).await),
-        }
-    }
+    let retry = Retry::new(backoff, shutdown, &mut summary.errors).metrics(hooks.metrics.as_ref());
+    retried!(
+        retry,
+        "cannot read what the output already holds",
+        source.recording_error(output.recently_delivered(window))
+    )
 }
 
 /// Sends until the output acknowledges, then commits; `false` when a shutdown
 /// request came first. A send in flight is abandoned then (the batch is not
-/// acknowledged); a save in flight is finished, and a failed one left to the
-/// final save of `close`.
+/// acknowledged) unless the output says it must finish; a save in flight is
+/// finished, and a failed one left to the final save of `close`.
 #[allow(clippy::too_many_arguments)]
 async fn deliver(
     source: &mut ElasticsearchSource,
@@ -463,62 +542,44 @@ async fn deliver(
     hooks: &Hooks,
     shutdown: &mut Option<watch::Receiver<bool>>,
 ) -> Result<bool> {
-    loop {
-        if messages.is_empty() {
-            break;
-        }
+    if !messages.is_empty() {
         tracing::debug!(
             documents = messages.len(),
             "sending the batch to the output"
         );
-        let sent = if output.cancel_on_stop() {
-            match until_stopped(output.send(messages), shutdown).await {
-                Some(sent) => sent,
-                None => return Ok(false),
-            }
+        let attempt = if output.cancel_on_stop() {
+            Attempt::Abandon
         } else {
-            output.send(messages).await
+            Attempt::Finish
         };
-        match sent {
-            Ok(()) => break,
-            Err(e) if e.is_retryable() => {
-                summary.errors += 1;
-                hooks.error();
-                let e = source.record_error(ConnectorError::from(e)).await;
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "output failed; sending the batch again");
-                if !pause(delay, shutdown).await {
-                    return Ok(false);
-                }
-            }
-            Err(e) => return Err(source.record_error(ConnectorError::from(e)).await),
+        let retry = Retry::new(backoff, shutdown, &mut summary.errors)
+            .metrics(hooks.metrics.as_ref())
+            .attempt(attempt);
+        let sent = retried!(
+            retry,
+            "output failed; sending the batch again",
+            source.recording_error(output.send(messages))
+        )?;
+        if sent.is_none() {
+            return Ok(false);
         }
     }
-    backoff.reset();
     let Some(ack) = &batch.ack else {
         return Ok(true);
     };
     tracing::debug!("the output acknowledged the batch; committing it");
-    loop {
+    // The state manager counts failed saves in the state itself.
+    let retry = Retry::new(backoff, shutdown, &mut summary.errors)
+        .metrics(hooks.metrics.as_ref())
+        .attempt(Attempt::Finish);
+    let saved = retried!(retry, "saving the state failed; retrying", async {
         let saving = Instant::now();
-        match source.commit(ack).await {
-            Ok(()) => {
-                hooks.saved(saving.elapsed());
-                return Ok(true);
-            }
-            Err(e) if e.is_retryable() => {
-                summary.errors += 1;
-                hooks.error();
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "saving the state failed; retrying");
-                if !pause(delay, shutdown).await {
-                    // Committed in memory: the final save of `close` tries again.
-                    return Ok(false);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
+        source.commit(ack).await?;
+        hooks.saved(saving.elapsed());
+        Ok::<_, ConnectorError>(())
+    })?;
+    // Not saved: committed in memory, and the final save of `close` tries again.
+    Ok(saved.is_some())
 }
 
 /// The run's metrics hooks.
@@ -528,12 +589,6 @@ struct Hooks {
 }
 
 impl Hooks {
-    fn error(&self) {
-        if let Some(m) = &self.metrics {
-            m.record_error();
-        }
-    }
-
     fn saved(&self, took: Duration) {
         if let Some(m) = &self.metrics
             && self.persistent
@@ -613,6 +668,20 @@ mod tests {
         assert!(b.next_delay() <= Duration::from_millis(100));
     }
 
+    #[test]
+    fn a_backoff_given_its_jitter_source_is_reproducible() {
+        let delays = |seed| {
+            let mut b = Backoff::with_rng(
+                Duration::from_millis(100),
+                Duration::from_secs(10),
+                JitterRng::seeded(seed),
+            );
+            (0..8).map(|_| b.next_delay()).collect::<Vec<_>>()
+        };
+        assert_eq!(delays(7), delays(7));
+        assert_ne!(delays(7), delays(8));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn until_stopped_abandons_work_in_flight_on_shutdown() {
         let (tx, rx) = watch::channel(false);
@@ -636,7 +705,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn retrying_ends_at_a_shutdown_request_in_a_pause_or_an_attempt() {
+    async fn a_retry_ends_at_a_shutdown_request_in_a_pause_or_an_attempt() {
         let (stop, rx) = watch::channel(false);
         let mut shutdown = Some(rx);
         let mut backoff = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
@@ -652,36 +721,26 @@ mod tests {
         };
         let stopper = stop_in_a_minute(stop);
         // Fails (retryably) at once: the run waits an hour to retry; the request ends the wait.
-        let outcome = retrying(
-            &mut backoff,
-            &mut errors,
-            &mut shutdown,
-            Attempt::Finish,
-            "down",
-            async || {
-                attempts += 1;
-                Err::<(), _>(OutputError::Unavailable {
-                    output: "test".into(),
-                    reason: "down".into(),
-                })
-            },
-        )
-        .await;
+        let retry = Retry::new(&mut backoff, &mut shutdown, &mut errors).attempt(Attempt::Finish);
+        let outcome: Result<Option<()>> = retried!(retry, "down", async {
+            attempts += 1;
+            Err::<(), _>(OutputError::Unavailable {
+                output: "test".into(),
+                reason: "down".into(),
+            })
+        });
         assert!(matches!(outcome, Ok(None)), "{outcome:?}");
         assert_eq!((attempts, errors), (1, 1));
         let stop = stopper.await.unwrap_or_else(|e| panic!("{e}"));
         // An attempt that never ends is abandoned.
         let _ = stop.send(false);
         let stopper = stop_in_a_minute(stop);
-        let outcome = retrying(
-            &mut backoff,
-            &mut errors,
-            &mut shutdown,
-            Attempt::Abandon,
+        let retry = Retry::new(&mut backoff, &mut shutdown, &mut errors);
+        let outcome = retried!(
+            retry,
             "hangs",
-            async || std::future::pending::<std::result::Result<(), OutputError>>().await,
-        )
-        .await;
+            std::future::pending::<std::result::Result<(), OutputError>>()
+        );
         assert!(matches!(outcome, Ok(None)), "{outcome:?}");
         drop(stopper);
     }

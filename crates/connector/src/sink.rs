@@ -20,9 +20,8 @@ use crate::error::{ConnectorError, Result};
 use crate::iggy::{Consumed, IggyInput, PartitionProgress, Polled};
 use crate::message::Message;
 use crate::output::{ElasticsearchOutput, FileOutput, OutputError};
-use crate::run::{
-    Attempt, Backoff, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF, pause, retrying, until_stopped,
-};
+use crate::retried;
+use crate::run::{Attempt, Backoff, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF, Retry, pause};
 
 /// `[input]`: where the sink reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -159,12 +158,12 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
         if options.shutdown.as_ref().is_some_and(|rx| *rx.borrow()) {
             break Ok(());
         }
-        let Some(polled) = until_stopped(input.poll(), &mut options.shutdown).await else {
-            break Ok(());
-        };
+        let retry = Retry::new(&mut backoff, &mut options.shutdown, &mut summary.errors);
+        let polled = retried!(retry, "poll failed", input.poll());
         let polled = match polled {
-            Ok(Some(polled)) => polled,
-            Ok(None) if options.once => {
+            Ok(Some(Some(polled))) => polled,
+            Ok(None) => break Ok(()),
+            Ok(Some(None)) if options.once => {
                 // Caught up on every partition: say where each stands.
                 match input.progress().await {
                     Ok(p) => summary.partitions = p,
@@ -172,24 +171,14 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
                 }
                 break Ok(());
             }
-            Ok(None) => {
+            Ok(Some(None)) => {
                 if !pause(poll_interval, &mut options.shutdown).await {
-                    break Ok(());
-                }
-                continue;
-            }
-            Err(e) if e.is_retryable() => {
-                summary.errors += 1;
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "poll failed");
-                if !pause(delay, &mut options.shutdown).await {
                     break Ok(());
                 }
                 continue;
             }
             Err(e) => break Err(e),
         };
-        backoff.reset();
         match deliver(
             &polled,
             &mut es,
@@ -264,15 +253,12 @@ async fn deliver(
             })),
         }
     }
-    let Some(refused) = retrying(
-        backoff,
-        &mut summary.errors,
-        shutdown,
-        Attempt::Abandon,
+    let retry = Retry::new(backoff, shutdown, &mut summary.errors);
+    let Some(refused) = retried!(
+        retry,
         "indexing failed; sending the batch again",
-        async || es.send_reporting(&valid).await,
-    )
-    .await?
+        es.send_reporting(&valid)
+    )?
     else {
         return Ok(false);
     };
@@ -308,16 +294,13 @@ async fn deliver(
             buf.extend_from_slice(record.to_string().as_bytes());
             buf.push(b'\n');
         }
-        let written = retrying(
-            backoff,
-            &mut summary.errors,
-            shutdown,
-            // Cut short, the records could be written twice after a restart.
-            Attempt::Finish,
+        // Cut short, the records could be written twice after a restart.
+        let retry = Retry::new(backoff, shutdown, &mut summary.errors).attempt(Attempt::Finish);
+        let written = retried!(
+            retry,
             "writing the dead-letter file failed; retrying",
-            async || file.append(buf.clone()).await,
-        )
-        .await?;
+            file.append(buf.clone())
+        )?;
         if written.is_none() {
             return Ok(false);
         }
@@ -328,15 +311,12 @@ async fn deliver(
         );
         summary.dead_lettered += dead.len() as u64;
     }
-    let stored = retrying(
-        backoff,
-        &mut summary.errors,
-        shutdown,
-        Attempt::Abandon,
+    let retry = Retry::new(backoff, shutdown, &mut summary.errors);
+    let stored = retried!(
+        retry,
         "storing the offset failed; retrying",
-        async || input.commit(polled).await,
-    )
-    .await?;
+        input.commit(polled)
+    )?;
     Ok(stored.is_some())
 }
 

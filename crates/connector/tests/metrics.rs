@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{TestIndex, docs, es_url, file_state, plugin_config};
-use connector::{ElasticsearchSource, Metrics, MetricsServer, RunObserver, RunOptions};
+use connector::{
+    ElasticsearchSource, Metrics, MetricsServer, RunObserver, RunOptions, StateManagerExt,
+};
 use serde_json::json;
 
 /// The value of the sample line `name` (exact name, labels included).
@@ -182,4 +184,90 @@ async fn the_run_loop_updates_the_metrics_and_the_observer() {
     assert_eq!(observer.documents.load(Ordering::Relaxed), 300);
     assert_eq!(observer.batches.load(Ordering::Relaxed), 3);
     assert_eq!(observer.finished.load(Ordering::Relaxed), 1);
+}
+
+/// An output that is unavailable for its first `fail_asks` questions about what it
+/// holds and its first `fail_sends` sends, then writes to a file.
+#[derive(Debug)]
+struct Flaky {
+    inner: connector::FileOutput,
+    fail_asks: u32,
+    fail_sends: u32,
+}
+
+fn unavailable() -> connector::OutputError {
+    connector::OutputError::Unavailable {
+        output: "flaky".into(),
+        reason: "not now".into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl connector::Output for Flaky {
+    async fn send(&mut self, batch: &[connector::Message]) -> Result<(), connector::OutputError> {
+        if self.fail_sends > 0 {
+            self.fail_sends -= 1;
+            return Err(unavailable());
+        }
+        self.inner.send(batch).await
+    }
+
+    async fn recently_delivered(
+        &mut self,
+        window: usize,
+    ) -> Result<std::collections::HashSet<connector::MessageId>, connector::OutputError> {
+        if self.fail_asks > 0 {
+            self.fail_asks -= 1;
+            return Err(unavailable());
+        }
+        self.inner.recently_delivered(window).await
+    }
+}
+
+/// Every retried failure is counted once, wherever the run loop retries it: in
+/// the summary, in `es_connector_errors_total` and in the state's `error_count`.
+#[tokio::test]
+async fn every_retried_output_failure_is_counted_once_everywhere() {
+    let Some(url) = es_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::standard(&url, "metrics-errors").await;
+    index
+        .load(&docs(50, 0, |i| json!(format!("2024-05-01T10:00:{i:02}Z"))))
+        .await;
+    let extra = format!(
+        "batch_size = 20\ntiebreaker_field = \"id\"\n{}",
+        file_state(dir.path(), "errors")
+    );
+    let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
+    source.open().await.unwrap();
+    let metrics = Metrics::new();
+    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), metrics.clone())
+        .await
+        .unwrap();
+    let mut out = Flaky {
+        inner: connector::FileOutput::open(dir.path().join("out.jsonl")).unwrap(),
+        fail_asks: 2,
+        fail_sends: 3,
+    };
+    let summary = connector::run(
+        &mut source,
+        &mut out,
+        RunOptions::default()
+            .once(true)
+            .with_backoff(Duration::from_millis(1), Duration::from_millis(4))
+            .with_metrics(metrics.clone()),
+    )
+    .await
+    .unwrap();
+    let state = source.get_state().await.unwrap();
+    source.close().await.unwrap();
+    assert_eq!(summary.documents, 50);
+    assert_eq!(summary.errors, 5, "{summary:?}");
+    let (_, text) = scrape(&server).await;
+    assert_eq!(
+        sample(&text, "es_connector_errors_total"),
+        Some(5.0),
+        "two failed questions and three failed sends: {text}"
+    );
+    assert_eq!(state.data.error_count, 5, "{:?}", state.data);
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use connector::output::{ElasticsearchOutput, ElasticsearchOutputOptions, Refusal};
-use connector::run::{Backoff, DEFAULT_MIN_BACKOFF};
+use connector::retried;
+use connector::run::{Backoff, DEFAULT_MIN_BACKOFF, Retry};
 use iggy_connector_sdk::{ConsumedMessage, Error, MessagesMetadata, Sink, TopicMetadata};
 use serde_json::Value;
 use state_core::redact_url;
@@ -152,26 +153,24 @@ impl Sink for ElasticsearchSinkPlugin {
         let mut backoff = Backoff::new(DEFAULT_MIN_BACKOFF.min(max), max);
         let mut errors = 0u64;
         // The runtime committed the batch's offsets when it polled it: giving up
-        // here would lose it. Only documents refused for good leave the loop.
-        let refusals = loop {
-            if requests.is_empty() {
-                break Vec::new();
-            }
-            match es.send_requests(requests.clone()).await {
-                Ok(refusals) => break refusals,
-                Err(e) => {
-                    errors += 1;
-                    let delay = backoff.next_delay();
-                    if e.is_retryable() {
-                        tracing::warn!(retry_in = ?delay, error = %e, "{held}");
-                    } else {
-                        // Not the documents' fault, and not passing by itself: someone
-                        // can fix it (credentials, privileges, a body limit) while the
-                        // batch waits.
-                        tracing::error!(retry_in = ?delay, error = %e, "{held}");
-                    }
-                    tokio::time::sleep(delay).await;
+        // here would lose it. Only documents refused for good leave the loop; a
+        // whole-request refusal is not the documents' fault and not passing by
+        // itself, but someone can fix it (credentials, privileges, a body limit)
+        // while the batch waits (logged at `error`).
+        let refusals = if requests.is_empty() {
+            Vec::new()
+        } else {
+            // The runtime has no shutdown signal for a plugin's consume.
+            let mut shutdown = None;
+            let retry = Retry::new(&mut backoff, &mut shutdown, &mut errors).retry_if(|_| true);
+            match retried!(retry, &held, es.send_requests(requests.clone())) {
+                Ok(Some(refusals)) => refusals,
+                // Every failure is retried and there is no shutdown to wait for,
+                // so this is not reached; if it were, nothing is acknowledged.
+                Ok(None) => {
+                    return Err(Error::CannotStoreData(format!("{held}: stopped")));
                 }
+                Err(e) => return Err(Error::CannotStoreData(format!("{held}: {e}"))),
             }
         };
         if errors > 0 {

@@ -786,6 +786,18 @@ impl ElasticsearchSource {
         Ok(())
     }
 
+    /// Awaits `attempt` (an output's, say), counting its error as
+    /// [`record_error`](Self::record_error) does.
+    pub async fn recording_error<T, E: Into<ConnectorError>>(
+        &self,
+        attempt: impl std::future::Future<Output = std::result::Result<T, E>>,
+    ) -> Result<T> {
+        match attempt.await {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self.record_error(e.into()).await),
+        }
+    }
+
     /// Counts `error` in `error_count`/`last_error` and returns it. Outputs' errors
     /// are counted here too by [`crate::run()`]; failed state saves by the state
     /// manager.
