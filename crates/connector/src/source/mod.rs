@@ -31,12 +31,14 @@ mod batch;
 pub(crate) mod client;
 pub(crate) mod dedup;
 mod late;
+mod progress;
 mod reader;
 mod slots;
 mod state_ext;
 
 pub use late::{LATE_COUNT_FIELD, LATE_FIELD};
-pub(crate) use slots::stored_cursors;
+pub(crate) use progress::stored_cursors;
+pub use progress::{BATCHES_FIELD, CURSOR_FIELD, SEEN_FIELD, SLICE_CURSORS_FIELD};
 
 use std::sync::Arc;
 
@@ -62,20 +64,6 @@ use reader::Reader;
 
 /// `metadata.connector_type` of the state document.
 pub const CONNECTOR_TYPE: &str = "elasticsearch_source";
-/// Where the cursor lives in the state document: `data.cursor = {"sort": [...]}`.
-pub const CURSOR_FIELD: &str = "cursor";
-/// `data.batches_acknowledged`: committed non-empty batches (the average's weight).
-pub const BATCHES_FIELD: &str = "batches_acknowledged";
-
-/// Where the cursors of a sliced source (`slices` > 1) live:
-/// `data.slice_cursors = [{"sort": [...]} or null, ...]`, one per slice.
-pub const SLICE_CURSORS_FIELD: &str = "slice_cursors";
-
-/// With the `_shard_doc` tiebreaker (no `tiebreaker_field`), the ids of the documents
-/// committed at each slice's cursor timestamp: `data.seen_at_cursor = ["fp64:...", ...]`,
-/// one compact string of 64-bit fingerprints per slice (`source::dedup`). A new point in time resumes at the start of that
-/// timestamp (a `_shard_doc` value means nothing in another one); these are skipped.
-pub const SEEN_FIELD: &str = "seen_at_cursor";
 
 /// The query `config` describes (index, timestamp, tiebreaker, the user's query,
 /// batch size, `slice`), before slicing by `slices`.
@@ -519,56 +507,42 @@ impl ElasticsearchSource {
             let seen = if self.slots.iter().all(|s| s.committed_seen.is_empty()) {
                 None
             } else {
-                Some(Value::Array(
+                Some(
                     self.slots
                         .iter()
-                        .map(|s| Value::String(s.committed_seen.encode()))
+                        .map(|s| s.committed_seen.encode())
                         .collect(),
-                ))
+                )
             };
-            let (field, other, cursor) = if sliced {
-                let cursors: Vec<Value> = self
-                    .slots
+            let cursors = if sliced {
+                self.slots
                     .iter()
                     .enumerate()
                     .map(|(i, s)| {
-                        let c = if i == ack.slice {
-                            Some(&ack.cursor)
+                        if i == ack.slice {
+                            Some(ack.cursor.clone())
                         } else {
-                            s.committed.as_ref()
-                        };
-                        serde_json::to_value(c).unwrap_or(Value::Null)
+                            s.committed.clone()
+                        }
                     })
-                    .collect();
-                (SLICE_CURSORS_FIELD, CURSOR_FIELD, Value::Array(cursors))
+                    .collect()
             } else {
-                let cursor = serde_json::to_value(&ack.cursor).unwrap_or(Value::Null);
-                (CURSOR_FIELD, SLICE_CURSORS_FIELD, cursor)
+                vec![Some(ack.cursor.clone())]
+            };
+            let progress = progress::Progress {
+                cursors,
+                seen,
+                late_window,
             };
             state
                 .update(|s| {
                     let d = &mut s.data;
-                    d.extra.remove(other);
-                    d.extra.insert(field.into(), cursor);
-                    match seen {
-                        Some(seen) => d.extra.insert(SEEN_FIELD.into(), seen),
-                        None => d.extra.remove(SEEN_FIELD),
-                    };
-                    if let Some(window) = late_window {
-                        d.extra.insert(LATE_FIELD.into(), window);
-                    }
+                    let batches = progress.write(d);
                     d.total_documents_fetched += ack.documents;
                     d.last_offset = offset;
                     d.last_document_id = Some(ack.last_document_id.clone());
                     d.last_scroll_id = ack.scroll_id.clone();
                     slots::forget_closed_scroll(d, &open);
-                    let batches = d
-                        .extra
-                        .get(BATCHES_FIELD)
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0)
-                        + 1;
-                    d.extra.insert(BATCHES_FIELD.into(), batches.into());
                     let stats = &mut d.processing_stats;
                     stats.total_bytes_processed += ack.bytes;
                     stats.avg_batch_processing_time_ms +=
@@ -630,16 +604,7 @@ impl ElasticsearchSource {
         state
             .update(|s| {
                 let d = &mut s.data;
-                if let Some(window) = window {
-                    d.extra.insert(LATE_FIELD.into(), window);
-                }
-                let late = d
-                    .extra
-                    .get(LATE_COUNT_FIELD)
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    + documents;
-                d.extra.insert(LATE_COUNT_FIELD.into(), late.into());
+                progress::write_late(d, window, documents);
                 d.total_documents_fetched += documents;
                 d.processing_stats.total_bytes_processed += bytes;
             })
@@ -956,8 +921,8 @@ impl ElasticsearchSource {
 
     /// Takes the cursor(s) of a (re)loaded state as both committed and read positions.
     async fn adopt(&mut self, state: &ConnectorState) -> Result<()> {
-        let cursors = slots::stored_cursors(state, self.slots.len())?;
-        let seen = slots::stored_seen(state, &cursors)?;
+        let cursors = progress::stored_cursors(state, self.slots.len())?;
+        let seen = progress::stored_seen(state, &cursors)?;
         self.late = self.restore_late(state)?;
         self.late_pending.clear();
         self.late_looked = false;
@@ -978,7 +943,7 @@ impl ElasticsearchSource {
             return Ok(None);
         }
         let mut window = late::LateWindow::new(self.config.late_window);
-        if let Some(stored) = state.data.extra.get(LATE_FIELD).filter(|v| !v.is_null()) {
+        if let Some(stored) = progress::stored_late_window(state) {
             let restored = window.restore(stored).map_err(|reason| {
                 ConnectorError::State(state_core::StateError::Corrupt {
                     id: state.id.clone(),

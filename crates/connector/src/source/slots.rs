@@ -1,21 +1,16 @@
 //! `slices`: the per-slice read state of a source (its reader, cursors and the page
-//! fetched but not yet returned), the concurrent fetch of their next pages, and the
-//! slice cursors of the state document.
+//! fetched but not yet returned) and the concurrent fetch of their next pages.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
 use es_query::{Cursor, Hit, Tiebreaker};
-use serde_json::Value;
-use state_core::ConnectorState;
 
 use super::client::EsClient;
-use super::dedup::{SeenAtTimestamp, fingerprint};
+use super::dedup::SeenAtTimestamp;
 use super::reader::Reader;
-use super::{CURSOR_FIELD, SEEN_FIELD, SLICE_CURSORS_FIELD};
 use crate::error::{ConnectorError, Result};
-use crate::message::MessageId;
 
 /// A fetched page waiting to be returned by a poll.
 #[derive(Debug)]
@@ -192,166 +187,4 @@ pub(crate) fn earliest<'a>(
         };
     }
     best
-}
-
-/// The committed cursor of each of `slices` slices in a (re)loaded state: from
-/// `data.cursor` without slicing, from `data.slice_cursors` with it. A state written
-/// with another number of slices is refused: its cursors mean nothing here.
-pub(crate) fn stored_cursors(state: &ConnectorState, slices: usize) -> Result<Vec<Option<Cursor>>> {
-    let present = |field: &str| state.data.extra.get(field).filter(|v| !v.is_null());
-    let corrupt = |location: String, reason: String| {
-        ConnectorError::State(state_core::StateError::Corrupt {
-            id: state.id.clone(),
-            location,
-            reason,
-        })
-    };
-    let parse = |value: &Value, location: String| {
-        serde_json::from_value::<Cursor>(value.clone())
-            .map_err(|e| corrupt(location, format!("not a cursor {{\"sort\": [...]}}: {e}")))
-    };
-    let mismatch = |stored: usize| {
-        ConnectorError::invalid(
-            "plugin_config.slices",
-            format!(
-                "is {slices} but the state `{}` was written with slices = {stored}: the cursors of one slicing mean nothing in another; set slices = {stored} again, or reset the state (es-connector state reset) to read everything again with slices = {slices}",
-                state.id
-            ),
-        )
-    };
-    if let Some(value) = present(SLICE_CURSORS_FIELD) {
-        let Some(items) = value.as_array() else {
-            return Err(corrupt(
-                format!("data.{SLICE_CURSORS_FIELD}"),
-                "not an array of cursors".into(),
-            ));
-        };
-        if items.iter().any(|v| !v.is_null()) {
-            if items.len() != slices {
-                return Err(mismatch(items.len()));
-            }
-            return items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| match v {
-                    Value::Null => Ok(None),
-                    v => parse(v, format!("data.{SLICE_CURSORS_FIELD}[{i}]")).map(Some),
-                })
-                .collect();
-        }
-    }
-    if let Some(value) = present(CURSOR_FIELD) {
-        if slices != 1 {
-            return Err(mismatch(1));
-        }
-        return Ok(vec![Some(parse(value, format!("data.{CURSOR_FIELD}"))?)]);
-    }
-    Ok(vec![None; slices])
-}
-
-/// The ids committed at each slice's cursor timestamp, from `data.seen_at_cursor`:
-/// one entry per slice, the compact string of [`SeenAtTimestamp::encode`], or (as
-/// earlier releases wrote it) a list of 32-digit hex message ids; empty sets when
-/// the field is absent.
-pub(crate) fn stored_seen(
-    state: &ConnectorState,
-    cursors: &[Option<Cursor>],
-) -> Result<Vec<SeenAtTimestamp>> {
-    let corrupt = |location: String, reason: String| {
-        ConnectorError::State(state_core::StateError::Corrupt {
-            id: state.id.clone(),
-            location,
-            reason: format!(
-                "{reason}; reset the state or remove the field (documents at the cursor's \
-                 timestamp are then delivered again)"
-            ),
-        })
-    };
-    let lists = match state.data.extra.get(SEEN_FIELD) {
-        None | Some(Value::Null) => return Ok(vec![SeenAtTimestamp::default(); cursors.len()]),
-        Some(Value::Array(lists)) if lists.len() == cursors.len() => lists,
-        Some(_) => {
-            return Err(corrupt(
-                format!("data.{SEEN_FIELD}"),
-                format!("not an array of {} entries, one per slice", cursors.len()),
-            ));
-        }
-    };
-    lists
-        .iter()
-        .zip(cursors)
-        .enumerate()
-        .map(|(i, (entry, cursor))| {
-            let location = format!("data.{SEEN_FIELD}[{i}]");
-            let fingerprints = match entry {
-                Value::String(text) => {
-                    SeenAtTimestamp::decode(text).map_err(|e| corrupt(location.clone(), e))?
-                }
-                Value::Array(items) => items
-                    .iter()
-                    .map(|v| {
-                        v.as_str()
-                            .and_then(|s| s.parse::<MessageId>().ok())
-                            .map(fingerprint)
-                            .ok_or_else(|| {
-                                corrupt(
-                                    location.clone(),
-                                    format!("{v} is not a 32-digit hex message id"),
-                                )
-                            })
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-                _ => {
-                    return Err(corrupt(
-                        location,
-                        "neither a string of fingerprints nor a list of message ids".into(),
-                    ));
-                }
-            };
-            Ok(match cursor.as_ref().and_then(|c| c.sort.first()) {
-                Some(ts) => SeenAtTimestamp::with_fingerprints(ts.clone(), fingerprints),
-                None => SeenAtTimestamp::default(),
-            })
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state_with(seen: Value) -> ConnectorState {
-        let mut state = ConnectorState::new("s");
-        state
-            .data
-            .extra
-            .insert(CURSOR_FIELD.into(), serde_json::json!({"sort": [1000, 7]}));
-        state.data.extra.insert(SEEN_FIELD.into(), seen);
-        state
-    }
-
-    /// A state written by the previous release (hex message ids) and one written
-    /// now (`fp64:` fingerprints) remember the same documents.
-    #[test]
-    fn seen_ids_load_from_either_form() {
-        let ids = [
-            MessageId::of("logs", "a", Some(1)),
-            MessageId::of("logs", "b", Some(2)),
-        ];
-        let hex: Vec<Value> = ids.iter().map(|id| Value::String(id.to_string())).collect();
-        let cursors = stored_cursors(&state_with(Value::Null), 1).unwrap_or_default();
-        let old = stored_seen(&state_with(Value::Array(vec![Value::Array(hex)])), &cursors)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut current = SeenAtTimestamp::default();
-        current.record(Some(&Value::from(1000)), &ids);
-        let new = stored_seen(&state_with(serde_json::json!([current.encode()])), &cursors)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(old[0].encode(), current.encode());
-        assert_eq!(new[0].encode(), current.encode());
-        let bad = stored_seen(&state_with(serde_json::json!([["not hex"]])), &cursors)
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
-        assert!(bad.contains("data.seen_at_cursor[0]"), "{bad}");
-    }
 }
