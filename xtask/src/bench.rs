@@ -8,11 +8,8 @@ use anyhow::{Context, Result, bail};
 use crate::services::{Session, UpOptions};
 use crate::{step, util};
 
-#[path = "bench_bulk.rs"]
 mod bulk;
-#[path = "bench_late.rs"]
 mod late;
-#[path = "bench_source.rs"]
 mod source;
 
 /// Bench targets: name and what it measures.

@@ -12,15 +12,10 @@ use crate::services::{Session, UpOptions};
 use crate::util::{self, run_id};
 use crate::{net, step};
 
-#[path = "e2e_iggy.rs"]
-mod e2e_iggy;
-#[path = "e2e_late.rs"]
-mod e2e_late;
-#[path = "e2e_security.rs"]
-mod e2e_security;
-#[path = "e2e_source.rs"]
-mod e2e_source;
-#[path = "source_kit.rs"]
+mod iggy;
+mod late;
+mod security;
+mod source;
 pub mod source_kit;
 
 type Scenario = fn(&mut Cx) -> Result<()>;
@@ -47,39 +42,39 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
         "source-shared-timestamps",
         "10000 documents with ONE timestamp, batch 100: search_after and scroll each write \
          exactly 10000 distinct ids",
-        e2e_source::shared_timestamps,
+        source::shared_timestamps,
     ),
     (
         "source-sigkill-restart",
         "SIGKILL `run` three times mid-read, finish with --once: every document delivered, \
          duplicates <= kills x batch",
-        e2e_source::sigkill_restart,
+        source::sigkill_restart,
     ),
     (
         "source-server-down-and-back",
         "a private server dies under a running connector (it retries, stays alive), comes back \
          empty; of old and new documents indexed there only the new are delivered; SIGTERM \
          exits 0 with the state saved",
-        e2e_source::server_down_and_back,
+        source::server_down_and_back,
     ),
     (
         "source-es-to-es",
         "output into another index: _count equal, and equal again after `state reset` and a \
          second run (idempotent by _id)",
-        e2e_source::es_to_es,
+        source::es_to_es,
     ),
     (
         "source-expired-pit",
         "a point in time deleted mid-pass under a running connector: it logs the expiry, \
          reopens, resumes from its cursor; 5000 distinct ids, duplicates <= one batch, SIGTERM \
          exits 0",
-        e2e_source::expired_pit,
+        source::expired_pit,
     ),
     (
         "source-streaming-refresh",
         "30000 documents streamed in on the index's default 1 s refresh while `run` reads, by \
          event_id and by _shard_doc: each delivered exactly once",
-        e2e_source::streaming_default_refresh,
+        source::streaming_default_refresh,
     ),
     (
         "source-late-window",
@@ -88,7 +83,7 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
          (SIGKILLed once), with late_window and slices = 2 (on Elasticsearch a new index moves \
          whole shards between slices) and into an Iggy topic (where one is up) every document arrives; \
          without, `audit` counts exactly the documents the output lacks and exits 1",
-        e2e_late::late_window,
+        late::late_window,
     ),
     (
         "source-security",
@@ -96,7 +91,7 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
          can keep API keys): HTTPS with a private CA, with basic authentication and with an \
          API key, delivers every document; a wrong CA fails naming the certificate, a wrong \
          password and a wrong API key fail naming 401; no secret in output, logs or state",
-        e2e_security::security,
+        security::security,
     ),
     (
         "iggy-source-sigkill",
@@ -104,26 +99,26 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
          indexed inside the range that was in flight), finish: one message per document in a \
          single partition (tail resume), none missing over three balanced ones (needs \
          IGGY_TCP_ADDRESS)",
-        e2e_iggy::source_sigkill,
+        iggy::source_sigkill,
     ),
     (
         "iggy-sink-sigkill",
         "that topic into an index with `es-connector sink`, SIGKILL mid-way, finish: _count \
          50000, offset stored (a second run reads nothing) (needs IGGY_TCP_ADDRESS)",
-        e2e_iggy::sink_sigkill,
+        iggy::sink_sigkill,
     ),
     (
         "iggy-server-restart",
         "a private iggy-server stopped under a running connector and started again on the same \
          data: it reconnects; every document once, at most one batch repeated (needs \
          IGGY_SERVER_BIN)",
-        e2e_iggy::server_restart,
+        iggy::server_restart,
     ),
     (
         "iggy-tls",
         "a private iggy-server with TLS on TCP and a test CA: every document delivered with \
          tls_ca_file; the wrong CA cannot connect (needs IGGY_SERVER_BIN and openssl)",
-        e2e_iggy::tls,
+        iggy::tls,
     ),
 ];
 

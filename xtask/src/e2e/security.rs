@@ -95,7 +95,7 @@ fn start(cx: &Cx, line: &'static Line) -> Result<SecureNode> {
             .arg(home.join("config"))
             .arg(&conf),
     )?;
-    let (ca, cert, key) = super::e2e_iggy::make_certificates(&conf.join("certs"))?;
+    let (ca, cert, key) = super::iggy::make_certificates(&conf.join("certs"))?;
     let port = net::free_port()?;
     let transport_port = net::free_port()?;
     let rel = |p: &Path| {
@@ -305,7 +305,7 @@ pub fn security(cx: &mut Cx) -> Result<()> {
     let wrong_key = base64(format!("{key_id}:not-{key_secret}").as_bytes());
     let secrets: [&str; 4] = [PASSWORD, &key, &key_secret, &wrong_key];
     // Another CA, which did not sign the node's certificate.
-    let (other_ca, _, _) = super::e2e_iggy::make_certificates(&cx.dir.join("other-ca"))?;
+    let (other_ca, _, _) = super::iggy::make_certificates(&cx.dir.join("other-ca"))?;
     let cases: [(&str, String, Option<&Path>, Option<&str>); 5] = [
         (
             "basic",

@@ -120,7 +120,7 @@ pub fn late_window(cx: &mut Cx) -> Result<()> {
     let iggy = match cx.iggy.clone() {
         Some(server) => {
             let stream = format!("xtask-{}-late", cx.run_id);
-            let (cfg, state) = super::e2e_iggy::source_config(
+            let (cfg, state) = super::iggy::source_config(
                 cx,
                 "late-iggy",
                 &pattern,
@@ -254,7 +254,7 @@ pub fn late_window(cx: &mut Cx) -> Result<()> {
                     running,
                     fetched,
                 )?;
-                let census = super::e2e_iggy::census(cx, cfg)?;
+                let census = super::iggy::census(cx, cfg)?;
                 step!("  Iggy output: {census}");
                 ensure!(
                     census["messages"] == DOCS && census["distinct_documents"] == DOCS,
