@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
 
+use crate::cli::{BenchCommand, DocsArgs};
 use crate::services::{Session, UpOptions};
 use crate::{step, util};
 
@@ -12,71 +13,27 @@ mod bulk;
 mod late;
 mod source;
 
-/// Bench targets: name and what it measures.
-pub const TARGETS: &[(&str, &str)] = &[
-    (
-        "state",
-        "every state backend's save/load against its raw floor (file, sled, redis, elasticsearch)",
-    ),
-    (
-        "bulk",
-        "the bulk processor against olivere/elastic, opensearch-py and a raw replay [--quick]",
-    ),
-    (
-        "source",
-        "es-connector reading an index against a raw search_after loop and helpers.scan [--docs N]",
-    ),
-    (
-        "late-window",
-        "the state a late_window keeps with N documents in the window [--docs N, default 1000000]",
-    ),
-];
-
 const STATE_CRATES: [&str; 4] = ["state-file", "state-sled", "state-redis", "state-es"];
 /// A store within this factor of its floor's throughput is marked OK.
 const RATIO_OK: f64 = 1.3;
 
-fn targets_list() -> String {
-    TARGETS
-        .iter()
-        .map(|(name, about)| format!("  {name:<8} {about}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-pub fn cmd(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        Some("state") => bench_state(&args[1..]),
-        Some("bulk") => bulk::cmd(&args[1..]),
-        Some("source") => source::cmd(&args[1..]),
-        Some("late-window") => late::cmd(&args[1..]),
-        Some(other) => bail!("no bench target `{other}`; targets:\n{}", targets_list()),
-        None => bail!(
-            "which benchmark? `cargo xtask bench <target>`; targets:\n{}",
-            targets_list()
-        ),
+pub fn cmd(target: &BenchCommand) -> Result<()> {
+    match target {
+        BenchCommand::State(args) => bench_state(args.docker),
+        BenchCommand::Bulk(args) => bulk::cmd(args),
+        BenchCommand::Source(args) => source::cmd(args),
+        BenchCommand::LateWindow(args) => late::cmd(args),
     }
 }
 
-/// The options of a bench target reading `--docs N` documents (default
-/// `default`), and `--docker`.
-pub fn docs_options(target: &str, args: &[String], default: u64) -> Result<(UpOptions, u64)> {
-    let mut opts = UpOptions::default();
-    let mut docs = default;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--docker" => opts.docker = true,
-            "--docs" => {
-                docs = it
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .with_context(|| format!("bench {target}: --docs N"))?;
-            }
-            other => bail!("bench {target}: unknown option `{other}`"),
-        }
-    }
-    Ok((opts, docs))
+/// The services options and document count of a bench target reading `--docs N`
+/// documents (`default` without it).
+pub fn docs_options(args: &DocsArgs, default: u64) -> (UpOptions, u64) {
+    let opts = UpOptions {
+        docker: args.docker,
+        ..UpOptions::default()
+    };
+    (opts, args.docs.unwrap_or(default))
 }
 
 /// One `STATE-BENCH` line (see `state_core::bench::Comparison::row`).
@@ -192,14 +149,11 @@ fn machine() -> String {
     format!("{cpus} CPUs ({model}), {}", std::env::consts::OS)
 }
 
-fn bench_state(args: &[String]) -> Result<()> {
-    let mut opts = UpOptions::default();
-    for arg in args {
-        match arg.as_str() {
-            "--docker" => opts.docker = true,
-            other => bail!("bench state: unknown option `{other}`"),
-        }
-    }
+fn bench_state(docker: bool) -> Result<()> {
+    let opts = UpOptions {
+        docker,
+        ..UpOptions::default()
+    };
     let session = Session::start(opts.clone(), true)?;
     let servers = if opts.docker {
         "docker compose images (docker/compose.yml)"

@@ -25,22 +25,13 @@ const SPAN_SECS: u64 = 1_000;
 /// Documents indexed before the incremental second run.
 const MORE: u64 = 1_000;
 
-pub fn cmd(args: &[String]) -> Result<()> {
-    let mut opts = UpOptions::default();
-    let mut keep = false;
-    let mut state_tour = false;
-    for (i, arg) in args.iter().enumerate() {
-        match arg.as_str() {
-            "--docker" => opts.docker = true,
-            "--keep-services" => keep = true,
-            "state" if i == 0 => state_tour = true,
-            "source" if i == 0 => {}
-            other => bail!(
-                "demo: unknown argument `{other}` (usage: cargo xtask demo [state] \
-                            [--keep-services] [--docker])"
-            ),
-        }
-    }
+pub fn cmd(args: &crate::cli::DemoArgs) -> Result<()> {
+    let opts = UpOptions {
+        docker: args.docker,
+        ..UpOptions::default()
+    };
+    let keep = args.keep_services;
+    let state_tour = args.which == crate::cli::DemoKind::State;
     let services = Services::start(opts, state_tour)?;
     let mut connector = Connector::build()?;
     // The demo prints each command line itself, on stdout.

@@ -287,25 +287,21 @@ fn json_diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
 }
 
 /// `cargo xtask e2e [--docker] [--list] [SCENARIO...]`.
-pub fn cmd(args: &[String]) -> Result<()> {
-    let mut opts = UpOptions::default();
-    let mut names = Vec::new();
-    for arg in args {
-        match arg.as_str() {
-            "--docker" => opts.docker = true,
-            "--list" => {
-                for (name, about, _) in SCENARIOS {
-                    println!("{name:<28} {about}");
-                }
-                return Ok(());
-            }
-            name if !name.starts_with('-') => names.push(name.to_string()),
-            other => bail!("e2e: unknown option `{other}` (see `cargo xtask help`)"),
+pub fn cmd(args: &crate::cli::E2eArgs) -> Result<()> {
+    if args.list {
+        for (name, about, _) in SCENARIOS {
+            println!("{name:<28} {about}");
         }
+        return Ok(());
     }
+    let opts = UpOptions {
+        docker: args.docker,
+        ..UpOptions::default()
+    };
+    let names = &args.scenarios;
     let session = Session::start(opts, true)?;
     let connector = Connector::build()?;
-    let summary = run(&session, &connector, Select::Named(&names));
+    let summary = run(&session, &connector, Select::Named(names));
     session.finish()?;
     let summary = summary?;
     if summary.failed > 0 {

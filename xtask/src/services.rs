@@ -135,30 +135,6 @@ pub struct UpOptions {
 }
 
 impl UpOptions {
-    /// Reads `--docker`, `--servers a,b` and `--matrix` (every line) at `args[*i]`;
-    /// returns whether it was one of them.
-    pub fn parse_arg(&mut self, args: &[String], i: &mut usize) -> Result<bool> {
-        match args[*i].as_str() {
-            "--docker" => self.docker = true,
-            "--matrix" => {
-                self.servers = search_server::LINES.iter().collect();
-                self.matrix = true;
-            }
-            "--servers" => {
-                *i += 1;
-                let list = args
-                    .get(*i)
-                    .context("--servers needs a list, e.g. --servers es7,es8,os2,os3,osmem")?;
-                self.servers = search_server::parse_set(list)?;
-            }
-            other => match other.strip_prefix("--servers=") {
-                Some(list) => self.servers = search_server::parse_set(list)?,
-                None => return Ok(false),
-            },
-        }
-        Ok(true)
-    }
-
     fn lines(&self) -> Vec<&'static Line> {
         if self.servers.is_empty() {
             search_server::default_set()
@@ -578,25 +554,10 @@ fn spawn_guard(kinds: &[Kind], docker: bool) -> Result<Child> {
 }
 
 /// `services guard --parent PID --kinds es,redis [--docker]` (internal).
-pub fn guard(args: &[String]) -> Result<()> {
-    let mut parent = None;
-    let mut kinds = Vec::new();
-    let mut docker = false;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--parent" => parent = it.next().and_then(|p| p.parse::<u32>().ok()),
-            "--kinds" => {
-                kinds = it
-                    .next()
-                    .map(|s| s.split(',').filter_map(Kind::parse).collect())
-                    .unwrap_or_default()
-            }
-            "--docker" => docker = true,
-            other => bail!("guard: unexpected argument `{other}`"),
-        }
-    }
-    let parent = parent.context("guard: --parent PID is required")?;
+pub fn guard(args: &crate::cli::GuardArgs) -> Result<()> {
+    let parent = args.parent;
+    let kinds: Vec<Kind> = args.kinds.split(',').filter_map(Kind::parse).collect();
+    let docker = args.docker;
     while native::pid_alive(parent) {
         std::thread::sleep(Duration::from_millis(300));
     }

@@ -13,35 +13,16 @@ use anyhow::{Result, bail};
 
 use crate::connector::Connector;
 use crate::search_server::server_version;
-use crate::services::{Session, UpOptions, env_file};
+use crate::services::{Session, env_file};
 use crate::{compat, e2e, step, util};
 
 /// The packages whose tests read `ES_URL` (the later passes run only these).
 const ES_PACKAGES: [&str; 3] = ["bulk", "connector", "state-es"];
 
-pub fn cmd(args: &[String]) -> Result<()> {
-    let mut opts = UpOptions::default();
-    let mut run_e2e = true;
-    let mut extra = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        if opts.parse_arg(args, &mut i)? {
-            i += 1;
-            continue;
-        }
-        match args[i].as_str() {
-            "--no-e2e" => run_e2e = false,
-            "--" => {
-                extra.extend(args[i + 1..].iter().cloned());
-                break;
-            }
-            other => bail!(
-                "test: unknown option `{other}`; arguments for cargo test go after `--` \
-                 (e.g. `cargo xtask test -- --nocapture`)"
-            ),
-        }
-        i += 1;
-    }
+pub fn cmd(args: &crate::cli::TestArgs) -> Result<()> {
+    let opts = args.up_options();
+    let run_e2e = !args.no_e2e;
+    let extra = args.cargo_test.clone();
     let started = Instant::now();
     let matrix = opts.matrix;
     let session = Session::start(opts, true)?;

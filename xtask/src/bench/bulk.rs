@@ -294,35 +294,28 @@ fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-pub fn cmd(args: &[String]) -> Result<()> {
-    let mut opts = UpOptions::default();
-    let mut plan = FULL;
-    let mut rounds = ROUNDS;
+pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
+    let opts = UpOptions {
+        docker: args.docker,
+        ..UpOptions::default()
+    };
+    let (plan, mut rounds) = if args.quick {
+        (FULL.scaled(10), 1)
+    } else {
+        (FULL, ROUNDS)
+    };
+    if let Some(n) = args.rounds {
+        rounds = n as usize;
+    }
     let mut command = String::from("cargo xtask bench bulk");
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        command.push(' ');
-        command.push_str(arg);
-        match arg.as_str() {
-            "--docker" => opts.docker = true,
-            "--quick" => {
-                plan = FULL.scaled(10);
-                rounds = 1;
-            }
-            "--rounds" => {
-                let n = it.next().context("--rounds needs a number")?;
-                rounds = n
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .context("--rounds needs a number ≥ 1")?;
-                command.push(' ');
-                command.push_str(n);
-            }
-            other => bail!(
-                "bench bulk: unknown option `{other}` (options: --rounds N, --quick, --docker)"
-            ),
-        }
+    if args.docker {
+        command.push_str(" --docker");
+    }
+    if args.quick {
+        command.push_str(" --quick");
+    }
+    if let Some(n) = args.rounds {
+        command.push_str(&format!(" --rounds {n}"));
     }
     if rounds > 1 && rounds % 2 == 1 {
         rounds += 1;

@@ -20,8 +20,8 @@ const DOCS: u64 = 1_000_000;
 const PER_REQUEST: u64 = 5_000;
 const SPAN_MS: u64 = 30 * 60 * 1000;
 
-pub fn cmd(args: &[String]) -> Result<()> {
-    let (opts, docs) = super::docs_options("late-window", args, DOCS)?;
+pub fn cmd(args: &crate::cli::DocsArgs) -> Result<()> {
+    let (opts, docs) = super::docs_options(args, DOCS);
     let connector = Connector::build()?;
     let session = Session::start(opts, true)?;
     let url = session

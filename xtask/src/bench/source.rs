@@ -79,8 +79,8 @@ struct Bench {
     dir: PathBuf,
 }
 
-pub fn cmd(args: &[String]) -> Result<()> {
-    let (opts, docs) = super::docs_options("source", args, DOCS)?;
+pub fn cmd(args: &crate::cli::DocsArgs) -> Result<()> {
+    let (opts, docs) = super::docs_options(args, DOCS);
     let (connector, helper) = build()?;
     let scan_python = prepare_python()
         .map_err(|e| step!("warning: helpers.scan not measured: {e}"))
