@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConnectorConfig, OutputConfig, PluginConfig};
 use crate::error::{ConnectorError, Result};
+use crate::message::timestamp_millis;
 use crate::message::{HEADER_ID, HEADER_INDEX, HEADER_TIMESTAMP, MessageId};
-use crate::metrics::parse_timestamp_millis;
 use crate::source::client::EsClient;
 use crate::source::dedup::document_key;
 
@@ -439,8 +439,7 @@ async fn read_delivered(
                 else {
                     return;
                 };
-                if let Some(bucket) = parse_timestamp_millis(&ts).and_then(|t| window.bucket_of(t))
-                {
+                if let Some(bucket) = timestamp_millis(&ts).and_then(|t| window.bucket_of(t)) {
                     delivered.add(bucket, &index, &id, Some(m.id));
                 }
             })
@@ -492,7 +491,7 @@ fn read_file(path: &Path, window: Window) -> Result<Delivered> {
         ) else {
             continue;
         };
-        let Some(bucket) = parse_timestamp_millis(ts).and_then(|t| window.bucket_of(t)) else {
+        let Some(bucket) = timestamp_millis(ts).and_then(|t| window.bucket_of(t)) else {
             continue;
         };
         let message = parsed.id.parse::<MessageId>().ok().map(|m| m.0);

@@ -190,9 +190,44 @@ impl TargetDocument {
     }
 }
 
+/// Milliseconds since the epoch from RFC 3339 text or an epoch number (seconds,
+/// milliseconds, microseconds or nanoseconds, told apart by magnitude).
+pub fn timestamp_millis(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis());
+    }
+    let n: f64 = text.parse().ok()?;
+    if !n.is_finite() {
+        return None;
+    }
+    let abs = n.abs();
+    let millis = if abs >= 1e17 {
+        n / 1e6
+    } else if abs >= 1e14 {
+        n / 1e3
+    } else if abs >= 1e11 {
+        n
+    } else {
+        n * 1e3
+    };
+    Some(millis as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_timestamps() {
+        let ms = 1_700_000_000_123;
+        assert_eq!(timestamp_millis("2023-11-14T22:13:20.123Z"), Some(ms));
+        assert_eq!(timestamp_millis("1700000000123"), Some(ms));
+        assert_eq!(timestamp_millis("1700000000123000"), Some(ms));
+        assert_eq!(timestamp_millis("1700000000123000000"), Some(ms));
+        assert_eq!(timestamp_millis("1700000000"), Some(ms - 123));
+        assert_eq!(timestamp_millis("yesterday"), None);
+    }
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap_or_else(|e| panic!("{e}"))

@@ -489,7 +489,7 @@ async fn run_loop(
                 .messages
                 .last()
                 .and_then(|m| m.headers.get(HEADER_TIMESTAMP))
-                .and_then(|ts| crate::metrics::parse_timestamp_millis(ts));
+                .and_then(|ts| crate::message::timestamp_millis(ts));
             if let (false, Some(millis)) = (late, last) {
                 let now = chrono::Utc::now().timestamp_millis();
                 observer.lag(now.saturating_sub(millis) as f64 / 1000.0);

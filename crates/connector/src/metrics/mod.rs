@@ -1,6 +1,6 @@
 //! Run metrics: a registry of atomics updated by the run loop through a cheap
-//! [`Metrics`] handle, and a tiny HTTP/1.1 endpoint serving them at `GET /metrics`
-//! in the Prometheus text format (version 0.0.4).
+//! [`Metrics`] handle, rendered in the Prometheus text format (version 0.0.4);
+//! `server.rs` serves them at `GET /metrics`.
 //!
 //! | metric | type | what |
 //! |---|---|---|
@@ -14,14 +14,15 @@
 //! | `es_connector_lag_seconds` | gauge | now − timestamp of the last document delivered at the cursor (late ones excluded) |
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use crate::message::timestamp_millis;
+
+mod server;
+
+pub use server::{MetricsServer, serve};
 
 /// Upper bounds (seconds) of the `es_connector_state_save_seconds` buckets.
 pub const SAVE_BUCKETS: [f64; 12] = [
@@ -123,7 +124,7 @@ impl Metrics {
     /// RFC 3339, or epoch milliseconds/microseconds/nanoseconds); ignored when
     /// unreadable.
     pub fn observe_timestamp(&self, text: &str) {
-        if let Some(millis) = parse_timestamp_millis(text) {
+        if let Some(millis) = timestamp_millis(text) {
             self.set_last_timestamp_millis(millis);
         }
     }
@@ -237,137 +238,6 @@ impl Metrics {
     }
 }
 
-/// Milliseconds since the epoch from RFC 3339 text or an epoch number (seconds,
-/// milliseconds, microseconds or nanoseconds, told apart by magnitude).
-pub fn parse_timestamp_millis(text: &str) -> Option<i64> {
-    let text = text.trim();
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Some(t.timestamp_millis());
-    }
-    let n: f64 = text.parse().ok()?;
-    if !n.is_finite() {
-        return None;
-    }
-    let abs = n.abs();
-    let millis = if abs >= 1e17 {
-        n / 1e6
-    } else if abs >= 1e14 {
-        n / 1e3
-    } else if abs >= 1e11 {
-        n
-    } else {
-        n * 1e3
-    };
-    Some(millis as i64)
-}
-
-/// The metrics endpoint: serving until dropped or [`MetricsServer::shutdown`].
-#[derive(Debug)]
-pub struct MetricsServer {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl MetricsServer {
-    /// Binds `addr` (port 0 picks one) and serves `metrics` at `GET /metrics`.
-    pub async fn bind(addr: SocketAddr, metrics: Metrics) -> std::io::Result<MetricsServer> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(serve(listener, metrics));
-        Ok(MetricsServer { addr, task })
-    }
-
-    /// Where it listens.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops serving.
-    pub fn shutdown(self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Accepts connections on `listener` and answers each with the metrics.
-pub async fn serve(listener: TcpListener, metrics: Metrics) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let metrics = metrics.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = answer(stream, &metrics).await {
-                        tracing::debug!(error = %e, "metrics connection failed");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// Largest request head read.
-const MAX_HEAD: usize = 16 * 1024;
-
-/// One request per connection (`Connection: close`): enough for a scraper.
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    let read = tokio::time::timeout(Duration::from_secs(10), async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    if !matches!(read, Ok(Ok(()))) {
-        return Ok(());
-    }
-    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
-        ("GET" | "HEAD", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found: try /metrics\n".to_owned(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET\n".to_owned(),
-        ),
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if method != "HEAD" {
-        response.push_str(&body);
-    }
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,17 +255,6 @@ mod tests {
             "{text}"
         );
         assert_eq!(m.late_documents(), 3);
-    }
-
-    #[test]
-    fn parses_timestamps() {
-        let ms = 1_700_000_000_123;
-        assert_eq!(parse_timestamp_millis("2023-11-14T22:13:20.123Z"), Some(ms));
-        assert_eq!(parse_timestamp_millis("1700000000123"), Some(ms));
-        assert_eq!(parse_timestamp_millis("1700000000123000"), Some(ms));
-        assert_eq!(parse_timestamp_millis("1700000000123000000"), Some(ms));
-        assert_eq!(parse_timestamp_millis("1700000000"), Some(ms - 123));
-        assert_eq!(parse_timestamp_millis("yesterday"), None);
     }
 
     #[test]
