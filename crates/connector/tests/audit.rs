@@ -71,6 +71,17 @@ async fn delete(index: &TestIndex, id: &str) {
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }
 
+/// Makes what was indexed into `target` (on `index`'s server) searchable.
+async fn refresh(index: &TestIndex, target: &str) {
+    let refreshed = index
+        .http()
+        .post(format!("{}/{target}/_refresh", index.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(refreshed.status().is_success());
+}
+
 #[tokio::test]
 async fn the_audit_names_missed_duplicated_and_deleted_documents_of_the_file_output() {
     let Some(url) = es_url() else { return };
@@ -153,13 +164,7 @@ async fn the_audit_reads_the_elasticsearch_output_back_from_its_target_index() {
         format!("[output]\nkind = \"elasticsearch\"\nurl = \"{url}\"\nindex = \"{target}\"\n");
     let cfg = config_file(dir.path(), &url, &index.name, &output);
     run_once(&cfg);
-    let refreshed = index
-        .http()
-        .post(format!("{url}/{target}/_refresh"))
-        .send()
-        .await
-        .unwrap();
-    assert!(refreshed.status().is_success());
+    refresh(&index, &target).await;
 
     let (status, report, stderr) = audit_json(&cfg);
     assert_eq!(status, Some(0), "{report}\n{stderr}");
@@ -238,13 +243,7 @@ async fn late_documents_reach_the_stdout_and_elasticsearch_outputs_once() {
             assert_eq!((late, again), (vec!["late".to_owned()], vec![]), "{output}");
             continue;
         }
-        let refreshed = index
-            .http()
-            .post(format!("{url}/{target}/_refresh"))
-            .send()
-            .await
-            .unwrap();
-        assert!(refreshed.status().is_success());
+        refresh(&index, &target).await;
         let (status, report, stderr) = audit_json(&cfg);
         assert_eq!(status, Some(0), "{report}\n{stderr}");
         assert_eq!(report["missed"], 0, "{report}");
