@@ -32,18 +32,7 @@ pub fn launch(port: u16) -> Result<Launch> {
 /// Where the osmem-server venv lives: `XTASK_OSMEM_VENV`, else a per-user cache
 /// (`$XDG_CACHE_HOME` or `~/.cache`)`/es-state/osmem-server-0.1.6`, else under target/.
 fn venv_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XTASK_OSMEM_VENV").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let version = OSMEM_PACKAGE.replace("==", "-");
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-    match cache {
-        Some(cache) => cache.join("es-state").join(version),
-        None => util::xtask_dir().join("venv").join(version),
-    }
+    util::venv_dir("XTASK_OSMEM_VENV", &OSMEM_PACKAGE.replace("==", "-"))
 }
 
 /// The osmem-server binary: `OSMEM_SERVER_BIN`, or from the cached venv

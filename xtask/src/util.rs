@@ -32,6 +32,34 @@ pub fn xtask_dir() -> PathBuf {
     target_dir().join("xtask")
 }
 
+/// Builds `bin` of `package` in release (with `features`) and returns its path.
+pub fn release_binary(package: &str, features: &[&str], bin: &str) -> Result<PathBuf> {
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", package, "--bin", bin]);
+    if !features.is_empty() {
+        build.args(["--features", &features.join(",")]);
+    }
+    run(build.stdout(Stdio::from(std::io::stderr())))?;
+    Ok(target_dir().join("release").join(bin))
+}
+
+/// Where a Python venv named `name` lives: the directory in the variable `var`
+/// when set, else the per-user cache (`$XDG_CACHE_HOME` or `~/.cache`)
+/// `/es-state/<name>`, else under target/xtask/venv/.
+pub fn venv_dir(var: &str, name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(var).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    match cache {
+        Some(cache) => cache.join("es-state").join(name),
+        None => xtask_dir().join("venv").join(name),
+    }
+}
+
 /// The cargo that runs us (so a toolchain override carries over).
 /// `header` and `rows` as an aligned plain-text table (`a | b`, a `-+-` rule).
 pub fn aligned_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {

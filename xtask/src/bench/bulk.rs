@@ -728,20 +728,7 @@ fn checksum(launcher: &Launcher) -> Result<String> {
 
 /// `bulk-null-server` and the `bulk_client` bench binary, built in release mode.
 fn build_rust() -> Result<(PathBuf, PathBuf)> {
-    let mut build = util::cargo();
-    build.args([
-        "build",
-        "--release",
-        "-p",
-        "bulk",
-        "--features",
-        "testkit",
-        "--bin",
-        "bulk-null-server",
-    ]);
-    util::run(build.stdout(Stdio::from(std::io::stderr())))?;
-    let null_server = util::target_dir().join("release").join("bulk-null-server");
-
+    let null_server = util::release_binary("bulk", &["testkit"], "bulk-null-server")?;
     let executable = util::bench_executable("bulk", "bulk_client")?;
     Ok((null_server, executable))
 }
@@ -824,22 +811,14 @@ fn prepare_go() -> std::result::Result<Launcher, String> {
 /// Where the opensearch-py venv lives: `XTASK_BENCH_PY_VENV`, else beside the
 /// osmem-server venv in the per-user cache, else under target/.
 fn py_venv_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XTASK_BENCH_PY_VENV").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let name = format!("bench-bulk-{}", OPENSEARCH_PY.replace("==", "-"));
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-    match cache {
-        Some(cache) => cache.join("es-state").join(name),
-        None => util::xtask_dir().join("venv").join(name),
-    }
+    util::venv_dir(
+        "XTASK_BENCH_PY_VENV",
+        &format!("bench-bulk-{}", OPENSEARCH_PY.replace("==", "-")),
+    )
 }
 
 /// The venv's python (created with opensearch-py when missing) and its version.
-fn prepare_python() -> std::result::Result<(PathBuf, String), String> {
+pub(super) fn prepare_python() -> std::result::Result<(PathBuf, String), String> {
     let venv = py_venv_dir();
     let python = venv.join("bin").join("python");
     let ready = venv.join(".xtask-ready");

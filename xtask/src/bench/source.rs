@@ -15,8 +15,8 @@
 //! too, to show that its peak RSS does not grow with the index.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -30,7 +30,6 @@ const SMALL_DOCS: u64 = 5_000;
 const ROUNDS: usize = 3;
 /// es-connector's docs/s must reach this share of the raw loop's.
 const TARGET: f64 = 0.9;
-const OPENSEARCH_PY: &str = "opensearch-py==3.2.0";
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -478,71 +477,14 @@ fn toml_str(s: &str) -> String {
 
 /// `es-connector` (release) and the `source_scan` helper (bench profile).
 fn build() -> Result<(PathBuf, PathBuf)> {
-    let mut build = util::cargo();
-    build.args([
-        "build",
-        "--release",
-        "-p",
-        "connector",
-        "--bin",
-        "es-connector",
-    ]);
-    util::run(build.stdout(Stdio::from(std::io::stderr())))?;
-    let connector = util::target_dir().join("release").join("es-connector");
+    let connector = util::release_binary("connector", &[], "es-connector")?;
     let helper = util::bench_executable("connector", "source_scan")?;
     Ok((connector, helper))
 }
 
-/// The opensearch-py venv shared with `bench bulk` (same place, same pin):
-/// `XTASK_BENCH_PY_VENV`, else `~/.cache/es-state/bench-bulk-opensearch-py-3.2.0`.
+/// The opensearch-py venv of `bench bulk` (same place, same pin): its python.
 fn prepare_python() -> std::result::Result<PathBuf, String> {
-    let venv = match std::env::var_os("XTASK_BENCH_PY_VENV").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let name = format!("bench-bulk-{}", OPENSEARCH_PY.replace("==", "-"));
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-            match cache {
-                Some(cache) => cache.join("es-state").join(name),
-                None => util::xtask_dir().join("venv").join(name),
-            }
-        }
-    };
-    let python = venv.join("bin").join("python");
-    let ready = venv.join(".xtask-ready");
-    if std::fs::read_to_string(&ready).ok().as_deref() != Some(OPENSEARCH_PY) {
-        step!("installing {OPENSEARCH_PY} into {} (once)", venv.display());
-        let _ = std::fs::remove_dir_all(&venv);
-        let base = std::env::var("XTASK_PYTHON").unwrap_or_else(|_| "python3".into());
-        util::run(
-            Command::new(&base)
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .stdout(Stdio::from(std::io::stderr())),
-        )
-        .map_err(|e| format!("`{base} -m venv` failed ({e:#})"))?;
-        install(&python)?;
-        std::fs::write(&ready, OPENSEARCH_PY).map_err(|e| e.to_string())?;
-    }
-    Ok(python)
-}
-
-fn install(python: &Path) -> std::result::Result<(), String> {
-    util::run(
-        Command::new(python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--quiet",
-            ])
-            .arg(OPENSEARCH_PY)
-            .stdout(Stdio::from(std::io::stderr())),
-    )
-    .map_err(|e| format!("`pip install {OPENSEARCH_PY}` failed ({e:#}); is PyPI reachable?"))
+    super::bulk::prepare_python().map(|(python, _)| python)
 }
 
 #[cfg(test)]

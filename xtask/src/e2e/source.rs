@@ -302,6 +302,21 @@ impl Drop for Server {
     }
 }
 
+/// Starts a private osmem-server on a free port, logging to `log` in the run's
+/// directory.
+fn private_osmem(cx: &mut Cx, log: &str) -> Result<Server> {
+    cx.step("start a private osmem-server on a free port", |cx| {
+        let mut server = Server {
+            bin: osmem_bin()?,
+            port: net::free_port()?,
+            log: cx.dir.join(log),
+            child: None,
+        };
+        server.start()?;
+        Ok(server)
+    })
+}
+
 /// The server dies under a running connector and comes back empty.
 ///
 /// What this proves: with the server gone the connector neither exits nor
@@ -318,16 +333,7 @@ impl Drop for Server {
 pub fn server_down_and_back(cx: &mut Cx) -> Result<()> {
     const BACKFILL: u64 = 2_000;
     const LATER: u64 = 500;
-    let mut server = cx.step("start a private osmem-server on a free port", |cx| {
-        let mut server = Server {
-            bin: osmem_bin()?,
-            port: net::free_port()?,
-            log: cx.dir.join("down-and-back-osmem.log"),
-            child: None,
-        };
-        server.start()?;
-        Ok(server)
-    })?;
+    let mut server = private_osmem(cx, "down-and-back-osmem.log")?;
     let url = server.url();
     let index = format!("xtask-e2e-{}-down", cx.run_id);
     let (cfg, out) = cx.source_config(
@@ -560,16 +566,7 @@ pub fn expired_pit(cx: &mut Cx) -> Result<()> {
     const DOCS: u64 = 5_000;
     const BATCH: usize = 100;
     const EXPIRED: &str = "search context expired";
-    let mut server = cx.step("start a private osmem-server on a free port", |cx| {
-        let mut server = Server {
-            bin: osmem_bin()?,
-            port: net::free_port()?,
-            log: cx.dir.join("expired-pit-osmem.log"),
-            child: None,
-        };
-        server.start()?;
-        Ok(server)
-    })?;
+    let mut server = private_osmem(cx, "expired-pit-osmem.log")?;
     let url = server.url();
     let index = format!("xtask-e2e-{}-expired-pit", cx.run_id).to_lowercase();
     let (cfg, out) = cx.source_config(

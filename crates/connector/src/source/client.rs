@@ -239,13 +239,20 @@ impl EsClient {
     async fn local_node_info(&self) -> Result<ServerInfo> {
         const WHAT: &str = "GET /_nodes/_local";
         let request = Flavor::local_node_request();
-        let (status, body) = self.send(&request, WHAT).await?;
-        if !(200..300).contains(&status) {
-            return Err(self.refused(WHAT, QueryError::from_error_response(status, &body)));
-        }
+        let body = self.send_ok(&request, WHAT).await?;
         let (flavor, version) =
             Flavor::from_local_node_response(&body).map_err(|e| self.refused(WHAT, e))?;
         Ok(ServerInfo { flavor, version })
+    }
+
+    /// [`send`](Self::send), with an answer outside 2xx refused as the server's
+    /// error; the body of a success.
+    pub(crate) async fn send_ok(&self, request: &Request, what: &str) -> Result<Vec<u8>> {
+        let (status, body) = self.send(request, what).await?;
+        if !(200..300).contains(&status) {
+            return Err(self.refused(what, QueryError::from_error_response(status, &body)));
+        }
+        Ok(body)
     }
 
     pub(crate) fn refused(&self, what: &str, source: QueryError) -> ConnectorError {

@@ -826,13 +826,7 @@ impl ElasticsearchSource {
             .spec()
             .count(position)
             .map_err(|e| client.refused(WHAT, e))?;
-        let (status, body) = client.send(&request, WHAT).await?;
-        if !(200..300).contains(&status) {
-            return Err(client.refused(
-                WHAT,
-                es_query::QueryError::from_error_response(status, &body),
-            ));
-        }
+        let body = client.send_ok(&request, WHAT).await?;
         es_query::parse_count(&body).map_err(|e| client.refused(WHAT, e))
     }
 

@@ -168,13 +168,7 @@ impl Reader {
             .spec
             .open_pit(self.keep_alive)
             .map_err(|e| client.refused(WHAT, e))?;
-        let (status, body) = client.send(&request, WHAT).await?;
-        if !(200..300).contains(&status) {
-            return Err(client.refused(
-                WHAT,
-                es_query::QueryError::from_error_response(status, &body),
-            ));
-        }
+        let body = client.send_ok(&request, WHAT).await?;
         PitId::from_open_response(&body).map_err(|e| client.refused(WHAT, e))
     }
 
