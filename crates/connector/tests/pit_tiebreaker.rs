@@ -43,19 +43,16 @@ async fn sort_values_in_a_pit(index: &TestIndex, server: &ServerInfo) -> usize {
     let pit = opened[id_key]
         .as_str()
         .unwrap_or_else(|| panic!("{opened}"));
-    let page: Value = http
-        .post(format!("{}/_search", index.url))
-        .json(&json!({
+    let page = post_json(
+        &http,
+        format!("{}/_search", index.url),
+        &json!({
             "size": 1,
             "pit": {"id": pit, "keep_alive": "1m"},
             "sort": [{"@timestamp": {"order": "asc"}}, {"id": {"order": "asc"}}],
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     let close_body = if server.flavor.is_opensearch() {
         json!({"pit_id": [pit]})
     } else {

@@ -120,16 +120,12 @@ impl TestIndex {
     /// Every `_id` the index holds (a scroll; call [`Self::refresh`] first).
     pub async fn ids(&self) -> std::collections::BTreeSet<String> {
         let mut ids = std::collections::BTreeSet::new();
-        let mut page: Value = self
-            .http
-            .post(format!("{}/{}/_search?scroll=1m", self.url, self.name))
-            .json(&json!({"size": 5000, "_source": false, "sort": ["_doc"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let mut page = post_json(
+            &self.http,
+            format!("{}/{}/_search?scroll=1m", self.url, self.name),
+            &json!({"size": 5000, "_source": false, "sort": ["_doc"]}),
+        )
+        .await;
         loop {
             let hits = page["hits"]["hits"].as_array().cloned().unwrap_or_default();
             if hits.is_empty() {
@@ -140,16 +136,12 @@ impl TestIndex {
                     .filter_map(|h| h["_id"].as_str().map(String::from)),
             );
             let scroll_id = page["_scroll_id"].as_str().unwrap_or_default().to_owned();
-            page = self
-                .http
-                .post(format!("{}/_search/scroll", self.url))
-                .json(&json!({"scroll": "1m", "scroll_id": scroll_id}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            page = post_json(
+                &self.http,
+                format!("{}/_search/scroll", self.url),
+                &json!({"scroll": "1m", "scroll_id": scroll_id}),
+            )
+            .await;
         }
         ids
     }
@@ -354,4 +346,16 @@ pub async fn opened_source(url: &str, index: &str, extra: &str) -> Elasticsearch
     let mut source = ElasticsearchSource::new(1, config);
     source.open().await.unwrap();
     source
+}
+
+/// POSTs `body` to `url` and reads the answer as JSON.
+pub async fn post_json(http: &reqwest::Client, url: String, body: &Value) -> Value {
+    http.post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
