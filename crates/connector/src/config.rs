@@ -1,14 +1,18 @@
-//! The connector configuration file: the documented `[plugin_config]` keys, in valid TOML.
+//! The connector configuration file: the documented `[plugin_config]` keys, in TOML.
 //!
 //! The documentation writes `query = { ... }` and `state = { ... }` as multi-line
-//! inline tables, which TOML does not allow; write them as tables instead
-//! (`[plugin_config.state]`) or as single-line inline tables. See `docs/configuration.md`.
+//! inline tables without commas, which TOML does not allow. Text that is not
+//! TOML but is that dialect is rewritten into TOML ([`dialect`]) with one warning
+//! showing the TOML understood; `es-connector config fmt` rewrites the file. See
+//! `docs/configuration.md`.
 
+pub mod dialect;
 #[cfg(feature = "iggy")]
 mod iggy;
 mod output;
 mod secret;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -254,23 +258,114 @@ impl ConnectorConfig {
     }
 }
 
-/// Reads `path` and parses it with `parse`; errors name the file.
+/// Reads `path` and parses it with `parse`; errors name the file. Text in the
+/// documentation's dialect is rewritten into TOML first, with a warning naming the file.
 pub(crate) fn read_config_file<T>(path: &Path, parse: impl Fn(&str) -> Result<T>) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| ConnectorError::ConfigFile {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    parse(&text).map_err(|e| match e {
+    let understood = understood(&text, &path.display().to_string())?;
+    // Lines of an error in rewritten text are those of the TOML the warning showed.
+    let read_as = match understood {
+        Cow::Owned(_) => ", read as the TOML shown in the warning above",
+        Cow::Borrowed(_) => "",
+    };
+    parse(&understood).map_err(|e| match e {
         ConnectorError::InvalidConfig { key, reason } => ConnectorError::InvalidConfig {
             key,
-            reason: format!("{reason} (in {})", path.display()),
+            reason: format!("{reason} (in {}{read_as})", path.display()),
         },
         other => other,
     })
 }
 
+/// The text as valid TOML: `None` when it is valid TOML already (it is never
+/// rewritten), the rewritten text when it is in the documentation's dialect
+/// (`key = {` over several lines, JSON objects inside). Neither: an error naming
+/// `origin` (the file) and the line, saying how to write it.
+pub fn to_valid_toml(text: &str, origin: &str) -> Result<Option<String>> {
+    match understand(text, origin)? {
+        Understood::Toml => Ok(None),
+        Understood::Dialect(toml) => Ok(Some(toml)),
+        Understood::NotToml(e) => Err(syntax_error(origin, text, &e, |line| line)),
+    }
+}
+
+enum Understood {
+    Toml,
+    Dialect(String),
+    /// Invalid TOML with no dialect block in it.
+    NotToml(toml::de::Error),
+}
+
+fn understand(text: &str, origin: &str) -> Result<Understood> {
+    let Err(error) = toml::from_str::<toml::Table>(text) else {
+        return Ok(Understood::Toml);
+    };
+    let rewritten = match dialect::rewrite(text) {
+        Ok(Some(rewritten)) => rewritten,
+        Ok(None) => return Ok(Understood::NotToml(error)),
+        Err(e) => {
+            return Err(ConnectorError::ConfigSyntax {
+                origin: origin.to_owned(),
+                line: e.line,
+                reason: e.reason,
+            });
+        }
+    };
+    match toml::from_str::<toml::Table>(&rewritten.text) {
+        Ok(_) => Ok(Understood::Dialect(rewritten.text)),
+        Err(e) => Err(syntax_error(origin, &rewritten.text, &e, |line| {
+            rewritten.origin(line)
+        })),
+    }
+}
+
+/// A TOML syntax error as [`ConnectorError::ConfigSyntax`]: the line (of the
+/// input, through `origin_line`) and the parser's message.
+fn syntax_error(
+    origin: &str,
+    text: &str,
+    e: &toml::de::Error,
+    origin_line: impl Fn(usize) -> usize,
+) -> ConnectorError {
+    let line = e
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+        .unwrap_or(1);
+    ConnectorError::ConfigSyntax {
+        origin: origin.to_owned(),
+        line: origin_line(line),
+        reason: format!(
+            "{}; this is not TOML (see docs/configuration.md for how each key is written)",
+            e.message().trim_end()
+        ),
+    }
+}
+
+/// `text`, or the TOML rewritten from its dialect, with one warning naming
+/// `origin` and showing the TOML understood.
+fn understood<'a>(text: &'a str, origin: &str) -> Result<Cow<'a, str>> {
+    match understand(text, origin)? {
+        Understood::Toml | Understood::NotToml(_) => Ok(Cow::Borrowed(text)),
+        Understood::Dialect(toml) => {
+            tracing::warn!(
+                "{origin} is not valid TOML: it writes tables the way the connector's documentation \
+                 does (`key = {{` over several lines, no commas). It was read as this TOML; \
+                 `es-connector config fmt {origin}` writes it into the file:\n{}",
+                toml.trim_end()
+            );
+            Ok(Cow::Owned(toml))
+        }
+    }
+}
+
 /// Parses TOML text into `T`; an error names the offending key (`table.key`).
+/// Text in the documentation's dialect is rewritten into TOML first, with a warning.
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    let text = understood(text, "the configuration text")?;
+    let text = text.as_ref();
     toml::from_str(text).map_err(|e| {
         let message = e.message();
         // "unknown field `x`" names the key; other messages (unknown variant `v`)
@@ -749,6 +844,51 @@ mod tests {
         let both =
             "[plugin_config]\nurl = \"http://u:pw@h:9200\"\nindex = \"a\"\napi_key = \"k\"\n";
         assert_eq!(err_key(both), "plugin_config.api_key");
+    }
+
+    #[test]
+    fn valid_toml_is_never_rewritten() {
+        assert!(matches!(to_valid_toml(DOCUMENTED, "f.toml"), Ok(None)));
+        // TOML 1.1: an inline table over several lines, with commas.
+        let multi_line = "[plugin_config]\nurl = \"http://h:9200\"\nindex = \"a\"\nstate = {\n  state_id = \"s\",\n}\n";
+        assert!(matches!(to_valid_toml(multi_line, "f.toml"), Ok(None)));
+        let cfg = ConnectorConfig::from_toml(multi_line).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cfg.plugin_config.state.map(|s| s.state_id),
+            Some("s".into())
+        );
+    }
+
+    #[test]
+    fn the_dialect_is_read_and_its_mistakes_are_placed() {
+        let base = "[plugin_config]\nurl = \"http://h:9200\"\nindex = \"a\"\n";
+        let dialect = format!("{base}state = {{\n  state_id = \"s\"\n}}\n");
+        let cfg = ConnectorConfig::from_toml(&dialect).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cfg.plugin_config.state.map(|s| s.state_id),
+            Some("s".into())
+        );
+        // A bad value inside a block: the line of the input, not of the rewrite.
+        let text = format!("{base}# a comment\nstate = {{\n  enabled = yes\n}}\n");
+        match ConnectorConfig::from_toml(&text) {
+            Err(ConnectorError::ConfigSyntax { origin, line, .. }) => {
+                assert_eq!((origin.as_str(), line), ("the configuration text", 6));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Valid TOML with a bad key is named as before, rewritten or not.
+        assert_eq!(
+            err_key(&format!(
+                "{base}state = {{\n  state_id = \"s\"\n  bogus = 1\n}}\n"
+            )),
+            "plugin_config.state.bogus"
+        );
+        match to_valid_toml(&format!("{base}batch_size = = 1\n"), "f.toml") {
+            Err(ConnectorError::ConfigSyntax { origin, line, .. }) => {
+                assert_eq!((origin.as_str(), line), ("f.toml", 4));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

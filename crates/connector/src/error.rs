@@ -22,6 +22,17 @@ pub enum ConnectorError {
         /// Why.
         reason: String,
     },
+    /// The configuration text is neither TOML nor the documentation's dialect
+    /// of it (`key = {` over several lines).
+    #[error("{origin}, line {line}: {reason}")]
+    ConfigSyntax {
+        /// The file, or "the configuration text" when none was read.
+        origin: String,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong there and how to write it.
+        reason: String,
+    },
     /// A configuration value is not acceptable.
     #[error("invalid `{key}`: {reason}")]
     InvalidConfig {

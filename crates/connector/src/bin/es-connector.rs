@@ -95,6 +95,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Work on configuration files.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Inspect and manage the connector's stored state.
     State {
         #[command(subcommand)]
@@ -102,6 +107,21 @@ enum Command {
         /// The connector configuration file (TOML).
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Rewrite a configuration written the way the connector's documentation
+    /// writes it (`query = {` and `state = {` over several lines, no commas) as
+    /// valid TOML, in place, comments kept. A file that is valid TOML already is
+    /// left as it is.
+    Fmt {
+        /// The configuration file.
+        file: PathBuf,
+        /// Change nothing; exit with status 1 if the file would be rewritten.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -199,6 +219,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sink { config, once } => sink_command(&config, once).await,
         #[cfg(feature = "iggy")]
         Command::TopicCheck { config } => topic_check_command(&config).await,
+        Command::Config {
+            action: ConfigAction::Fmt { file, check },
+        } => config_fmt_command(&file, check),
         Command::State { action, config } => {
             let Some(config) = config else {
                 bail!("--config FILE is required: the configuration names the state store");
@@ -450,6 +473,62 @@ async fn check_command(path: &Path) -> anyhow::Result<()> {
         config.output,
     ))?;
     Ok(())
+}
+
+fn config_fmt_command(path: &Path, check: bool) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let shown = path.display().to_string();
+    let Some(toml) = connector::config::to_valid_toml(&text, &shown)? else {
+        out(&format!("{shown} is valid TOML already; nothing changed"))?;
+        return Ok(());
+    };
+    if check {
+        out(&format!(
+            "{shown} is not valid TOML: `es-connector config fmt {shown}` would rewrite it as:\n{}",
+            toml.trim_end()
+        ))?;
+        std::process::exit(1);
+    }
+    replace_file(path, &toml)?;
+    out(&format!(
+        "rewrote {shown} as valid TOML (comments kept); it now reads:\n{}",
+        toml.trim_end()
+    ))?;
+    Ok(())
+}
+
+/// Replaces `path` with `text` at once: a temporary file in the same directory
+/// with the same permissions (a configuration may hold a password), fsynced,
+/// renamed over it, the directory fsynced.
+fn replace_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().context("not a file name")?;
+    let temp = dir.join(format!(
+        ".{}.fmt-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let permissions = std::fs::metadata(path)?.permissions();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.set_permissions(permissions)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        anyhow::anyhow!("cannot rewrite {}: {e}", path.display())
+    })
 }
 
 async fn manager_for(path: &Path) -> anyhow::Result<StateManager> {
