@@ -44,7 +44,7 @@ async fn sort_values_in_a_pit(index: &TestIndex, server: &ServerInfo) -> usize {
         .as_str()
         .unwrap_or_else(|| panic!("{opened}"));
     let page = post_json(
-        &http,
+        http,
         format!("{}/_search", index.url),
         &json!({
             "size": 1,
