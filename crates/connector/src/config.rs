@@ -361,41 +361,40 @@ fn understood<'a>(text: &'a str, origin: &str) -> Result<Cow<'a, str>> {
     }
 }
 
-/// Parses TOML text into `T`; an error names the offending key (`table.key`).
+/// Parses TOML text into `T`; an error names the offending key (`table.key`),
+/// from the path the deserializer was at (plus the field, for an unknown one).
 /// Text in the documentation's dialect is rewritten into TOML first, with a warning.
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
     let text = understood(text, "the configuration text")?;
     let text = text.as_ref();
-    toml::from_str(text).map_err(|e| {
-        let message = e.message();
-        // "unknown field `x`" names the key; other messages (unknown variant `v`)
-        // name a value, so the key is the one written on the offending line.
-        let unknown_field = message
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| ConnectorError::invalid("config", e.to_string().trim_end()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut parts: Vec<String> = e
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        let message = e.inner().message();
+        // "unknown field `x`" is about a key the path has not entered.
+        if let Some(field) = message
             .starts_with("unknown field")
             .then(|| message.split('`').nth(1))
-            .flatten();
-        let line_key = e.span().and_then(|span| key_on_line(text, span.start));
-        let table = e
-            .span()
-            .map(|span| enclosing_table(text, span.start))
-            .unwrap_or_default();
-        let mut parts: Vec<&str> = Vec::new();
-        if !table.is_empty() {
-            parts.push(&table);
-        }
-        match (line_key.as_deref(), unknown_field) {
-            // An inline table: `slice = { id = 0, bogus = 1 }`.
-            (Some(line), Some(field)) if line != field => parts.extend([line, field]),
-            (_, Some(field)) => parts.push(field),
-            (Some(line), None) => parts.push(line),
-            (None, None) => {}
+            .flatten()
+            && parts.last().map(String::as_str) != Some(field)
+        {
+            parts.push(field.to_owned());
         }
         let key = if parts.is_empty() {
             "config".to_owned()
         } else {
             parts.join(".")
         };
-        ConnectorError::invalid(key, e.to_string().trim_end())
+        ConnectorError::invalid(key, e.inner().to_string().trim_end())
     })
 }
 
@@ -606,31 +605,6 @@ impl PluginConfig {
     }
 }
 
-/// The key assigned on the line holding byte `offset` (`key = ...`), if any.
-fn key_on_line(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
-    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[start..].lines().next()?;
-    let (key, _) = line.split_once('=')?;
-    let key = key.trim().trim_matches('"');
-    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_owned())
-}
-
-/// The `[table.path]` header in force at byte `offset` of `text` ("" at top level).
-fn enclosing_table(text: &str, offset: usize) -> String {
-    // The span may start on the header line itself (a whole-table error).
-    let offset = offset.min(text.len());
-    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    let before = &text[..end];
-    before
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|line| line.starts_with('[') && !line.starts_with("[["))
-        .map(|line| line.trim_matches(['[', ']']).trim().to_owned())
-        .unwrap_or_default()
-}
-
 /// The `user` and optional `password` in `scheme://user:password@host`, percent-decoded.
 pub(crate) fn url_credentials(url: &str) -> Option<(String, Option<String>)> {
     let after = &url[url.find("://")? + 3..];
@@ -778,6 +752,27 @@ mod tests {
         assert_eq!(
             err_key("[plugin_config]\nurl = \"ftp://h\"\nindex = \"a\"\n"),
             "plugin_config.url"
+        );
+    }
+
+    /// Keys come from where the deserializer was, not from the text around the
+    /// error: an inline table and an array of tables name their place too.
+    #[test]
+    fn keys_inside_inline_tables_and_arrays_of_tables_are_named_in_full() {
+        let base = "[plugin_config]\nurl = \"http://h:9200\"\nindex = \"a\"\n";
+        assert_eq!(
+            err_key(&format!("{base}state = {{ bogus = 1 }}\n")),
+            "plugin_config.state.bogus"
+        );
+        assert_eq!(
+            err_key(&format!(
+                "[[streams]]\nstream = \"s\"\ntopic = \"t\"\nbogus = 1\n{base}"
+            )),
+            "streams.0.bogus"
+        );
+        assert_eq!(
+            err_key(&format!("{base}slice = {{ id = \"zero\", max = 2 }}\n")),
+            "plugin_config.slice.id"
         );
     }
 
