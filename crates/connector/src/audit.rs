@@ -423,12 +423,11 @@ async fn read_delivered(
             Ok((format!("file {}", path.display()), read_file(path, window)?))
         }
         OutputConfig::Elasticsearch { url, index, .. } => {
+            let url = crate::config::HttpUrl::parse(url)
+                .map_err(|e| ConnectorError::invalid("output.url", e))?;
             let delivered =
-                read_target_index(&config.plugin_config, spec, url, index, window).await?;
-            Ok((
-                format!("elasticsearch {}/{index}", state_core::redact_url(url)),
-                delivered,
-            ))
+                read_target_index(&config.plugin_config, spec, &url, index, window).await?;
+            Ok((format!("elasticsearch {url}/{index}"), delivered))
         }
         #[cfg(feature = "iggy")]
         OutputConfig::Iggy(iggy) => {
@@ -505,12 +504,12 @@ fn read_file(path: &Path, window: Window) -> Result<Delivered> {
 async fn read_target_index(
     source: &PluginConfig,
     spec: &QuerySpec,
-    url: &str,
+    url: &crate::config::HttpUrl,
     index: &str,
     window: Window,
 ) -> Result<Delivered> {
     let mut target_config = source.clone();
-    target_config.url = url.to_owned();
+    target_config.url = url.clone();
     target_config.index = index.to_owned();
     target_config.username = None;
     target_config.password = None;

@@ -11,6 +11,7 @@ pub mod dialect;
 mod iggy;
 mod output;
 mod secret;
+mod url;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use es_query::{MissingTimestamp, Slice, TimestampKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use state_core::{StateConfig, StorageSettings, humantime_duration, redact_url};
+use state_core::{StateConfig, StorageSettings, humantime_duration};
 
 use crate::error::{ConnectorError, Result};
 
@@ -32,6 +33,7 @@ pub use iggy::{
 };
 pub use output::{DEFAULT_OUTPUT_WORKERS, OutputConfig};
 pub use secret::Secret;
+pub use url::HttpUrl;
 
 /// Default `polling_interval`.
 pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_secs(30);
@@ -122,7 +124,7 @@ pub struct StreamConfig {
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// Cluster URL, e.g. `http://localhost:9200`. Required. May carry credentials; never printed.
-    pub url: String,
+    pub url: HttpUrl,
     /// Index or pattern, e.g. `logs-*`. Required.
     pub index: String,
     /// Pause between polls once caught up. Default `30s`.
@@ -213,7 +215,7 @@ pub enum QuerySpec {
 impl fmt::Debug for PluginConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.url)
             .field("index", &self.index)
             .field("polling_interval", &self.polling_interval)
             .field("batch_size", &self.batch_size)
@@ -401,15 +403,6 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
 impl PluginConfig {
     /// Checks every value; errors name the key.
     pub fn validate(&self) -> Result<()> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(ConnectorError::invalid(
-                "plugin_config.url",
-                format!(
-                    "{} is not an http:// or https:// URL",
-                    redact_url(&self.url)
-                ),
-            ));
-        }
         if self.index.trim().is_empty() {
             return Err(ConnectorError::invalid(
                 "plugin_config.index",
@@ -487,14 +480,14 @@ impl PluginConfig {
                 ),
             ));
         }
-        let url_has_password = url_credentials(&self.url).is_some_and(|(_, p)| p.is_some());
+        let url_has_password = self.url.password().is_some();
         if self.password.is_some() && self.username.is_none() {
             return Err(ConnectorError::invalid(
                 "plugin_config.password",
                 "is set without username",
             ));
         }
-        if self.username.is_some() && url_credentials(&self.url).is_some() {
+        if self.username.is_some() && self.url.username().is_some() {
             return Err(ConnectorError::invalid(
                 "plugin_config.username",
                 "credentials are given both in url and as username/password; keep one",
@@ -593,7 +586,7 @@ impl PluginConfig {
     /// The state backend settings, when state is enabled.
     pub fn state_settings(&self) -> Result<Option<StorageSettings>> {
         match &self.state {
-            Some(state) if state.enabled => match state.validate(Some(&self.url)) {
+            Some(state) if state.enabled => match state.validate(Some(self.url.expose())) {
                 Ok(settings) => Ok(Some(settings)),
                 Err(state_core::StateError::InvalidConfig { key, reason }) => Err(
                     ConnectorError::invalid(format!("plugin_config.{key}"), reason),
@@ -603,40 +596,6 @@ impl PluginConfig {
             _ => Ok(None),
         }
     }
-}
-
-/// The `user` and optional `password` in `scheme://user:password@host`, percent-decoded.
-pub(crate) fn url_credentials(url: &str) -> Option<(String, Option<String>)> {
-    let after = &url[url.find("://")? + 3..];
-    let authority = &after[..after.find(['/', '?', '#']).unwrap_or(after.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    Some(match userinfo.split_once(':') {
-        Some((user, password)) => (percent_decode(user), Some(percent_decode(password))),
-        None => (percent_decode(userinfo), None),
-    })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The name of a pagination mode as written in the configuration.
@@ -888,11 +847,20 @@ mod tests {
 
     #[test]
     fn url_credentials_are_decoded() {
+        let credentials = |text: &str| {
+            let url = HttpUrl::parse(text).unwrap_or_else(|e| panic!("{e}"));
+            url.username().map(|user| {
+                (
+                    user.to_owned(),
+                    url.password().map(|p| p.expose().to_owned()),
+                )
+            })
+        };
         assert_eq!(
-            url_credentials("https://el%40stic:p%3Ass@h:9200/x"),
+            credentials("https://el%40stic:p%3Ass@h:9200/x"),
             Some(("el@stic".into(), Some("p:ss".into())))
         );
-        assert_eq!(url_credentials("http://h:9200/a@b"), None);
+        assert_eq!(credentials("http://h:9200/a@b"), None);
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub mod sink;
 pub mod source;
 pub mod state;
 
-pub use config::{ConnectorConfig, OutputConfig, Pagination, PluginConfig, QuerySpec, Secret};
+pub use config::{
+    ConnectorConfig, HttpUrl, OutputConfig, Pagination, PluginConfig, QuerySpec, Secret,
+};
 pub use error::{ConnectorError, Result};
 pub use message::{Message, MessageId};
 pub use metrics::{Metrics, MetricsServer};

@@ -96,12 +96,8 @@ impl SinkConfig {
 
     /// Checks every value; errors name the key.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!(
-                "invalid `plugin_config.url`: {} is not an http:// or https:// URL",
-                redact_url(&self.url)
-            ));
-        }
+        connector::config::HttpUrl::parse(&self.url)
+            .map_err(|e| format!("invalid `plugin_config.url`: {e}"))?;
         if self.index.trim().is_empty() {
             return Err("invalid `plugin_config.index`: is empty; name the target index".into());
         }

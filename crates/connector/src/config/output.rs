@@ -4,7 +4,6 @@ use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use state_core::redact_url;
 
 use crate::error::{ConnectorError, Result};
 use crate::output::{ElasticsearchOutput, FileOutput, Output, StdoutOutput};
@@ -27,7 +26,10 @@ pub enum OutputConfig {
     Stdout,
     /// Every message indexed into `index` at `url`, with the source's `_id`.
     Elasticsearch {
-        /// Cluster URL; credentials in it are used, never shown.
+        /// Cluster URL; credentials in it are used, never shown. Read by
+        /// [`OutputConfig::validate`] into an [`HttpUrl`](super::HttpUrl): this
+        /// enum is tagged by `kind`, and serde reads such a variant from a buffer
+        /// that would lose the key of an error.
         url: String,
         /// Target index.
         index: String,
@@ -55,7 +57,7 @@ impl fmt::Debug for OutputConfig {
                 workers,
             } => f
                 .debug_struct("Elasticsearch")
-                .field("url", &redact_url(url))
+                .field("url", &state_core::redact_url(url))
                 .field("index", index)
                 .field("workers", workers)
                 .finish(),
@@ -77,12 +79,7 @@ impl OutputConfig {
                 index,
                 workers,
             } => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(ConnectorError::invalid(
-                        "output.url",
-                        format!("{} is not an http:// or https:// URL", redact_url(url)),
-                    ));
-                }
+                super::HttpUrl::parse(url).map_err(|e| ConnectorError::invalid("output.url", e))?;
                 if index.trim().is_empty() {
                     return Err(ConnectorError::invalid("output.index", "is empty"));
                 }

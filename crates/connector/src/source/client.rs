@@ -3,9 +3,8 @@
 
 use es_query::{Flavor, Method, QueryError, Request, SearchPage};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
-use state_core::strip_userinfo;
 
-use crate::config::{PluginConfig, url_credentials};
+use crate::config::PluginConfig;
 use crate::error::{ConnectorError, Result};
 
 /// What `GET /` said about the server.
@@ -44,12 +43,8 @@ impl std::fmt::Debug for EsClient {
 impl EsClient {
     /// A client for `config.url` with its authentication, TLS and time-out settings.
     pub(crate) fn new(config: &PluginConfig) -> Result<Self> {
-        let base = strip_userinfo(&config.url).trim_end_matches('/').to_owned();
-        let auth = match (
-            &config.api_key,
-            &config.username,
-            url_credentials(&config.url),
-        ) {
+        let base = config.url.base().to_owned();
+        let auth = match (&config.api_key, &config.username, config.url.username()) {
             (Some(key), _, _) => {
                 let mut value = HeaderValue::from_str(&format!("ApiKey {}", key.expose()))
                     .map_err(|_| {
@@ -69,9 +64,13 @@ impl EsClient {
                     .map(|p| p.expose().to_owned())
                     .unwrap_or_default(),
             },
-            (None, None, Some((user, password))) => Auth::Basic {
-                user,
-                password: password.unwrap_or_default(),
+            (None, None, Some(user)) => Auth::Basic {
+                user: user.to_owned(),
+                password: config
+                    .url
+                    .password()
+                    .map(|p| p.expose().to_owned())
+                    .unwrap_or_default(),
             },
             (None, None, None) => Auth::None,
         };

@@ -46,7 +46,6 @@ use es_query::{Cursor, Flavor, PitId, QueryConfig, QueryError, QuerySpec, Scroll
 use serde_json::Value;
 use state_core::{
     ConnectorState, InMemoryStore, ManagerOptions, StateId, StateManager, StateMetadata,
-    strip_userinfo,
 };
 
 use crate::config::{Pagination, PluginConfig};
@@ -879,7 +878,7 @@ impl ElasticsearchSource {
 
     /// The cluster URL, without credentials.
     pub fn url(&self) -> String {
-        strip_userinfo(&self.config.url)
+        self.config.url.base().to_owned()
     }
 
     fn metadata(&self) -> StateMetadata {
@@ -887,7 +886,7 @@ impl ElasticsearchSource {
             connector_type: CONNECTOR_TYPE.into(),
             connector_id: self.id,
             index: self.config.index.clone(),
-            url: strip_userinfo(&self.config.url),
+            url: self.config.url.base().to_owned(),
             extra: Default::default(),
         }
     }
