@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 mod backoff;
+mod batcher;
 mod error;
 #[cfg(feature = "http")]
 mod http;
 mod outcome;
+mod policy;
 mod processor;
 mod request;
 mod response;
@@ -18,9 +20,12 @@ pub use error::BulkError;
 #[cfg(feature = "http")]
 pub use http::HttpTransport;
 pub use outcome::{CloseReport, FailedItem, FailureKind};
+pub use policy::{DEFAULT_ITEM_RETRY_STATUSES, RetryPolicy};
+#[allow(deprecated)]
+pub use processor::DEFAULT_RETRY_STATUSES;
 pub use processor::{
     AfterFn, BeforeFn, BulkProcessor, BulkProcessorBuilder, DEFAULT_BULK_ACTIONS,
-    DEFAULT_BULK_SIZE, DEFAULT_RETRY_STATUSES, FailureFn,
+    DEFAULT_BULK_SIZE, FailureFn,
 };
 pub use request::{BulkRequest, OpType, Resend, VersionType};
 pub use response::{

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! add ──(memory permits)──▶ cmd channel ──▶ dispatcher ──batches──▶ workers ──▶ Transport
-//!                                            count / bytes / interval / flush      │
+//!                                       Batcher: count / bytes / interval / flush  │
 //!                          every request ends once: success · failure handler · handed back
 //! ```
 
@@ -18,8 +18,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, JitterRng};
+use crate::batcher::{Batcher, Cut};
 use crate::error::BulkError;
 use crate::outcome::{CloseReport, FailedItem, FailureKind};
+use crate::policy::{DEFAULT_ITEM_RETRY_STATUSES, RetryPolicy};
 use crate::request::{BulkRequest, OpType, Resend};
 use crate::response::{Decision, ItemDecision, decide, decide_unanswered, reconcile};
 use crate::stats::{BulkStats, Counters, WorkerCounters};
@@ -36,8 +38,10 @@ pub type FailureFn = Arc<dyn Fn(FailedItem) + Send + Sync>;
 pub const DEFAULT_BULK_ACTIONS: usize = 1000;
 /// Default `bulk_size`: 5 MiB.
 pub const DEFAULT_BULK_SIZE: usize = 5 << 20;
-/// Default retryable item statuses.
-pub const DEFAULT_RETRY_STATUSES: [u16; 4] = [408, 429, 503, 507];
+/// Renamed [`DEFAULT_ITEM_RETRY_STATUSES`](crate::DEFAULT_ITEM_RETRY_STATUSES)
+/// (which now holds 502 and 504 too).
+#[deprecated(note = "use `RetryPolicy::default()` or `DEFAULT_ITEM_RETRY_STATUSES`")]
+pub const DEFAULT_RETRY_STATUSES: [u16; 6] = DEFAULT_ITEM_RETRY_STATUSES;
 
 /// Builds a [`BulkProcessor`]; every setting has a documented default.
 pub struct BulkProcessorBuilder {
@@ -48,7 +52,7 @@ pub struct BulkProcessorBuilder {
     bulk_size: usize,
     flush_interval: Option<Duration>,
     backoff: Backoff,
-    retry_statuses: Vec<u16>,
+    retry: RetryPolicy,
     max_buffered_bytes: Option<usize>,
     before: Option<BeforeFn>,
     after: Option<AfterFn>,
@@ -67,7 +71,7 @@ impl fmt::Debug for BulkProcessorBuilder {
             .field("bulk_size", &self.bulk_size)
             .field("flush_interval", &self.flush_interval)
             .field("backoff", &self.backoff)
-            .field("retry_statuses", &self.retry_statuses)
+            .field("retry", &self.retry)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
@@ -90,7 +94,7 @@ impl BulkProcessorBuilder {
             bulk_size: DEFAULT_BULK_SIZE,
             flush_interval: None,
             backoff: Backoff::default(),
-            retry_statuses: DEFAULT_RETRY_STATUSES.to_vec(),
+            retry: RetryPolicy::default(),
             max_buffered_bytes: None,
             before: None,
             after: None,
@@ -130,9 +134,20 @@ impl BulkProcessorBuilder {
         self.backoff = backoff;
         self
     }
-    /// Item statuses retried. Default 408, 429, 503, 507.
+    /// Which statuses are sent again, for whole requests and for items.
+    /// Default [`RetryPolicy::default`]: whole requests as
+    /// [`classify_status`](crate::classify_status) says (408, 429, 502, 503,
+    /// 504, and connections lost), items refused with 408, 429, 502, 503, 504
+    /// or 507.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+    /// Item statuses retried: the same as
+    /// `retry_policy(RetryPolicy::new().with_item_statuses(statuses))`.
+    #[deprecated(note = "use `retry_policy(RetryPolicy::new().with_item_statuses(..))`")]
     pub fn retry_statuses(mut self, statuses: impl Into<Vec<u16>>) -> Self {
-        self.retry_statuses = statuses.into();
+        self.retry = self.retry.with_item_statuses(statuses);
         self
     }
     /// Bound on NDJSON bytes added and not yet finished (buffered + in flight);
@@ -211,7 +226,7 @@ impl BulkProcessorBuilder {
             bulk_size: self.bulk_size,
             flush_interval: self.flush_interval,
             backoff: self.backoff,
-            retry_statuses: self.retry_statuses,
+            retry: self.retry,
             max_buffered,
             before: self.before,
             after: self.after,
@@ -273,7 +288,7 @@ struct Shared {
     bulk_size: usize,
     flush_interval: Option<Duration>,
     backoff: Backoff,
-    retry_statuses: Vec<u16>,
+    retry: RetryPolicy,
     max_buffered: usize,
     before: Option<BeforeFn>,
     after: Option<AfterFn>,
@@ -451,6 +466,13 @@ impl Shared {
         }
     }
 
+    /// Counts a batch handed to a worker, by why it was cut.
+    fn count_cut(&self, cut: Cut) {
+        if cut.is_flush() {
+            self.count(&self.counters.batches_flushed, 1);
+        }
+    }
+
     fn new_batch(&self, requests: Vec<BulkRequest>) -> Batch {
         let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
         let id = t.next_batch;
@@ -466,30 +488,23 @@ impl Shared {
         self.watermark.send_replace(watermark);
     }
 
-    /// Gives memory back; called once per attempt with the bytes of every
-    /// request that reached its outcome (one semaphore operation, not one per request).
+    /// Gives memory back. Called only by `commit`, once per attempt, with the
+    /// bytes of every request that left the batch in it (one semaphore
+    /// operation, not one per request).
     fn release(&self, bytes: usize) {
         if bytes > 0 {
             self.memory.add_permits(bytes);
         }
     }
 
-    /// Reports a request that failed for good. The caller releases its memory.
-    fn fail(
-        &self,
-        request: BulkRequest,
-        kind: FailureKind,
-        status: Option<u16>,
-        error: String,
-        attempts: u32,
-    ) {
+    /// Reports a request that failed for good. `commit` releases its memory.
+    fn fail(&self, request: BulkRequest, kind: FailureKind, error: String, attempts: u32) {
         self.count(&self.counters.failed, 1);
-        if kind == FailureKind::OutcomeUnknown {
+        if matches!(kind, FailureKind::OutcomeUnknown { .. }) {
             self.count(&self.counters.outcome_unknown, 1);
         }
         let item = FailedItem {
             request,
-            status,
             error,
             attempts,
             kind,
@@ -505,7 +520,8 @@ impl Shared {
                 index = item.request.index_name().unwrap_or(""),
                 id = item.request.doc_id().unwrap_or(""),
                 kind = ?item.kind,
-                status = ?item.status,
+                status = ?item.status(),
+                tag = ?item.caller_tag(),
                 error = %item.error,
                 "bulk request failed for good"
             ),
@@ -541,52 +557,50 @@ async fn cancelled(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|c| *c).await;
 }
 
-/// Cuts batches by count, bytes, interval and flush, and hands them to the workers.
+/// Hands batches to the workers, cut where the [`Batcher`] says: by count,
+/// bytes, interval and flush.
 async fn dispatch(
     shared: Arc<Shared>,
     mut cmds: mpsc::Receiver<Cmd>,
     batches: mpsc::Sender<Batch>,
 ) {
     let mut cancel = shared.cancel.subscribe();
+    let mut batcher = Batcher::new(shared.bulk_actions, shared.bulk_size, shared.flush_interval);
     let mut current: Vec<BulkRequest> = Vec::new();
-    let mut current_bytes = 0usize;
-    let mut deadline: Option<Instant> = None;
     loop {
+        let due = batcher.due();
         let timer = async {
-            match deadline {
+            match due {
                 Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
-        let cut_reason = tokio::select! {
+        tokio::select! {
             biased;
             _ = cancelled(&mut cancel) => break,
             cmd = cmds.recv() => match cmd {
                 Some(Cmd::Add(request)) => {
-                    let size = request.encoded_len();
-                    if !current.is_empty() && current_bytes + size > shared.bulk_size {
-                        if !send(&shared, &batches, &mut current, &mut current_bytes, &mut cancel).await {
-                            shared.hand_back([request]);
-                            break;
-                        }
-                        deadline = None;
-                    }
-                    if current.is_empty() {
-                        deadline = shared.flush_interval.map(|d| Instant::now() + d);
-                    }
-                    current.push(request);
-                    current_bytes += size;
-                    (current.len() >= shared.bulk_actions || current_bytes >= shared.bulk_size).then_some(false)
-                }
-                Some(Cmd::Flush(ack)) => {
-                    let cut = !current.is_empty();
-                    if cut && !send(&shared, &batches, &mut current, &mut current_bytes, &mut cancel).await {
+                    let cut = batcher.push(request.encoded_len(), Instant::now());
+                    if cut.is_some_and(|c| c.before())
+                        && !send(&shared, &batches, &mut current, &mut cancel).await
+                    {
+                        shared.hand_back([request]);
                         break;
                     }
-                    if cut {
-                        shared.count(&shared.counters.flushed, 1);
+                    current.push(request);
+                    if cut.is_some_and(|c| c.after())
+                        && !send(&shared, &batches, &mut current, &mut cancel).await
+                    {
+                        break;
                     }
-                    deadline = None;
+                }
+                Some(Cmd::Flush(ack)) => {
+                    if let Some(cut) = batcher.flush() {
+                        if !send(&shared, &batches, &mut current, &mut cancel).await {
+                            break;
+                        }
+                        shared.count_cut(cut);
+                    }
                     let target = shared.tracker.lock().unwrap_or_else(|p| p.into_inner()).next_batch;
                     let mut watermark = shared.watermark.subscribe();
                     let mut cancel = shared.cancel.subscribe();
@@ -597,34 +611,23 @@ async fn dispatch(
                         }
                         let _ = ack.send(());
                     });
-                    None
                 }
                 None => {
-                    if !current.is_empty() {
-                        shared.count(&shared.counters.flushed, 1);
-                        send(&shared, &batches, &mut current, &mut current_bytes, &mut cancel).await;
+                    if let Some(cut) = batcher.flush() {
+                        shared.count_cut(cut);
+                        send(&shared, &batches, &mut current, &mut cancel).await;
                     }
                     break;
                 }
             },
-            _ = timer => Some(true),
-        };
-        if let Some(by_timer) = cut_reason {
-            if !send(
-                &shared,
-                &batches,
-                &mut current,
-                &mut current_bytes,
-                &mut cancel,
-            )
-            .await
-            {
-                break;
+            _ = timer => {
+                if let Some(cut) = batcher.tick(Instant::now()) {
+                    if !send(&shared, &batches, &mut current, &mut cancel).await {
+                        break;
+                    }
+                    shared.count_cut(cut);
+                }
             }
-            if by_timer {
-                shared.count(&shared.counters.flushed, 1);
-            }
-            deadline = None;
         }
     }
     // Cancelled (or the workers are gone): everything still here goes back to the caller.
@@ -643,7 +646,6 @@ async fn send(
     shared: &Shared,
     batches: &mpsc::Sender<Batch>,
     current: &mut Vec<BulkRequest>,
-    current_bytes: &mut usize,
     cancel: &mut watch::Receiver<bool>,
 ) -> bool {
     if current.is_empty() {
@@ -656,7 +658,6 @@ async fn send(
         permit = batches.reserve() => permit.ok(),
     };
     let requests = std::mem::take(current);
-    *current_bytes = 0;
     match permit {
         Some(permit) => {
             permit.send(shared.new_batch(requests));
@@ -692,7 +693,17 @@ async fn work(
     }
 }
 
+fn bytes_of(requests: &[BulkRequest]) -> usize {
+    requests.iter().map(BulkRequest::encoded_len).sum()
+}
+
 /// Sends one batch until every request in it has an outcome.
+///
+/// Each request's bytes go back to the memory bound exactly once, in one
+/// place: after each attempt, the batch's bytes shrink to those of the
+/// requests still to be sent, and the difference is released, whatever took
+/// the others out (success, failure, giving up, or being handed back at a
+/// close deadline).
 async fn commit(
     shared: &Shared,
     worker: usize,
@@ -700,180 +711,213 @@ async fn commit(
     rng: &mut JitterRng,
     cancel: &mut watch::Receiver<bool>,
 ) {
-    let counters = &shared.worker_counters[worker];
     let first_attempt = Instant::now();
     let mut attempt: u32 = 0;
+    let mut held = bytes_of(&requests);
+    let mut delay = None;
     while !requests.is_empty() {
-        attempt += 1;
-        counters.queued.store(requests.len() as u64, Relaxed);
-        let execution = shared.execution.fetch_add(1, Relaxed) + 1;
-        if let Some(before) = &shared.before
-            && catch_unwind(AssertUnwindSafe(|| before(execution, &requests))).is_err()
-        {
-            tracing::error!(name = %shared.name, "the before callback panicked");
-        }
-        let mut body = Vec::with_capacity(requests.iter().map(BulkRequest::encoded_len).sum());
-        for r in &requests {
-            r.write_ndjson(&mut body);
-        }
-        let sent_bytes = body.len() as u64;
-        let started = Instant::now();
-        let answer = tokio::select! {
-            biased;
-            _ = cancelled(cancel) => {
-                // Stopped while waiting for the answer: the server may have it.
-                requests.iter_mut().for_each(BulkRequest::mark_maybe_applied);
-                shared.hand_back(requests.drain(..));
-                break;
-            }
-            answer = shared.transport.bulk(bytes::Bytes::from(body)) => answer,
-        };
-        counters
-            .last_duration_nanos
-            .store(started.elapsed().as_nanos() as u64, Relaxed);
-        shared.count(&shared.counters.committed, 1);
-        shared.count(&shared.counters.bytes, sent_bytes);
-        let decision = match answer {
-            Ok(resp) => reconcile(
-                decide(
-                    resp.status,
-                    &resp.body,
-                    requests.len(),
-                    &shared.retry_statuses,
-                ),
-                &requests,
-            ),
-            Err(e) => decide_unanswered(&e),
-        };
-        if let Some(after) = &shared.after
-            && catch_unwind(AssertUnwindSafe(|| after(execution, &requests, &decision))).is_err()
-        {
-            tracing::error!(name = %shared.name, "the after callback panicked");
-        }
-        let mut finished_bytes = 0usize;
-        let (retry, last_error) = match decision {
-            Decision::Items(items) => {
-                let mut retry = Vec::new();
-                let mut last_error = String::new();
-                let mut by_op = [0u64; 4];
-                let mut already_applied = 0u64;
-                for (request, item) in requests.drain(..).zip(items) {
-                    match item {
-                        ItemDecision::Success(_) => {
-                            finished_bytes += request.encoded_len();
-                            by_op[op_slot(request.op())] += 1;
-                        }
-                        ItemDecision::AlreadyApplied(_) => {
-                            finished_bytes += request.encoded_len();
-                            by_op[op_slot(request.op())] += 1;
-                            already_applied += 1;
-                        }
-                        ItemDecision::Fail(r) => {
-                            finished_bytes += request.encoded_len();
-                            let error = r.error.unwrap_or_else(|| format!("status {}", r.status));
-                            shared.fail(request, FailureKind::Item, Some(r.status), error, attempt);
-                        }
-                        ItemDecision::OutcomeUnknown(r) => {
-                            finished_bytes += request.encoded_len();
-                            let error = format!(
-                                "outcome unknown: an earlier attempt may have been applied and this \
-                                 conditional {} met a version conflict when sent again, which cannot \
-                                 be told from another writer's change: {}",
-                                request.op().as_str(),
-                                r.error.as_deref().unwrap_or("409")
-                            );
-                            shared.fail(
-                                request,
-                                FailureKind::OutcomeUnknown,
-                                Some(r.status),
-                                error,
-                                attempt,
-                            );
-                        }
-                        ItemDecision::Retry(r) => {
-                            last_error = r.error.unwrap_or_else(|| format!("status {}", r.status));
-                            retry.push(request);
-                        }
-                    }
+        let retry = match delay.take() {
+            Some(delay) => tokio::select! {
+                biased;
+                _ = cancelled(cancel) => {
+                    shared.hand_back(requests);
+                    Left::Done
                 }
-                shared.succeeded(by_op);
-                if already_applied > 0 {
-                    shared.count(&shared.counters.already_applied, already_applied);
+                _ = tokio::time::sleep(delay) => {
+                    attempt += 1;
+                    attempt_once(shared, worker, requests, attempt, cancel).await
                 }
-                (retry, last_error)
-            }
-            Decision::RetryAll(failure) => (std::mem::take(&mut requests), failure.to_string()),
-            Decision::Ambiguous(failure) => {
-                let mut retry = Vec::with_capacity(requests.len());
-                for mut request in requests.drain(..) {
-                    request.mark_maybe_applied();
-                    if request.resend() == Resend::Never {
-                        finished_bytes += request.encoded_len();
-                        let error = format!(
-                            "outcome unknown: the request may have been applied ({failure}); it was \
-                             not sent again because {} could apply it twice",
-                            never_resent(&request)
-                        );
-                        shared.fail(request, FailureKind::OutcomeUnknown, None, error, attempt);
-                    } else {
-                        retry.push(request);
-                    }
-                }
-                (retry, failure.to_string())
-            }
-            Decision::FailAll(failure) => {
-                let error = failure.to_string();
-                for mut request in requests.drain(..) {
-                    if failure.maybe_applied {
-                        request.mark_maybe_applied();
-                    }
-                    finished_bytes += request.encoded_len();
-                    shared.fail(
-                        request,
-                        FailureKind::Request,
-                        failure.status,
-                        error.clone(),
-                        attempt,
-                    );
-                }
-                (Vec::new(), String::new())
-            }
-        };
-        shared.release(finished_bytes);
-        if retry.is_empty() {
-            break;
-        }
-        match shared
-            .backoff
-            .next_delay(attempt, first_attempt.elapsed(), rng.unit())
-        {
-            Some(delay) => {
-                tracing::debug!(name = %shared.name, requests = retry.len(), ?delay, error = %last_error, "retrying");
-                shared.count(&shared.counters.retried, retry.len() as u64);
-                requests = retry;
-                tokio::select! {
-                    biased;
-                    _ = cancelled(cancel) => {
-                        shared.hand_back(requests.drain(..));
-                        break;
-                    }
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
+            },
             None => {
-                let why = format!(
-                    "gave up after {attempt} attempts in {:.1?}: {last_error}",
-                    first_attempt.elapsed()
-                );
-                let bytes = retry.iter().map(BulkRequest::encoded_len).sum();
-                for request in retry {
-                    shared.fail(request, FailureKind::GaveUp, None, why.clone(), attempt);
+                attempt += 1;
+                attempt_once(shared, worker, requests, attempt, cancel).await
+            }
+        };
+        let retry = match retry {
+            Left::Done => Vec::new(),
+            Left::Retry {
+                requests,
+                last_error,
+            } => match shared
+                .backoff
+                .next_delay(attempt, first_attempt.elapsed(), rng.unit())
+            {
+                Some(wait) => {
+                    tracing::debug!(name = %shared.name, requests = requests.len(), delay = ?wait, error = %last_error, "retrying");
+                    shared.count(&shared.counters.retried, requests.len() as u64);
+                    delay = Some(wait);
+                    requests
                 }
-                shared.release(bytes);
+                None => {
+                    let why = format!(
+                        "gave up after {attempt} attempts in {:.1?}: {last_error}",
+                        first_attempt.elapsed()
+                    );
+                    for request in requests {
+                        shared.fail(request, FailureKind::GaveUp, why.clone(), attempt);
+                    }
+                    Vec::new()
+                }
+            },
+        };
+        let kept = bytes_of(&retry);
+        shared.release(held.saturating_sub(kept));
+        held = kept;
+        requests = retry;
+    }
+    shared.worker_counters[worker].queued.store(0, Relaxed);
+}
+
+/// What is left of a batch after an attempt.
+enum Left {
+    /// Every request has its outcome (or was handed back).
+    Done,
+    /// These are to be sent again; `last_error` says why.
+    Retry {
+        requests: Vec<BulkRequest>,
+        last_error: String,
+    },
+}
+
+impl Left {
+    fn retry(requests: Vec<BulkRequest>, last_error: String) -> Self {
+        if requests.is_empty() {
+            Left::Done
+        } else {
+            Left::Retry {
+                requests,
+                last_error,
             }
         }
     }
-    counters.queued.store(0, Relaxed);
+}
+
+/// One `_bulk` call of `requests`: reports what ended (success or failure for
+/// good) and returns what is to be sent again.
+async fn attempt_once(
+    shared: &Shared,
+    worker: usize,
+    mut requests: Vec<BulkRequest>,
+    attempt: u32,
+    cancel: &mut watch::Receiver<bool>,
+) -> Left {
+    let counters = &shared.worker_counters[worker];
+    counters.queued.store(requests.len() as u64, Relaxed);
+    let execution = shared.execution.fetch_add(1, Relaxed) + 1;
+    if let Some(before) = &shared.before
+        && catch_unwind(AssertUnwindSafe(|| before(execution, &requests))).is_err()
+    {
+        tracing::error!(name = %shared.name, "the before callback panicked");
+    }
+    let mut body = Vec::with_capacity(bytes_of(&requests));
+    for r in &requests {
+        r.write_ndjson(&mut body);
+    }
+    let sent_bytes = body.len() as u64;
+    let started = Instant::now();
+    let answer = tokio::select! {
+        biased;
+        _ = cancelled(cancel) => {
+            // Stopped while waiting for the answer: the server may have it.
+            requests.iter_mut().for_each(BulkRequest::mark_maybe_applied);
+            shared.hand_back(requests);
+            return Left::Done;
+        }
+        answer = shared.transport.bulk(bytes::Bytes::from(body)) => answer,
+    };
+    counters
+        .last_duration_nanos
+        .store(started.elapsed().as_nanos() as u64, Relaxed);
+    shared.count(&shared.counters.bulk_calls, 1);
+    shared.count(&shared.counters.bytes_sent, sent_bytes);
+    let decision = match answer {
+        Ok(resp) => reconcile(
+            decide(resp.status, &resp.body, requests.len(), &shared.retry),
+            &requests,
+        ),
+        Err(e) => decide_unanswered(&e),
+    };
+    if let Some(after) = &shared.after
+        && catch_unwind(AssertUnwindSafe(|| after(execution, &requests, &decision))).is_err()
+    {
+        tracing::error!(name = %shared.name, "the after callback panicked");
+    }
+    match decision {
+        Decision::Items(items) => {
+            let mut retry = Vec::new();
+            let mut last_error = String::new();
+            let mut by_op = [0u64; 4];
+            let mut already_applied = 0u64;
+            for (request, item) in requests.into_iter().zip(items) {
+                match item {
+                    ItemDecision::Success(_) => by_op[op_slot(request.op())] += 1,
+                    ItemDecision::AlreadyApplied(_) => {
+                        by_op[op_slot(request.op())] += 1;
+                        already_applied += 1;
+                    }
+                    ItemDecision::Fail(r) => {
+                        let error = r.error.unwrap_or_else(|| format!("status {}", r.status));
+                        let kind = FailureKind::Item { status: r.status };
+                        shared.fail(request, kind, error, attempt);
+                    }
+                    ItemDecision::OutcomeUnknown(r) => {
+                        let error = format!(
+                            "outcome unknown: an earlier attempt may have been applied and this \
+                             conditional {} met a version conflict when sent again, which cannot \
+                             be told from another writer's change: {}",
+                            request.op().as_str(),
+                            r.error.as_deref().unwrap_or("409")
+                        );
+                        let kind = FailureKind::OutcomeUnknown {
+                            status: Some(r.status),
+                        };
+                        shared.fail(request, kind, error, attempt);
+                    }
+                    ItemDecision::Retry(r) => {
+                        last_error = r.error.unwrap_or_else(|| format!("status {}", r.status));
+                        retry.push(request);
+                    }
+                }
+            }
+            shared.succeeded(by_op);
+            if already_applied > 0 {
+                shared.count(&shared.counters.already_applied, already_applied);
+            }
+            Left::retry(retry, last_error)
+        }
+        Decision::RetryAll(failure) => Left::retry(requests, failure.to_string()),
+        Decision::Ambiguous(failure) => {
+            let mut retry = Vec::with_capacity(requests.len());
+            for mut request in requests {
+                request.mark_maybe_applied();
+                if request.resend() == Resend::Never {
+                    let error = format!(
+                        "outcome unknown: the request may have been applied ({failure}); it was \
+                         not sent again because {} could apply it twice",
+                        never_resent(&request)
+                    );
+                    let kind = FailureKind::OutcomeUnknown { status: None };
+                    shared.fail(request, kind, error, attempt);
+                } else {
+                    retry.push(request);
+                }
+            }
+            Left::retry(retry, failure.to_string())
+        }
+        Decision::FailAll(failure) => {
+            let error = failure.to_string();
+            let kind = FailureKind::Request {
+                status: failure.status,
+            };
+            for mut request in requests {
+                if failure.maybe_applied {
+                    request.mark_maybe_applied();
+                }
+                shared.fail(request, kind, error.clone(), attempt);
+            }
+            Left::Done
+        }
+    }
 }
 
 /// Why sending `request` again could apply it twice (for [`Resend::Never`]).

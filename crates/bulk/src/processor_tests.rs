@@ -177,7 +177,13 @@ async fn cuts_batches_by_count_and_flush() {
     );
     let s = p.stats();
     assert_eq!(
-        (s.succeeded, s.indexed, s.failed, s.committed, s.flushed),
+        (
+            s.succeeded,
+            s.indexed,
+            s.failed,
+            s.bulk_calls,
+            s.batches_flushed
+        ),
         (7, 7, 0, 3, 1)
     );
     assert_eq!(s.buffered_bytes, 0);
@@ -200,7 +206,7 @@ async fn cuts_batches_before_they_exceed_bulk_size() {
     let batches = t.batch_ids();
     assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
     assert_eq!(
-        p.stats().bytes as usize,
+        p.stats().bytes_sent as usize,
         size * 5,
         "bytes counts the exact NDJSON sent"
     );
@@ -228,7 +234,7 @@ async fn flush_interval_starts_at_the_first_request() {
         Duration::from_secs(5),
         "the timer starts at the first request, not at build"
     );
-    assert_eq!(p.stats().flushed, 1);
+    assert_eq!(p.stats().batches_flushed, 1);
     p.close().await.unwrap();
 }
 
@@ -256,11 +262,12 @@ async fn retries_only_retryable_items_and_reports_the_rest_once() {
     let failed = failed.lock().unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].request.doc_id(), Some("2"));
-    assert_eq!(failed[0].status, Some(400));
+    assert_eq!(failed[0].status(), Some(400));
+    assert_eq!(failed[0].kind, FailureKind::Item { status: 400 });
     assert!(failed[0].error.contains("error_400"), "{}", failed[0].error);
     let s = p.stats();
     assert_eq!(
-        (s.succeeded, s.failed, s.retried, s.committed),
+        (s.succeeded, s.failed, s.retried, s.bulk_calls),
         (4, 1, 3, 3)
     );
 }
@@ -299,7 +306,7 @@ async fn whole_request_failures_retry_then_give_up_naming_the_cause() {
     assert!(
         failed
             .iter()
-            .all(|f| f.kind == FailureKind::GaveUp && f.is_retryable() && f.status.is_none()),
+            .all(|f| f.kind == FailureKind::GaveUp && f.is_retryable() && f.status().is_none()),
         "{failed:?}"
     );
     assert!(
@@ -346,8 +353,14 @@ async fn whole_request_refusals_fail_once_with_their_status() {
         assert_eq!(failed.len(), 2, "{status}");
         for f in failed.iter() {
             assert_eq!(
-                (f.kind, f.status, f.attempts),
-                (FailureKind::Request, Some(status), 1),
+                (f.kind, f.status(), f.attempts),
+                (
+                    FailureKind::Request {
+                        status: Some(status)
+                    },
+                    Some(status),
+                    1
+                ),
                 "{f:?}"
             );
             assert!(!f.is_retryable());
@@ -411,17 +424,17 @@ async fn after_a_lost_answer_each_operation_is_resent_or_reported_by_its_kind() 
                 f.request.op().as_str(),
                 f.request.doc_id().unwrap_or("-")
             );
-            (what, f.kind, f.status, f.request.maybe_applied())
+            (what, f.kind, f.status(), f.request.maybe_applied())
         })
         .collect();
-    let unknown = FailureKind::OutcomeUnknown;
+    let unknown = |status| FailureKind::OutcomeUnknown { status };
     assert_eq!(
         reported,
         [
-            ("index -".to_owned(), unknown, None, true),
-            ("create -".to_owned(), unknown, None, true),
-            ("update s".to_owned(), unknown, None, true),
-            ("index q".to_owned(), unknown, Some(409), true),
+            ("index -".to_owned(), unknown(None), None, true),
+            ("create -".to_owned(), unknown(None), None, true),
+            ("update s".to_owned(), unknown(None), None, true),
+            ("index q".to_owned(), unknown(Some(409)), Some(409), true),
         ]
     );
     assert!(
@@ -486,8 +499,8 @@ async fn a_conflict_without_a_lost_answer_is_a_conflict() {
     let failed = failed.lock().unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(
-        (failed[0].kind, failed[0].status),
-        (FailureKind::Item, Some(409))
+        (failed[0].kind, failed[0].status()),
+        (FailureKind::Item { status: 409 }, Some(409))
     );
     assert!(!failed[0].request.maybe_applied());
 }
@@ -574,4 +587,138 @@ async fn invalid_settings_and_requests_are_named() {
     let huge = BulkRequest::index("t").id("big").doc(&"x".repeat(2 << 20));
     assert!(matches!(p.add(huge).await, Err(BulkError::TooLarge { .. })));
     p.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_item_502_is_retried_like_a_whole_request_502() {
+    // 502 and 504 are transient for a whole request; an item refused with them
+    // (or with any other whole-request transient status) is sent again too.
+    let t = Scripted::with(vec![
+        Answer::Items(vec![("1", 502), ("2", 504), ("3", 503)]),
+        Answer::Items(vec![]),
+    ]);
+    let (failed, on_failure) = failures();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .backoff(fast_backoff())
+        .on_failure(on_failure)
+        .build()
+        .unwrap();
+    for i in 0..4 {
+        p.add(doc(i)).await.unwrap();
+    }
+    p.close().await.unwrap();
+    assert!(
+        failed.lock().unwrap().is_empty(),
+        "{:?}",
+        failed.lock().unwrap()
+    );
+    assert_eq!(
+        t.batch_ids(),
+        [vec!["0", "1", "2", "3"], vec!["1", "2", "3"]]
+    );
+    let s = p.stats();
+    assert_eq!(
+        (s.succeeded, s.indexed, s.failed, s.retried),
+        (4, 4, 0, 3),
+        "{s:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_requests_bytes_go_back_exactly_once_whatever_its_outcome() {
+    // 1 succeeds, 2 is refused, 3 is retried until the backoff gives up, "-"
+    // (no id) is lost in an ambiguous attempt, "x" is retried once then succeeds.
+    let t = Scripted::with(vec![
+        Answer::Items(vec![("2", 400), ("3", 503), ("x", 429)]),
+        Answer::Drop,
+        Answer::Items(vec![("3", 503)]),
+        Answer::Items(vec![("3", 503)]),
+    ]);
+    let (failed, on_failure) = failures();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .backoff(Backoff {
+            max_retries: 3,
+            ..fast_backoff()
+        })
+        .on_failure(on_failure)
+        .build()
+        .unwrap();
+    for i in 1..=3 {
+        p.add(doc(i)).await.unwrap();
+    }
+    p.add(BulkRequest::index("t").id("x").doc(&json!({"n": 0})))
+        .await
+        .unwrap();
+    p.flush().await.unwrap();
+    assert_eq!(p.stats().buffered_bytes, 0);
+    assert_eq!(
+        p.shared.memory.available_permits(),
+        p.shared.max_buffered,
+        "released exactly once: no more, no less"
+    );
+    let kinds: Vec<_> = failed.lock().unwrap().iter().map(|f| f.kind).collect();
+    assert_eq!(
+        kinds,
+        [FailureKind::Item { status: 400 }, FailureKind::GaveUp]
+    );
+    // Handed back at a deadline: the bytes of what was in flight come back too.
+    let hang = Scripted::with(vec![Answer::Hang]);
+    let p = BulkProcessorBuilder::with_transport(hang)
+        .bulk_actions(2)
+        .build()
+        .unwrap();
+    for i in 0..3 {
+        p.add(doc(i)).await.unwrap();
+    }
+    let report = p.close_with_deadline(Duration::from_secs(1)).await;
+    assert_eq!(report.unsent.len(), 3);
+    let in_flight: usize = report
+        .unsent
+        .iter()
+        .filter(|r| r.maybe_applied())
+        .map(BulkRequest::encoded_len)
+        .sum();
+    assert!(in_flight > 0);
+    assert_eq!(
+        p.shared.max_buffered - p.shared.memory.available_permits(),
+        report
+            .unsent
+            .iter()
+            .map(BulkRequest::encoded_len)
+            .sum::<usize>()
+            - in_flight,
+        "the in-flight batch gave its bytes back once; the buffered request was never taken by a worker"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_callers_tag_comes_back_with_failures_and_callbacks() {
+    let t = Scripted::with(vec![Answer::Items(vec![("1", 400)])]);
+    let (failed, on_failure) = failures();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .on_failure(on_failure)
+        .after(move |_, requests, _| {
+            sink.lock()
+                .unwrap()
+                .extend(requests.iter().map(BulkRequest::caller_tag));
+        })
+        .build()
+        .unwrap();
+    p.add(doc(0).tag(10)).await.unwrap();
+    p.add(doc(1).tag(11)).await.unwrap();
+    p.add(doc(2)).await.unwrap();
+    p.close().await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), [Some(10), Some(11), None]);
+    let failed = failed.lock().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].caller_tag(), Some(11));
+    assert_eq!(failed[0].request.caller_tag(), Some(11));
+    let (mut tagged, mut plain) = (doc(1).tag(11), doc(1));
+    assert_eq!(
+        tagged.encode().unwrap(),
+        plain.encode().unwrap(),
+        "the tag is not sent"
+    );
 }

@@ -80,6 +80,7 @@ pub struct BulkRequest {
     action: Option<Vec<u8>>,
     encoded_len: usize,
     maybe_applied: bool,
+    tag: Option<u64>,
 }
 
 /// What sending a request again does when an earlier attempt of it may have
@@ -133,6 +134,7 @@ impl BulkRequest {
             action: None,
             encoded_len: 0,
             maybe_applied: false,
+            tag: None,
         }
     }
 
@@ -235,6 +237,23 @@ impl BulkRequest {
         self
     }
 
+    /// The caller's own mark for this request, never sent to the server and
+    /// handed back with it wherever the processor hands the request back: in a
+    /// [`FailedItem`](crate::FailedItem) ([`FailedItem::caller_tag`](crate::FailedItem::caller_tag)),
+    /// to the `before`/`after` callbacks (which see every request of a call,
+    /// successes included) and in a [`CloseReport`](crate::CloseReport). Use it
+    /// to find the caller's record of a request (a position in a batch, a key
+    /// into a map of messages) without matching on document ids, which need
+    /// not be unique or present.
+    ///
+    /// A plain `u64` rather than a generic parameter or an `Arc<dyn Any>`: it
+    /// costs nothing per request, keeps `BulkRequest` one type, and any richer
+    /// context can live in the caller's own table, keyed by it.
+    pub fn tag(mut self, tag: u64) -> Self {
+        self.tag = Some(tag);
+        self
+    }
+
     /// The operation.
     pub fn op(&self) -> OpType {
         self.op
@@ -242,6 +261,10 @@ impl BulkRequest {
     /// The target index, if set.
     pub fn index_name(&self) -> Option<&str> {
         self.index.as_deref()
+    }
+    /// The caller's tag (set with [`BulkRequest::tag`](Self::tag)), if any.
+    pub fn caller_tag(&self) -> Option<u64> {
+        self.tag
     }
     /// The document id, if set.
     pub fn doc_id(&self) -> Option<&str> {
@@ -427,6 +450,7 @@ impl fmt::Debug for BulkRequest {
             .field("source_bytes", &self.source().map(<[u8]>::len))
             .field("scripted", &self.script.is_some())
             .field("maybe_applied", &self.maybe_applied)
+            .field("tag", &self.tag)
             .finish_non_exhaustive()
     }
 }

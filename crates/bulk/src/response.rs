@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::policy::RetryPolicy;
 use crate::request::{BulkRequest, OpType, Resend};
 use crate::transport::{Delivery, TransportError};
 
@@ -252,9 +253,11 @@ fn server_error(body: &[u8]) -> (Option<String>, String) {
 }
 
 /// Decides what an HTTP answer means for the `sent` items, from the answer
-/// alone; [`reconcile`] then adds what is known of earlier attempts.
-pub fn decide(status: u16, body: &Bytes, sent: usize, retryable: &[u16]) -> Decision {
-    match classify_status(status) {
+/// alone and `policy` (the whole request's status by [`classify_status`], the
+/// items' by [`RetryPolicy::retries_item`]); [`reconcile`] then adds what is
+/// known of earlier attempts.
+pub fn decide(status: u16, body: &Bytes, sent: usize, policy: &RetryPolicy) -> Decision {
+    match policy.request_class(status) {
         StatusClass::Answered => {}
         StatusClass::Transient { maybe_applied } => {
             let failure = RequestFailure::answered(status, body, maybe_applied);
@@ -318,7 +321,7 @@ pub fn decide(status: u16, body: &Bytes, sent: usize, retryable: &[u16]) -> Deci
                     404 if op == OpType::Delete && result.error.is_none() => {
                         ItemDecision::Success(result)
                     }
-                    s if retryable.contains(&s) => ItemDecision::Retry(result),
+                    s if policy.retries_item(s) => ItemDecision::Retry(result),
                     _ => ItemDecision::Fail(result),
                 }
             })
@@ -400,7 +403,10 @@ fn snippet(body: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    const RETRYABLE: &[u16] = &[408, 429, 503, 507];
+    /// The item statuses these tests were written against.
+    fn retryable() -> RetryPolicy {
+        RetryPolicy::new().with_item_statuses([408, 429, 503, 507])
+    }
 
     fn items(d: Decision) -> Vec<ItemDecision> {
         match d {
@@ -420,7 +426,7 @@ mod tests {
             {"delete":{"_index":"a","_id":"6","status":404,"result":"not_found"}},
             {"index":{"_index":"a","_id":"7","status":503,"error":{"type":"unavailable_shards_exception"}}}
         ]}"#);
-        let got = items(decide(200, &body, 7, RETRYABLE));
+        let got = items(decide(200, &body, 7, &retryable()));
         let kinds: Vec<&str> = got
             .iter()
             .map(|d| match d {
@@ -447,34 +453,34 @@ mod tests {
         let empty = Bytes::new();
         for status in [408, 429, 503] {
             assert!(
-                matches!(decide(status, &empty, 1, RETRYABLE), Decision::RetryAll(f) if f.status == Some(status) && !f.maybe_applied),
+                matches!(decide(status, &empty, 1, &retryable()), Decision::RetryAll(f) if f.status == Some(status) && !f.maybe_applied),
                 "{status}"
             );
         }
         for status in [502, 504] {
             assert!(
-                matches!(decide(status, &empty, 1, RETRYABLE), Decision::Ambiguous(f) if f.status == Some(status) && f.maybe_applied),
+                matches!(decide(status, &empty, 1, &retryable()), Decision::Ambiguous(f) if f.status == Some(status) && f.maybe_applied),
                 "{status}"
             );
         }
         for status in [400, 401, 403, 404, 413, 500] {
             assert!(
-                matches!(decide(status, &empty, 1, RETRYABLE), Decision::FailAll(f) if f.status == Some(status)),
+                matches!(decide(status, &empty, 1, &retryable()), Decision::FailAll(f) if f.status == Some(status)),
                 "{status}"
             );
         }
         let html = Bytes::from_static(b"<html><body>Bad Gateway</body></html>");
         assert!(
-            matches!(decide(200, &html, 1, RETRYABLE), Decision::FailAll(f) if f.reason.contains("Bad Gateway") && f.maybe_applied)
+            matches!(decide(200, &html, 1, &retryable()), Decision::FailAll(f) if f.reason.contains("Bad Gateway") && f.maybe_applied)
         );
         let cut = Bytes::from_static(br#"{"took":1,"errors":false,"items":[{"index":{"status":20"#);
         assert!(matches!(
-            decide(200, &cut, 1, RETRYABLE),
+            decide(200, &cut, 1, &retryable()),
             Decision::Ambiguous(f) if f.reason.contains("truncated")
         ));
         let short = Bytes::from_static(br#"{"errors":false,"items":[]}"#);
         assert!(
-            matches!(decide(200, &short, 2, RETRYABLE), Decision::FailAll(f) if f.reason.contains("0 items for 2"))
+            matches!(decide(200, &short, 2, &retryable()), Decision::FailAll(f) if f.reason.contains("0 items for 2"))
         );
     }
 
@@ -526,7 +532,7 @@ mod tests {
             status,
             &Bytes::from_static(body),
             1,
-            RETRYABLE,
+            &retryable(),
         ) {
             Decision::FailAll(f) | Decision::RetryAll(f) | Decision::Ambiguous(f) => f,
             other => panic!("{other:?}"),
@@ -594,7 +600,7 @@ mod tests {
                 r.mark_maybe_applied();
             }
         }
-        let got = items(reconcile(decide(200, &body, 5, RETRYABLE), &requests));
+        let got = items(reconcile(decide(200, &body, 5, &retryable()), &requests));
         let kinds: Vec<&str> = got
             .iter()
             .map(|d| match d {
@@ -607,7 +613,7 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["already", "unknown", "fail", "fail", "already"]);
         // Whole-request decisions pass through unchanged.
-        let refused = decide(401, &Bytes::new(), 5, RETRYABLE);
+        let refused = decide(401, &Bytes::new(), 5, &retryable());
         assert_eq!(reconcile(refused.clone(), &requests), refused);
     }
 }

@@ -4,13 +4,19 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// A snapshot of a processor's counters (all zero when stats are off).
+///
+/// Each name says what it counts: batches (`batches_flushed`), `_bulk` calls
+/// (`bulk_calls`), requests (`indexed` ... `retried`) or bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BulkStats {
-    /// Batches cut by `flush()`/`close()` or by the flush interval (not by size or count).
-    pub flushed: u64,
-    /// `_bulk` calls made (every attempt, retries included).
-    pub committed: u64,
+    /// Batches (not requests) cut by `flush()`/`close()` or by the flush
+    /// interval, rather than by `bulk_actions` or `bulk_size`. (go-elasticsearch's
+    /// `NumFlushed` counts items; this does not.) Formerly `flushed`.
+    pub batches_flushed: u64,
+    /// `_bulk` calls made: every attempt, retries included, whatever its
+    /// answer. Formerly `committed`.
+    pub bulk_calls: u64,
     /// Index requests that succeeded.
     pub indexed: u64,
     /// Create requests that succeeded.
@@ -33,12 +39,30 @@ pub struct BulkStats {
     pub outcome_unknown: u64,
     /// Requests sent again after a retryable failure (one per request per retry).
     pub retried: u64,
-    /// NDJSON bytes sent, retries included.
-    pub bytes: u64,
+    /// NDJSON bytes sent, retries included. Formerly `bytes`.
+    pub bytes_sent: u64,
     /// Bytes of requests added and not yet finished (buffered or in flight) right now.
     pub buffered_bytes: u64,
     /// One entry per worker.
     pub workers: Vec<WorkerStats>,
+}
+
+impl BulkStats {
+    /// Renamed [`BulkStats::batches_flushed`].
+    #[deprecated(note = "renamed `batches_flushed`: it counts batches, not requests")]
+    pub fn flushed(&self) -> u64 {
+        self.batches_flushed
+    }
+    /// Renamed [`BulkStats::bulk_calls`].
+    #[deprecated(note = "renamed `bulk_calls`: it counts `_bulk` calls, retries included")]
+    pub fn committed(&self) -> u64 {
+        self.bulk_calls
+    }
+    /// Renamed [`BulkStats::bytes_sent`].
+    #[deprecated(note = "renamed `bytes_sent`")]
+    pub fn bytes(&self) -> u64 {
+        self.bytes_sent
+    }
 }
 
 /// A worker's counters.
@@ -53,8 +77,8 @@ pub struct WorkerStats {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub flushed: AtomicU64,
-    pub committed: AtomicU64,
+    pub batches_flushed: AtomicU64,
+    pub bulk_calls: AtomicU64,
     pub indexed: AtomicU64,
     pub created: AtomicU64,
     pub updated: AtomicU64,
@@ -64,7 +88,7 @@ pub(crate) struct Counters {
     pub failed: AtomicU64,
     pub outcome_unknown: AtomicU64,
     pub retried: AtomicU64,
-    pub bytes: AtomicU64,
+    pub bytes_sent: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -76,8 +100,8 @@ pub(crate) struct WorkerCounters {
 impl Counters {
     pub fn snapshot(&self, workers: &[WorkerCounters], buffered_bytes: u64) -> BulkStats {
         BulkStats {
-            flushed: self.flushed.load(Relaxed),
-            committed: self.committed.load(Relaxed),
+            batches_flushed: self.batches_flushed.load(Relaxed),
+            bulk_calls: self.bulk_calls.load(Relaxed),
             indexed: self.indexed.load(Relaxed),
             created: self.created.load(Relaxed),
             updated: self.updated.load(Relaxed),
@@ -87,7 +111,7 @@ impl Counters {
             failed: self.failed.load(Relaxed),
             outcome_unknown: self.outcome_unknown.load(Relaxed),
             retried: self.retried.load(Relaxed),
-            bytes: self.bytes.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
             buffered_bytes,
             workers: workers
                 .iter()

@@ -88,8 +88,12 @@ async fn an_index_without_id_whose_answer_was_lost_is_not_indexed_twice() {
     assert_eq!(failures.len() as u64, DOCS, "each is reported once");
     for f in &failures {
         assert!(f.error.contains("outcome unknown"), "{f:?}");
-        assert_eq!((f.status, f.attempts), (None, 1), "{f:?}");
-        assert_eq!(f.kind, FailureKind::OutcomeUnknown, "{f:?}");
+        assert_eq!((f.status(), f.attempts), (None, 1), "{f:?}");
+        assert_eq!(
+            f.kind,
+            FailureKind::OutcomeUnknown { status: None },
+            "{f:?}"
+        );
         assert!(f.request.maybe_applied() && !f.is_retryable(), "{f:?}");
     }
     assert_eq!(p.stats().outcome_unknown, DOCS);
@@ -123,9 +127,8 @@ async fn after_a_lost_answer_only_what_is_safe_to_resend_is_resent() {
     let failures = taken(&failures);
     assert_eq!(failures.len(), 20, "{failures:?}");
     assert!(
-        failures
-            .iter()
-            .all(|f| f.request.doc_id().is_none() && f.kind == FailureKind::OutcomeUnknown),
+        failures.iter().all(|f| f.request.doc_id().is_none()
+            && f.kind == FailureKind::OutcomeUnknown { status: None }),
         "{failures:?}"
     );
     let stats = p.stats();

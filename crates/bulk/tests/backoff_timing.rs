@@ -122,7 +122,7 @@ async fn retries_wait_exactly_the_backoff_delays() {
     let stats = p.stats();
     assert_eq!(
         (
-            stats.committed,
+            stats.bulk_calls,
             stats.retried,
             stats.succeeded,
             stats.failed

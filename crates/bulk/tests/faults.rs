@@ -121,7 +121,7 @@ async fn mapping_errors_fail_once_each() {
         *seen
             .entry(f.request.doc_id().unwrap().to_owned())
             .or_default() += 1;
-        assert_eq!(f.status, Some(400), "{f:?}");
+        assert_eq!(f.status(), Some(400), "{f:?}");
         // Elasticsearch >= 8.8 calls it document_parsing_exception.
         assert!(
             f.error.contains("mapper_parsing_exception")

@@ -48,8 +48,14 @@ async fn whole_request_refusals_carry_their_status_and_are_not_retried() {
         let failures = taken(&failures);
         assert_eq!(failures.len(), 3, "{status}: {failures:?}");
         for f in &failures {
-            assert_eq!(f.status, Some(status), "{f:?}");
-            assert_eq!(f.kind, FailureKind::Request, "{f:?}");
+            assert_eq!(f.status(), Some(status), "{f:?}");
+            assert_eq!(
+                f.kind,
+                FailureKind::Request {
+                    status: Some(status)
+                },
+                "{f:?}"
+            );
             assert_eq!(f.attempts, 1, "HTTP {status} is not retried: {f:?}");
             assert!(f.error.contains(&format!("HTTP {status}")), "{f:?}");
             assert!(f.error.contains(error_type), "{f:?}");

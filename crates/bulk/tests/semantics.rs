@@ -63,7 +63,7 @@ async fn flush_commits_everything_added_before_it() {
     assert_eq!(index.count().await, 750);
     let stats = p.stats();
     assert_eq!(
-        (stats.succeeded, stats.flushed, stats.buffered_bytes),
+        (stats.succeeded, stats.batches_flushed, stats.buffered_bytes),
         (750, 2, 0),
         "{stats:?}"
     );
@@ -89,7 +89,7 @@ async fn flush_with_nothing_buffered_returns_at_once() {
         .expect("second flush of nothing hung")
         .unwrap();
     assert_eq!(proxy.counts().bulk_requests, 0);
-    assert_eq!(p.stats().committed, 0);
+    assert_eq!(p.stats().bulk_calls, 0);
     tokio::time::timeout(GUARD, p.close())
         .await
         .expect("close of an idle processor hung")

@@ -131,7 +131,7 @@ async fn proxy_rejections_and_resets_are_survived() {
         "{} {injected:?}",
         null.docs_received()
     );
-    assert_eq!(injected.bulk_requests, s.committed, "{s:?} {injected:?}");
+    assert_eq!(injected.bulk_requests, s.bulk_calls, "{s:?} {injected:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -258,3 +258,34 @@ async fn elasticsearch_output_stops_on_a_whole_request_refusal() {
     }
     assert_eq!(null.docs_received(), 0);
 }
+
+/// Two messages of one batch for the same target document (a document read
+/// twice), the second refused: the refusal names the second by position. The
+/// output used to find a failure's message by document id, which named the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_names_its_own_message_when_two_share_a_document_id() {
+    let Some(url) = service_endpoint("ES_URL") else {
+        return;
+    };
+    let index = target_index("same-id");
+    let mut out = ElasticsearchOutput::new(&url, &index, 1).unwrap();
+    let unmappable = RawValue::from_string(r#"{"n":{"not":"a number"}}"#.to_owned()).unwrap();
+    let batch = [
+        versioned("logs", "1", 1, 1),
+        Message::new("logs", "1", Some(2), None, unmappable),
+        versioned("logs", "2", 1, 2),
+    ];
+    let refused = out
+        .send_reporting(&batch)
+        .await
+        .unwrap_or_else(|e| panic!("the send failed as a whole: {e}"));
+    assert_eq!(
+        refused.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [1],
+        "{refused:?}"
+    );
+    assert!(refused[0].1.starts_with("HTTP 400"), "{refused:?}");
+    assert_eq!(count(&url, &index).await, 2);
+    out.close().await.unwrap();
+    delete_index(&url, &index).await;
+}

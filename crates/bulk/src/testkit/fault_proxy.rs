@@ -547,7 +547,7 @@ mod tests {
             "es_rejected_execution_exception"
         );
         // The lead's decoder retries exactly the injected ones.
-        let d = crate::decide(200, &Bytes::from(merged), 4, &crate::DEFAULT_RETRY_STATUSES);
+        let d = crate::decide(200, &Bytes::from(merged), 4, &crate::RetryPolicy::default());
         let kinds: Vec<&str> = match d {
             crate::Decision::Items(items) => items
                 .iter()

@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(items[3]["create"]["_seq_no"], 3);
         assert_eq!(state.docs.load(Relaxed), 4);
         // The lead's decoder agrees.
-        let d = crate::decide(200, &Bytes::from(out), 4, &crate::DEFAULT_RETRY_STATUSES);
+        let d = crate::decide(200, &Bytes::from(out), 4, &crate::RetryPolicy::default());
         assert!(
             matches!(&d, crate::Decision::Items(i) if i.iter().all(|i| matches!(i, crate::ItemDecision::Success(_)))),
             "{d:?}"

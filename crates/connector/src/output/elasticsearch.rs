@@ -81,6 +81,12 @@ pub struct ElasticsearchOutput {
     index: String,
     processor: BulkProcessor,
     failures: Arc<Mutex<Vec<FailedItem>>>,
+    /// Requests sent so far: the [tag](BulkRequest::tag) of the next one. A
+    /// send's requests are tagged `first..first + n`, so a failure finds its
+    /// position in the batch (tag − first) without matching document ids, and
+    /// a failure left over from a send abandoned half-way (its tag below
+    /// `first`) is told apart from this send's own.
+    tagged: u64,
 }
 
 impl ElasticsearchOutput {
@@ -132,6 +138,7 @@ impl ElasticsearchOutput {
             index: index.to_owned(),
             processor,
             failures,
+            tagged: 0,
         })
     }
 
@@ -175,17 +182,25 @@ impl ElasticsearchOutput {
     /// to do) when the server refused a bulk request as a whole (401, 403, 413,
     /// 500..., see [`bulk::classify_status`]): sending again cannot help until
     /// someone acts.
+    ///
+    /// Each request's [tag](BulkRequest::tag) is replaced by one of this
+    /// output's own, which maps its failure back to its position.
     pub async fn send_requests(
         &mut self,
         requests: Vec<BulkRequest>,
     ) -> Result<Vec<Refusal>, OutputError> {
         let total = requests.len();
-        let ids: Vec<Option<String>> = requests
-            .iter()
-            .map(|r| r.doc_id().map(str::to_owned))
-            .collect();
+        let first = self.tagged;
+        self.tagged += total as u64;
+        let position_of = |f: &FailedItem| {
+            f.caller_tag()
+                .and_then(|tag| tag.checked_sub(first))
+                .and_then(|p| usize::try_from(p).ok())
+                .filter(|p| *p < total)
+        };
         let mut refused = Vec::new();
         for (position, request) in requests.into_iter().enumerate() {
+            let request = request.tag(first + position as u64);
             let Err(e) = self.processor.add(request).await else {
                 continue;
             };
@@ -210,12 +225,15 @@ impl ElasticsearchOutput {
             .map_err(|e| self.unavailable(&e))?;
         let mut failed =
             std::mem::take(&mut *self.failures.lock().unwrap_or_else(|p| p.into_inner()));
+        // Left over from a send abandoned half-way (not acknowledged, so sent
+        // again later): not this batch's.
+        failed.retain(|f| position_of(f).is_some());
         // A newer version already there: this one has nothing to add.
-        failed.retain(|f| !TargetDocument::superseded(f.status, &f.error));
+        failed.retain(|f| !TargetDocument::superseded(f.item_status(), &f.error));
         // Not a document's fault: nothing to set aside document by document.
         if let Some(f) = failed
             .iter()
-            .find(|f| !f.is_retryable() && f.kind != FailureKind::Item)
+            .find(|f| !f.is_retryable() && !matches!(f.kind, FailureKind::Item { .. }))
         {
             return Err(OutputError::Refused {
                 output: self.name.clone(),
@@ -237,21 +255,11 @@ impl ElasticsearchOutput {
                 ),
             });
         }
-        let mut taken = vec![false; total];
-        for r in &refused {
-            taken[r.position] = true;
-        }
         for f in failed {
-            let id = f.request.doc_id();
-            let position = ids
-                .iter()
-                .enumerate()
-                .position(|(i, known)| !taken[i] && known.as_deref() == id);
-            if let Some(position) = position {
-                taken[position] = true;
+            if let Some(position) = position_of(&f) {
                 refused.push(Refusal {
                     position,
-                    status: f.status,
+                    status: f.item_status(),
                     error: f.error,
                     attempts: f.attempts,
                     request: f.request,
@@ -265,13 +273,13 @@ impl ElasticsearchOutput {
 
 /// What failed when not a single document was at fault, and what to do about it.
 fn whole_request_failure(f: &FailedItem, index: &str) -> String {
-    if f.kind == FailureKind::OutcomeUnknown {
+    if matches!(f.kind, FailureKind::OutcomeUnknown { .. }) {
         return format!(
             "the outcome is unknown ({}); check index {index} before sending again",
             f.error
         );
     }
-    let advice = match f.status {
+    let advice = match f.request_status() {
         Some(400) => "the server could not read the bulk request: check that [output] url \
                       names an Elasticsearch or OpenSearch node"
             .to_owned(),
