@@ -33,7 +33,7 @@ pub(crate) mod dedup;
 mod late;
 mod reader;
 mod slots;
-mod state_ext;
+mod state_api;
 
 pub use late::{LATE_COUNT_FIELD, LATE_FIELD};
 pub(crate) use slots::stored_cursors;
@@ -55,7 +55,6 @@ use crate::state::open_manager;
 pub use batch::{Ack, Batch};
 pub use client::ServerInfo;
 pub use reader::ReadMode;
-pub use state_ext::StateManagerExt;
 
 use client::EsClient;
 use reader::Reader;
