@@ -26,5 +26,4 @@ pub use progress::{ProgressBar, RunObserver};
 pub use run::{RunOptions, RunSummary, open_with_retry, run};
 pub use source::{
     Ack, Batch, ElasticsearchSource, LATE_COUNT_FIELD, LATE_FIELD, ReadMode, ServerInfo,
-    StateManagerExt,
 };

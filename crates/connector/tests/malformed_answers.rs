@@ -8,7 +8,7 @@ mod fake_server;
 
 use std::time::Duration;
 
-use connector::{ConnectorConfig, ElasticsearchSource, RunOptions, StateManagerExt};
+use connector::{ConnectorConfig, ElasticsearchSource, RunOptions};
 use fake_server::{FakeServer, page};
 use serde_json::json;
 

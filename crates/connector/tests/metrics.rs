@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{TestIndex, docs, es_url, file_state, plugin_config};
-use connector::{
-    ElasticsearchSource, Metrics, MetricsServer, RunObserver, RunOptions, StateManagerExt,
-};
+use connector::{ElasticsearchSource, Metrics, MetricsServer, RunObserver, RunOptions};
 use serde_json::json;
 
 /// The value of the sample line `name` (exact name, labels included).

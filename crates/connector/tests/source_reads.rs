@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use connector::{ElasticsearchSource, ReadMode, StateManagerExt};
+use connector::{ElasticsearchSource, ReadMode};
 use serde_json::json;
 
 const SAME_TS: &str = "2024-01-15T10:30:00Z";

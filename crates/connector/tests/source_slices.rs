@@ -9,7 +9,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 
 use common::*;
-use connector::{ConnectorConfig, ConnectorError, ElasticsearchSource, ReadMode, StateManagerExt};
+use connector::{ConnectorConfig, ConnectorError, ElasticsearchSource, ReadMode};
 use serde_json::{Value, json};
 
 const DOCS: usize = 5000;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use connector::{ConnectorError, ElasticsearchSource, StateManagerExt};
+use connector::{ConnectorError, ElasticsearchSource};
 use serde_json::json;
 
 /// Opens `source`, polls and commits `batches` batches, polls one more that is

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use connector::state::open_store;
 use state_core::conformance::{DynStore, export_import_between, service_endpoint};
-use state_core::{InMemoryStore, StateId, StorageSettings};
+use state_core::{InMemoryStore, StorageSettings};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -63,9 +63,7 @@ async fn make(kind: Kind, dir: &Path, ep: &Endpoints) -> DynStore {
 
 async fn empty(store: &DynStore) {
     for entry in store.list().await.unwrap_or_default() {
-        if let Ok(id) = StateId::new(entry.id) {
-            let _ = store.delete(&id).await;
-        }
+        let _ = store.delete(&entry.id).await;
     }
 }
 

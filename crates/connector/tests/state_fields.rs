@@ -9,7 +9,7 @@ mod fake_server;
 use std::path::Path;
 use std::time::Duration;
 
-use connector::{ConnectorConfig, ElasticsearchSource, StateManagerExt};
+use connector::{ConnectorConfig, ElasticsearchSource};
 use fake_server::{FakeServer, page, scroll_page};
 use state_core::ConnectorState;
 

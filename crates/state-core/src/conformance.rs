@@ -17,10 +17,13 @@ use chrono::{Duration as ChronoDuration, Utc};
 use serde_json::{Value, json};
 
 use crate::error::StateError;
-use crate::id::{HOSTILE_IDS, StateId};
-use crate::manager::{ManagerOptions, StateManager, migrate_states};
+use crate::ext::StateStoreExt;
+use crate::id::StateId;
+use crate::manager::{ManagerOptions, StateManager};
 use crate::model::{ConnectorState, FORMAT_VERSION};
 use crate::store::{Precondition, StateStore};
+
+pub use crate::id::HOSTILE_IDS;
 
 /// The documentation's example state (the "State File Format" section).
 pub const DOCUMENTED_STATE: &str = include_str!("../tests/fixtures/documented_state.json");
@@ -81,9 +84,6 @@ impl<S: StateStore, G: Send + Sync + std::fmt::Debug> StateStore for Guarded<S, 
     }
     async fn list(&self) -> crate::Result<Vec<crate::StateEntry>> {
         self.store.list().await
-    }
-    async fn stats(&self) -> crate::Result<crate::StoreStats> {
-        self.store.stats().await
     }
 }
 
@@ -559,7 +559,7 @@ pub async fn manager_lifecycle(store: DynStore) {
     m.close().await.expect("close");
 }
 
-/// Export from `a`, import into `b` (and `migrate_states` a -> b): nothing lost.
+/// Export from `a`, import into `b` (and `migrate_to` a -> b): nothing lost.
 pub async fn export_import_between(a: DynStore, b: DynStore) {
     let label = format!("{} -> {}", a.backend(), b.backend());
     for i in ["alpha", "beta", "日本"] {
@@ -578,9 +578,7 @@ pub async fn export_import_between(a: DynStore, b: DynStore) {
         "{label}"
     );
 
-    let report = migrate_states(a.as_ref(), b.as_ref(), false)
-        .await
-        .expect("migrate");
+    let report = a.migrate_to(b.as_ref(), false).await.expect("migrate");
     let mut copied = report.copied.clone();
     copied.sort();
     assert_eq!(copied, ["beta", "日本"], "{label}");

@@ -81,6 +81,42 @@ impl AsRef<str> for StateId {
     }
 }
 
+impl PartialEq<str> for StateId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for StateId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for StateId {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<StateId> for str {
+    fn eq(&self, other: &StateId) -> bool {
+        self == other.0
+    }
+}
+
+impl PartialEq<StateId> for &str {
+    fn eq(&self, other: &StateId) -> bool {
+        *self == other.0
+    }
+}
+
+impl PartialEq<StateId> for String {
+    fn eq(&self, other: &StateId) -> bool {
+        *self == other.0
+    }
+}
+
 impl TryFrom<&str> for StateId {
     type Error = StateError;
     fn try_from(value: &str) -> Result<Self> {
@@ -95,7 +131,9 @@ impl TryFrom<String> for StateId {
     }
 }
 
-/// Ids that every backend must refuse; the conformance suite uses them.
+/// Ids that every backend must refuse: test data of the conformance suite
+/// (`state_core::conformance::HOSTILE_IDS`), not part of the core's API.
+#[cfg(any(test, feature = "conformance"))]
 pub const HOSTILE_IDS: &[&str] = &[
     "",
     "..",

@@ -2,6 +2,7 @@
 
 mod config;
 mod error;
+mod ext;
 mod id;
 mod manager;
 mod memory;
@@ -20,8 +21,9 @@ pub use config::{
     StorageSettings, StorageType, TRACKABLE_FIELDS, humantime_duration, validate_index_name,
 };
 pub use error::{Result, StateError};
-pub use id::{HOSTILE_IDS, MAX_STATE_ID_BYTES, StateId};
-pub use manager::{ManagerOptions, MigrationReport, StateManager, migrate_states};
+pub use ext::{MigrationReport, StateStoreExt};
+pub use id::{MAX_STATE_ID_BYTES, StateId};
+pub use manager::{ManagerOptions, StateManager};
 pub use memory::{InMemoryStore, check_precondition};
 pub use model::{
     ConnectorState, FORMAT_VERSION, ProcessingStats, StateData, StateMetadata, format_timestamp,

@@ -1,5 +1,6 @@
 //! [`StateManager`]: one connector's state over any [`StateStore`]: load, update,
-//! compare-and-set saves, auto-save, export/import/reset, stats and cleanup.
+//! compare-and-set saves, auto-save, export/import/reset, and its view of the
+//! store-wide [`StateStoreExt`](crate::StateStoreExt) conveniences (stats, cleanup).
 
 use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{StateConfig, TRACKABLE_FIELDS};
 use crate::error::{Result, StateError};
+use crate::ext::StateStoreExt;
 use crate::id::StateId;
 use crate::model::{ConnectorState, StateMetadata};
 use crate::store::{Precondition, Revision, StateStore, StoreStats};
@@ -67,16 +69,6 @@ struct Inner {
     /// The state of a save whose outcome is unknown (the store became
     /// unavailable after it may have applied it), until a save settles it.
     unsettled: Option<ConnectorState>,
-}
-
-/// Outcome of [`migrate_states`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MigrationReport {
-    /// States written to the target and read back identical.
-    pub copied: Vec<String>,
-    /// States left alone because the target already had them (without `overwrite`).
-    pub skipped: Vec<String>,
 }
 
 impl StateManager {
@@ -433,16 +425,10 @@ impl StateManager {
 
     /// Deletes every state whose `last_updated` is before `cutoff`, except this manager's own.
     pub async fn cleanup_states_before(&self, cutoff: DateTime<Utc>) -> Result<usize> {
-        let mut deleted = 0;
-        for entry in self.shared.store.list().await? {
-            if entry.last_updated >= cutoff || entry.id == self.shared.id.as_str() {
-                continue;
-            }
-            if self.shared.store.delete(&StateId::new(entry.id)?).await? {
-                deleted += 1;
-            }
-        }
-        Ok(deleted)
+        self.shared
+            .store
+            .cleanup_before(cutoff, Some(&self.shared.id))
+            .await
     }
 }
 
@@ -461,44 +447,4 @@ impl Drop for Shared {
 
 fn tracked_values(state: &ConnectorState, tracked: &[String]) -> Vec<Value> {
     tracked.iter().map(|f| state.data.field(f)).collect()
-}
-
-/// Copies every state of `from` into `to`, verifying each by reading it back.
-///
-/// States already in `to` are skipped unless `overwrite`. The source is left
-/// untouched, so a failed migration loses nothing and can be run again.
-pub async fn migrate_states(
-    from: &dyn StateStore,
-    to: &dyn StateStore,
-    overwrite: bool,
-) -> Result<MigrationReport> {
-    let mut report = MigrationReport::default();
-    for entry in from.list().await? {
-        let id = StateId::new(entry.id.as_str())?;
-        let source = from.load(&id).await?;
-        let expect = if overwrite {
-            Precondition::Any
-        } else {
-            Precondition::Absent
-        };
-        match to.save(&source.state, &expect).await {
-            Ok(_) => {}
-            Err(StateError::Conflict { .. }) if !overwrite => {
-                report.skipped.push(entry.id);
-                continue;
-            }
-            Err(e) => return Err(e),
-        }
-        let copy = to.load(&id).await?;
-        if copy.state != source.state {
-            return Err(StateError::backend(
-                to.backend(),
-                format!(
-                    "state `{id}` read back from the target differs from the source; the source is untouched"
-                ),
-            ));
-        }
-        report.copied.push(entry.id);
-    }
-    Ok(report)
 }

@@ -20,7 +20,7 @@ pub struct InMemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     next_revision: u64,
-    states: BTreeMap<String, (Vec<u8>, Revision)>,
+    states: BTreeMap<StateId, (Vec<u8>, Revision)>,
 }
 
 impl InMemoryStore {
@@ -43,7 +43,7 @@ impl StateStore for InMemoryStore {
 
     async fn load(&self, id: &StateId) -> Result<Stored> {
         let inner = self.lock();
-        let (bytes, revision) = inner.states.get(id.as_str()).ok_or(StateError::NotFound {
+        let (bytes, revision) = inner.states.get(id).ok_or(StateError::NotFound {
             id: id.to_string(),
             backend: "memory",
         })?;
@@ -58,18 +58,16 @@ impl StateStore for InMemoryStore {
         let id = StateId::new(state.id.as_str())?;
         let bytes = state.to_json();
         let mut inner = self.lock();
-        let current = inner.states.get(id.as_str()).map(|(_, r)| r);
+        let current = inner.states.get(&id).map(|(_, r)| r);
         check_precondition(id.as_str(), current, expect)?;
         inner.next_revision += 1;
         let revision = Revision::new(inner.next_revision.to_string());
-        inner
-            .states
-            .insert(id.to_string(), (bytes, revision.clone()));
+        inner.states.insert(id, (bytes, revision.clone()));
         Ok(revision)
     }
 
     async fn delete(&self, id: &StateId) -> Result<bool> {
-        Ok(self.lock().states.remove(id.as_str()).is_some())
+        Ok(self.lock().states.remove(id).is_some())
     }
 
     async fn list(&self) -> Result<Vec<StateEntry>> {
@@ -78,7 +76,8 @@ impl StateStore for InMemoryStore {
             .states
             .iter()
             .map(|(id, (bytes, _))| {
-                let state = ConnectorState::from_slice(bytes, id, &format!("memory:{id}"))?;
+                let state =
+                    ConnectorState::from_slice(bytes, id.as_str(), &format!("memory:{id}"))?;
                 Ok(StateEntry::new(
                     id.clone(),
                     state.last_updated,

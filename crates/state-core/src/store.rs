@@ -74,11 +74,16 @@ pub struct Stored {
 }
 
 /// One entry of [`StateStore::list`].
+///
+/// The id is a [`StateId`]: a backend that finds a stored state under a name
+/// that is not a valid id leaves it out of the listing (with a `tracing`
+/// warning naming it), so callers going through a listing (a cleanup, a
+/// migration) never stop at one odd entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StateEntry {
     /// The state id.
-    pub id: String,
+    pub id: StateId,
     /// The document's `last_updated`.
     pub last_updated: DateTime<Utc>,
     /// Size of the stored document in bytes.
@@ -87,9 +92,9 @@ pub struct StateEntry {
 
 impl StateEntry {
     /// Builds an entry (backends outside this crate need a constructor: the struct is non-exhaustive).
-    pub fn new(id: impl Into<String>, last_updated: DateTime<Utc>, size_bytes: u64) -> Self {
+    pub fn new(id: StateId, last_updated: DateTime<Utc>, size_bytes: u64) -> Self {
         StateEntry {
-            id: id.into(),
+            id,
             last_updated,
             size_bytes,
         }
@@ -122,14 +127,18 @@ impl StoreStats {
     }
 }
 
-/// Where connector states live. Small and object-safe: conveniences belong on
-/// [`StateManager`](crate::StateManager), not here.
+/// Where connector states live. Small and object-safe: a backend implements
+/// these five methods and nothing else. Conveniences over any store (stats,
+/// cleanup, migration) are [`StateStoreExt`](crate::StateStoreExt), implemented
+/// for every `StateStore`; those of one connector's state are on
+/// [`StateManager`](crate::StateManager).
 ///
 /// Contract (checked by the conformance suite):
 /// - `load` of a missing id is `NotFound`; of unreadable bytes `Corrupt`, never a fresh state.
 /// - `save` validates `state.id` as a [`StateId`], honours the [`Precondition`]
 ///   atomically (two writers never both win) and is durable when it returns.
-/// - `list` returns only valid ids, each once.
+/// - `list` returns each stored state once; a stored name that is not a valid
+///   [`StateId`] is left out with a `tracing::warn!` naming it, never an error.
 #[async_trait]
 pub trait StateStore: Send + Sync + fmt::Debug {
     /// Short backend name used in messages: `memory`, `file`, `sled`, `redis`, `elasticsearch`.
@@ -146,9 +155,4 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 
     /// Every stored state with its `last_updated` and size.
     async fn list(&self) -> Result<Vec<StateEntry>>;
-
-    /// Aggregate figures; the default aggregates [`StateStore::list`].
-    async fn stats(&self) -> Result<StoreStats> {
-        Ok(StoreStats::from_entries(&self.list().await?))
-    }
 }

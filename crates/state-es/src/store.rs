@@ -354,10 +354,10 @@ impl StateStore for EsStore {
             let full_page = page.hits.hits.len() >= self.opts.list_page_size;
             for hit in page.hits.hits {
                 after = Some(hit.sort);
-                if StateId::new(hit.id.as_str()).is_err() {
+                let Ok(id) = StateId::new(hit.id.as_str()) else {
                     tracing::warn!(index = %self.opts.index, id = ?hit.id, "skipping a document whose id is not a valid state id");
                     continue;
-                }
+                };
                 let source = hit
                     .source
                     .ok_or_else(|| self.corrupt(&hit.id, "the document has no _source"))?;
@@ -371,7 +371,7 @@ impl StateStore for EsStore {
                 let size = source
                     .size_bytes
                     .ok_or_else(|| self.corrupt(&hit.id, "`size_bytes` is missing"))?;
-                entries.push(StateEntry::new(hit.id, last_updated, size));
+                entries.push(StateEntry::new(id, last_updated, size));
             }
             if !full_page || after.as_ref().is_none_or(Vec::is_empty) {
                 return Ok(entries);

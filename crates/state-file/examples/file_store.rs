@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use state_core::{ManagerOptions, StateId, StateManager, StateStore};
+use state_core::{ManagerOptions, StateId, StateManager, StateStoreExt};
 use state_file::FileStore;
 
 #[tokio::main(flavor = "current_thread")]

@@ -296,11 +296,7 @@ fn listed_entry(name: &str, bytes: &[u8], path: &Path) -> Result<StateEntry> {
             ),
         });
     }
-    Ok(StateEntry::new(
-        id.to_string(),
-        state.last_updated,
-        bytes.len() as u64,
-    ))
+    Ok(StateEntry::new(id, state.last_updated, bytes.len() as u64))
 }
 
 /// Releases the cross-process lock, then the mutex, when dropped.

@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use state_core::conformance::sample_state;
-use state_core::{Precondition, StateError, StateStore};
+use state_core::{Precondition, StateError, StateStore, StateStoreExt};
 use state_file::FileStore;
 
 use common::{id, names_in, temp_file_store};
@@ -374,4 +374,69 @@ async fn an_unreadable_state_path_is_a_backend_error_naming_it() {
         Err(StateError::Backend { .. })
     ));
     assert!(path.is_dir(), "the directory must be left alone");
+}
+
+/// Files that do not hold a valid state id sit next to real states: a cleanup
+/// and a migration over the directory still do their work on every real state.
+#[tokio::test]
+async fn odd_files_neither_abort_a_cleanup_nor_a_migration() {
+    let t = temp_file_store();
+    let base = t.store.base_path().to_owned();
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(90);
+    for name in ["old-a", "old-b", "fresh"] {
+        let mut state = sample_state(name);
+        if name.starts_with("old") {
+            state.last_updated = long_ago;
+        }
+        t.store
+            .save(&state, &Precondition::Absent)
+            .await
+            .expect("save");
+    }
+    // Named like state files, but the ids inside are not valid state ids.
+    for (file, inner_id) in [("a..b.json", "a..b"), ("tab\tid.json", "tab\tid")] {
+        let mut odd = sample_state("placeholder");
+        odd.id = inner_id.to_owned();
+        odd.last_updated = long_ago;
+        std::fs::write(base.join(file), odd.to_pretty_json()).expect("write");
+    }
+
+    let target = state_core::InMemoryStore::new();
+    let report = t
+        .store
+        .migrate_to(&target, false)
+        .await
+        .expect("one odd file must not abort the migration");
+    let mut copied = report.copied;
+    copied.sort();
+    assert_eq!(copied, ["fresh", "old-a", "old-b"]);
+
+    let store: Arc<dyn StateStore> = Arc::new(t.store);
+    let manager = state_core::StateManager::new(
+        store.clone(),
+        id("fresh"),
+        state_core::ManagerOptions::default(),
+    )
+    .expect("manager");
+    assert_eq!(
+        manager
+            .cleanup_old_states(30)
+            .await
+            .expect("one odd file must not abort the cleanup"),
+        2
+    );
+    let mut left: Vec<_> = store
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["fresh"]);
+    assert!(base.join("a..b.json").is_file(), "odd files are left alone");
+    assert!(
+        base.join("tab\tid.json").is_file(),
+        "odd files are left alone"
+    );
 }

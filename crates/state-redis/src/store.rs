@@ -98,8 +98,8 @@ impl RedisStore {
 
     async fn describe_page(
         &self,
-        page: Vec<(String, Vec<u8>)>,
-        entries: &mut BTreeMap<String, StateEntry>,
+        page: Vec<(StateId, Vec<u8>)>,
+        entries: &mut BTreeMap<StateId, StateEntry>,
     ) -> Result<()> {
         let mut invocation = scripts::DESCRIBE.prepare_invoke();
         for (_, key) in &page {
@@ -119,7 +119,7 @@ impl RedisStore {
             }
             let last_updated = DateTime::parse_from_rfc3339(&updated)
                 .map_err(|e| StateError::Corrupt {
-                    id: id.clone(),
+                    id: id.to_string(),
                     location: self.location(&key),
                     reason: format!(
                         "its `updated` field {updated:?} is not an RFC 3339 timestamp ({e})"
@@ -243,12 +243,16 @@ impl StateStore for RedisStore {
                 .query_async(&mut self.manager.clone())
                 .await
                 .map_err(|e| self.endpoint.error(e, "list states", None))?;
-            let page: Vec<(String, Vec<u8>)> = keys
+            let page: Vec<(StateId, Vec<u8>)> = keys
                 .into_iter()
                 .filter_map(|key| {
-                    let id = key.strip_prefix(prefix)?;
-                    let id = StateId::new(std::str::from_utf8(id).ok()?).ok()?;
-                    Some((id.to_string(), key))
+                    let listed = std::str::from_utf8(key.strip_prefix(prefix)?)
+                        .ok()
+                        .and_then(|id| StateId::new(id).ok());
+                    if listed.is_none() {
+                        tracing::warn!(key = %String::from_utf8_lossy(&key), "skipping a key under the state prefix whose name is not a valid state id");
+                    }
+                    Some((listed?, key))
                 })
                 .collect();
             if !page.is_empty() {

@@ -203,7 +203,7 @@ impl SledStore {
             };
             let record = self.parse(id.as_str(), &value)?;
             entries.push(StateEntry::new(
-                id.as_str(),
+                id,
                 record.last_updated,
                 record.document.len() as u64,
             ));

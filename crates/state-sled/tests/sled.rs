@@ -119,3 +119,74 @@ async fn damaged_value_is_corrupt_naming_the_key() {
         Err(StateError::Conflict { .. })
     ));
 }
+
+/// A key that is not a valid state id, holding a well-formed record, sits next
+/// to real states: a cleanup and a migration still do their work on every real one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_odd_key_neither_aborts_a_cleanup_nor_a_migration() {
+    use state_core::{InMemoryStore, ManagerOptions, StateManager, StateStoreExt};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("states.db");
+    let long_ago = chrono_days_ago(90);
+    {
+        let store = SledStore::open(&path).unwrap_or_else(|e| panic!("open: {e}"));
+        for name in ["old", "fresh"] {
+            let mut state = sample_state(name);
+            if name == "old" {
+                state.last_updated = long_ago;
+            }
+            store
+                .save(&state, &Precondition::Absent)
+                .await
+                .unwrap_or_else(|e| panic!("save: {e}"));
+        }
+    }
+    {
+        let db = sled::Config::new()
+            .path(&path)
+            .flush_every_ms(None)
+            .open()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tree = db.open_tree("states").unwrap_or_else(|e| panic!("{e}"));
+        let record = tree
+            .get("old")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the saved record is missing"));
+        tree.insert("../escape", record)
+            .unwrap_or_else(|e| panic!("{e}"));
+        db.flush().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let store: Arc<SledStore> =
+        Arc::new(SledStore::open(&path).unwrap_or_else(|e| panic!("reopen: {e}")));
+
+    let target = InMemoryStore::new();
+    let report = store
+        .migrate_to(&target, false)
+        .await
+        .unwrap_or_else(|e| panic!("one odd key must not abort the migration: {e}"));
+    let mut copied = report.copied;
+    copied.sort();
+    assert_eq!(copied, ["fresh", "old"]);
+
+    let manager = StateManager::new(store.clone(), id("fresh"), ManagerOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deleted = manager
+        .cleanup_old_states(30)
+        .await
+        .unwrap_or_else(|e| panic!("one odd key must not abort the cleanup: {e}"));
+    assert_eq!(deleted, 1);
+    let left: Vec<_> = store
+        .list()
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"))
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, ["fresh"]);
+}
+
+fn chrono_days_ago(days: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::Duration::days(days)
+}

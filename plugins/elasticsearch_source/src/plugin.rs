@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use connector::{Ack, ConnectorError, ElasticsearchSource, PluginConfig, StateManagerExt};
+use connector::{Ack, ConnectorError, ElasticsearchSource, PluginConfig};
 use iggy_connector_sdk::source::SourceBatchResult;
 use iggy_connector_sdk::{ConnectorState, Error, ProducedMessages, Schema, Source};
 use serde_json::Value;

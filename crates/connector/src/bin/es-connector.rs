@@ -13,7 +13,7 @@ use connector::{
     ConnectorConfig, ElasticsearchSource, Metrics, MetricsServer, ProgressBar, RunOptions,
 };
 use serde_json::json;
-use state_core::{StateError, StateManager, format_timestamp, migrate_states};
+use state_core::{StateError, StateManager, StateStoreExt, format_timestamp};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -617,8 +617,10 @@ async fn state_command(action: StateAction, config_path: &Path) -> anyhow::Resul
                         format!("{} has no enabled state block to migrate to", to.display())
                     })?;
             let target = open_store(&target_settings).await?;
-            let report =
-                migrate_states(manager.store().as_ref(), target.as_ref(), overwrite).await?;
+            let report = manager
+                .store()
+                .migrate_to(target.as_ref(), overwrite)
+                .await?;
             out(&format!(
                 "migrated {} state(s) from the {backend} store to the {} store{}",
                 report.copied.len(),
@@ -629,7 +631,12 @@ async fn state_command(action: StateAction, config_path: &Path) -> anyhow::Resul
                     format!(
                         "; kept {} the target already had ({}), use --overwrite to replace them",
                         report.skipped.len(),
-                        report.skipped.join(", ")
+                        report
+                            .skipped
+                            .iter()
+                            .map(|id| id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 }
             ))?;

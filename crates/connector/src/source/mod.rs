@@ -34,7 +34,7 @@ mod late;
 mod progress;
 mod reader;
 mod slots;
-mod state_ext;
+mod state_api;
 
 pub use late::{LATE_COUNT_FIELD, LATE_FIELD};
 pub(crate) use progress::stored_cursors;
@@ -56,7 +56,6 @@ use crate::state::open_manager;
 pub use batch::{Ack, Batch};
 pub use client::ServerInfo;
 pub use reader::ReadMode;
-pub use state_ext::StateManagerExt;
 
 use client::EsClient;
 use reader::Reader;
