@@ -8,10 +8,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "docs/examples/elasticsearch-source.toml".into());
     let config = ConnectorConfig::from_file(path.as_ref())?;
-    let plugin = &config.plugin_config;
+    // Checked once; what the values derive is resolved with it.
+    let plugin = config.plugin_config.validate()?;
     println!("index:      {}", plugin.index);
-    println!("query:      {}", plugin.query_json()?);
+    println!("query:      {}", plugin.query());
     println!("batch_size: {}", plugin.batch_size);
-    println!("state:      {:?}", plugin.state_settings()?); // credentials redacted
+    println!("state:      {:?}", plugin.state_settings()); // credentials redacted
     Ok(())
 }

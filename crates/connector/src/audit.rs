@@ -22,7 +22,7 @@ use chrono::{DateTime, SecondsFormat, TimeZone as _, Utc};
 use es_query::QuerySpec;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConnectorConfig, OutputConfig, PluginConfig};
+use crate::config::{ConnectorConfig, OutputConfig, PluginConfig, ValidatedConfig};
 use crate::error::{ConnectorError, Result};
 use crate::message::timestamp_millis;
 use crate::message::{HEADER_ID, HEADER_INDEX, HEADER_TIMESTAMP, MessageId};
@@ -235,16 +235,16 @@ impl Window {
 
 /// Audits the source `config` describes against its `[output]`.
 pub async fn audit(config: &ConnectorConfig, options: &AuditOptions) -> Result<AuditReport> {
+    let validated = config.plugin_config.validate()?;
     let source = &config.plugin_config;
-    source.validate()?;
     let client = EsClient::new(source)?;
     let server = client.server_info().await?;
-    let spec = crate::source::query_config(source)?
+    let spec = crate::source::query_config(&validated)
         .build(server.flavor)
         .map_err(|e| ConnectorError::invalid("plugin_config", e))?;
     let (until, until_from) = match options.until {
         Some(until) => (until, "--until".to_owned()),
-        None => default_until(source, &spec).await?,
+        None => default_until(&validated, &spec).await?,
     };
     let what = "audit: documents per bucket";
     // Checks the bucket width too (whole, positive milliseconds).
@@ -333,7 +333,10 @@ pub async fn audit(config: &ConnectorConfig, options: &AuditOptions) -> Result<A
 }
 
 /// The committed cursor's timestamp (the earliest slice's), or now minus `settle`.
-async fn default_until(source: &PluginConfig, spec: &QuerySpec) -> Result<(DateTime<Utc>, String)> {
+async fn default_until(
+    source: &ValidatedConfig,
+    spec: &QuerySpec,
+) -> Result<(DateTime<Utc>, String)> {
     let settled = || {
         let settle = chrono::Duration::from_std(source.settle).unwrap_or(chrono::Duration::MAX);
         Utc::now().checked_sub_signed(settle).unwrap_or(Utc::now())
@@ -515,9 +518,10 @@ async fn read_target_index(
     target_config.password = None;
     target_config.api_key = None;
     target_config.query = None;
+    let validated = target_config.validate()?;
     let client = EsClient::new(&target_config)?;
     let server = client.server_info().await?;
-    let target = crate::source::query_config(&target_config)?
+    let target = crate::source::query_config(&validated)
         .build(server.flavor)
         .map_err(|e| ConnectorError::invalid("output", e))?;
     let until = Utc

@@ -251,6 +251,7 @@ impl ConnectorConfig {
     pub fn from_toml(text: &str) -> Result<Self> {
         let config: ConnectorConfig = parse_toml(text)?;
         config.plugin_config.validate()?;
+        config.plugin_config.check_files()?;
         config.output.validate()?;
         #[cfg(feature = "iggy")]
         if matches!(config.output, OutputConfig::Iggy(_)) {
@@ -400,9 +401,69 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
     })
 }
 
+/// A [`PluginConfig`] checked once by [`PluginConfig::validate`], with what it
+/// derives resolved: the query as JSON and the state store's settings. What the
+/// source, the binary and the plugins work from; derived nowhere else.
+#[derive(Debug, Clone)]
+pub struct ValidatedConfig {
+    config: PluginConfig,
+    query: Value,
+    state: Option<StorageSettings>,
+}
+
+impl ValidatedConfig {
+    /// The configuration as written.
+    pub fn config(&self) -> &PluginConfig {
+        &self.config
+    }
+
+    /// The user's query as JSON (`match_all` when none is configured).
+    pub fn query(&self) -> &Value {
+        &self.query
+    }
+
+    /// The state store's settings, when state is enabled.
+    pub fn state_settings(&self) -> Option<&StorageSettings> {
+        self.state.as_ref()
+    }
+}
+
+impl std::ops::Deref for ValidatedConfig {
+    type Target = PluginConfig;
+
+    fn deref(&self) -> &PluginConfig {
+        &self.config
+    }
+}
+
 impl PluginConfig {
-    /// Checks every value; errors name the key.
-    pub fn validate(&self) -> Result<()> {
+    /// Checks every value (errors name the key) and resolves what the values
+    /// derive. Reads nothing: a `ca_file` is read when the client is built.
+    pub fn validate(&self) -> Result<ValidatedConfig> {
+        self.check()?;
+        Ok(ValidatedConfig {
+            config: self.clone(),
+            query: self.query_json()?,
+            state: self.state_settings()?,
+        })
+    }
+
+    /// Checks that the files the configuration names can be read (IO, unlike
+    /// [`validate`](Self::validate)): a configuration file is checked so when
+    /// loaded.
+    pub fn check_files(&self) -> Result<()> {
+        if let Some(path) = &self.ca_file
+            && !path.is_file()
+        {
+            return Err(ConnectorError::invalid(
+                "plugin_config.ca_file",
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
         if self.index.trim().is_empty() {
             return Err(ConnectorError::invalid(
                 "plugin_config.index",
@@ -421,10 +482,7 @@ impl PluginConfig {
                 "is empty",
             ));
         }
-        self.query_json()?;
-        self.state_settings()?;
-        self.validate_source()?;
-        Ok(())
+        self.validate_source()
     }
 
     fn validate_source(&self) -> Result<()> {
@@ -553,19 +611,11 @@ impl PluginConfig {
                 "must be at least 1s, e.g. \"1m\"",
             ));
         }
-        if let Some(path) = &self.ca_file
-            && !path.is_file()
-        {
-            return Err(ConnectorError::invalid(
-                "plugin_config.ca_file",
-                format!("{} is not a readable file", path.display()),
-            ));
-        }
         Ok(())
     }
 
     /// The user's query as JSON (`match_all` when none is configured).
-    pub fn query_json(&self) -> Result<Value> {
+    fn query_json(&self) -> Result<Value> {
         match &self.query {
             None => Ok(serde_json::json!({"match_all": {}})),
             Some(QuerySpec::Table(map)) => Ok(Value::Object(map.clone())),
@@ -584,7 +634,7 @@ impl PluginConfig {
     }
 
     /// The state backend settings, when state is enabled.
-    pub fn state_settings(&self) -> Result<Option<StorageSettings>> {
+    fn state_settings(&self) -> Result<Option<StorageSettings>> {
         match &self.state {
             Some(state) if state.enabled => match state.validate(Some(self.url.expose())) {
                 Ok(settings) => Ok(Some(settings)),

@@ -365,7 +365,7 @@ async fn run_loop(
     let hooks = Hooks {
         metrics: options.metrics.take(),
         // Saves happen in commit only when a state block is enabled.
-        persistent: matches!(source.config().state_settings(), Ok(Some(_))),
+        persistent: source.is_persistent(),
     };
     let mut summary = RunSummary::default();
     let mut backoff = Backoff::new(options.min_backoff, options.max_backoff);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use state_core::{StateConfig, StateError, StateManager, StateStore, StorageSettings};
 
-use crate::config::PluginConfig;
+use crate::config::{PluginConfig, ValidatedConfig};
 use crate::error::{ConnectorError, Result};
 
 /// Opens the store a validated `storage_config` describes.
@@ -49,11 +49,11 @@ fn feature_of(settings: &StorageSettings) -> &'static str {
 }
 
 /// The state manager of a `[plugin_config]`, or `None` when state is disabled.
-pub async fn open_manager(config: &PluginConfig) -> Result<Option<StateManager>> {
-    let (Some(state), Some(settings)) = (&config.state, config.state_settings()?) else {
+pub async fn open_manager(config: &ValidatedConfig) -> Result<Option<StateManager>> {
+    let (Some(state), Some(settings)) = (&config.state, config.state_settings()) else {
         return Ok(None);
     };
-    let store = open_store(&settings).await?;
+    let store = open_store(settings).await?;
     Ok(Some(StateManager::from_config(store, state)?))
 }
 

@@ -66,7 +66,7 @@ impl ElasticsearchSourcePlugin {
         let config = serde_json::from_value::<PluginConfig>(config)
             .map_err(|e| format!("invalid plugin_config: {e}"))
             .and_then(|c| match c.validate() {
-                Ok(()) => Ok(c),
+                Ok(_) => Ok(c),
                 Err(e) => Err(e.to_string()),
             });
         ElasticsearchSourcePlugin {

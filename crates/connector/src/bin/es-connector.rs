@@ -534,7 +534,7 @@ fn replace_file(path: &Path, text: &str) -> anyhow::Result<()> {
 async fn manager_for(path: &Path) -> anyhow::Result<StateManager> {
     let config = ConnectorConfig::from_file(path)?;
     require_state(&config.plugin_config)?;
-    open_manager(&config.plugin_config)
+    open_manager(&config.plugin_config.validate()?)
         .await?
         .context("state management is disabled in this configuration")
 }
@@ -609,14 +609,11 @@ async fn state_command(action: StateAction, config_path: &Path) -> anyhow::Resul
         }
         StateAction::Migrate { to, overwrite } => {
             let target_config = ConnectorConfig::from_file(&to)?;
-            let target_settings =
-                target_config
-                    .plugin_config
-                    .state_settings()?
-                    .with_context(|| {
-                        format!("{} has no enabled state block to migrate to", to.display())
-                    })?;
-            let target = open_store(&target_settings).await?;
+            let target_config = target_config.plugin_config.validate()?;
+            let target_settings = target_config.state_settings().with_context(|| {
+                format!("{} has no enabled state block to migrate to", to.display())
+            })?;
+            let target = open_store(target_settings).await?;
             let report = manager
                 .store()
                 .migrate_to(target.as_ref(), overwrite)

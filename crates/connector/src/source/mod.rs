@@ -48,7 +48,7 @@ use state_core::{
     ConnectorState, InMemoryStore, ManagerOptions, StateId, StateManager, StateMetadata,
 };
 
-use crate::config::{Pagination, PluginConfig};
+use crate::config::{Pagination, PluginConfig, ValidatedConfig};
 use crate::error::{ConnectorError, Result};
 use crate::message::Message;
 use crate::state::open_manager;
@@ -65,12 +65,12 @@ pub const CONNECTOR_TYPE: &str = "elasticsearch_source";
 
 /// The query `config` describes (index, timestamp, tiebreaker, the user's query,
 /// batch size, `slice`), before slicing by `slices`.
-pub(crate) fn query_config(c: &PluginConfig) -> Result<QueryConfig> {
+pub(crate) fn query_config(c: &ValidatedConfig) -> QueryConfig {
     let mut base = QueryConfig::new(c.index.clone())
         .with_timestamp_field(c.timestamp_field.clone())
         .with_timestamp_type(c.timestamp_type)
         .with_missing_timestamp(c.missing_timestamp)
-        .with_query(c.query_json()?)
+        .with_query(c.query().clone())
         .with_batch_size(c.batch_size);
     if let Some(field) = &c.tiebreaker_field {
         base = base.with_tiebreaker_field(field.clone());
@@ -78,7 +78,7 @@ pub(crate) fn query_config(c: &PluginConfig) -> Result<QueryConfig> {
     if let Some(slice) = c.slice {
         base = base.with_slice(slice.id, slice.max);
     }
-    Ok(base)
+    base
 }
 
 /// Each hit's timestamp (epoch ms) and document key, for the late window.
@@ -134,6 +134,8 @@ pub struct ElasticsearchSource {
     late_pending: std::collections::VecDeque<es_query::Hit>,
     /// The window was looked at in this pass (once per pass, when caught up).
     late_looked: bool,
+    /// The configuration as `open` validated it.
+    validated: Option<ValidatedConfig>,
 }
 
 impl ElasticsearchSource {
@@ -160,24 +162,25 @@ impl ElasticsearchSource {
             late_spec: None,
             late_pending: std::collections::VecDeque::new(),
             late_looked: false,
+            validated: None,
         }
     }
 
     /// Validates the configuration, detects the server's flavour, loads the state
     /// (when enabled) and resumes from its cursor(s).
     pub async fn open(&mut self) -> Result<()> {
-        self.config.validate()?;
+        let validated = self.config.validate()?;
         let client = EsClient::new(&self.config)?;
         let server = client.server_info().await?;
         let mode = self.mode_for(server.flavor)?;
-        let specs = self.query_specs(server.flavor)?;
+        let specs = self.query_specs(&validated, server.flavor)?;
         self.refuse_unstable_slices(&client, &server, &specs)
             .await?;
         self.late_spec = if self.config.late_window.is_zero() {
             None
         } else {
             Some(
-                query_config(&self.config)?
+                query_config(&validated)
                     .build(server.flavor)
                     .map_err(|e| ConnectorError::invalid("plugin_config.late_window", e))?,
             )
@@ -185,6 +188,7 @@ impl ElasticsearchSource {
         tracing::info!(url = client.url(), server = %server.flavor, version = %server.version, ?mode, index = %self.config.index, slices = self.slots.len(), "source opened");
         self.client = Some(client);
         self.server = Some(server);
+        self.validated = Some(validated);
         for (slot, spec) in self.slots.iter_mut().zip(specs) {
             slot.reader = Some(Reader::new(
                 spec,
@@ -202,12 +206,12 @@ impl ElasticsearchSource {
 
     /// Checks the configuration and asks the server who it is, without reading state.
     pub async fn check(config: &PluginConfig) -> Result<ServerInfo> {
-        config.validate()?;
+        let validated = config.validate()?;
         let client = EsClient::new(config)?;
         let server = client.server_info().await?;
         let source = ElasticsearchSource::new(0, config.clone());
         source.mode_for(server.flavor)?;
-        source.query_specs(server.flavor)?;
+        source.query_specs(&validated, server.flavor)?;
         Ok(server)
     }
 
@@ -294,9 +298,9 @@ impl ElasticsearchSource {
     }
 
     /// One query per slice: `slice = {id: i, max: slices}` when `slices` > 1.
-    fn query_specs(&self, flavor: Flavor) -> Result<Vec<QuerySpec>> {
+    fn query_specs(&self, validated: &ValidatedConfig, flavor: Flavor) -> Result<Vec<QuerySpec>> {
         let slices = self.slots.len();
-        let base = query_config(&self.config)?;
+        let base = query_config(validated);
         (0..slices)
             .map(|i| {
                 let mut query = base.clone();
@@ -875,6 +879,12 @@ impl ElasticsearchSource {
         &self.config
     }
 
+    /// Whether the state is kept in a store (a `state` block is enabled), once
+    /// the state is loaded.
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
     /// The cluster URL, without credentials.
     pub fn url(&self) -> String {
         self.config.url.base().to_owned()
@@ -896,7 +906,12 @@ impl ElasticsearchSource {
         if let Some(manager) = &self.state {
             return Ok(manager.clone());
         }
-        let manager = match open_manager(&self.config).await? {
+        // Before `open` (the state commands), the configuration is checked here.
+        let validated = match &self.validated {
+            Some(validated) => validated.clone(),
+            None => self.config.validate()?,
+        };
+        let manager = match open_manager(&validated).await? {
             Some(manager) => {
                 self.persistent = true;
                 manager
