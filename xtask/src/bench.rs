@@ -11,6 +11,7 @@ use crate::{step, util};
 
 mod bulk;
 mod late;
+mod micro;
 mod source;
 
 const STATE_CRATES: [&str; 4] = ["state-file", "state-sled", "state-redis", "state-es"];
@@ -23,6 +24,7 @@ pub fn cmd(target: &BenchCommand) -> Result<()> {
         BenchCommand::Bulk(args) => bulk::cmd(args),
         BenchCommand::Source(args) => source::cmd(args),
         BenchCommand::LateWindow(args) => late::cmd(args),
+        BenchCommand::Micro(args) => micro::cmd(args),
     }
 }
 
@@ -133,7 +135,7 @@ pub fn markdown_table(rows: &[Row]) -> String {
     out
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);

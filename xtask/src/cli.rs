@@ -178,6 +178,9 @@ pub enum BenchCommand {
     Source(DocsArgs),
     /// The state a late_window keeps with N documents in the window (default 1000000).
     LateWindow(DocsArgs),
+    /// The criterion micro-benchmarks of the hot paths (NDJSON requests and `_bulk`
+    /// answers, search pages, state documents, messages), as one table.
+    Micro(MicroArgs),
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +199,13 @@ pub struct BulkBenchArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: Option<u32>,
     /// A tenth of the documents and one round: a quick look, not a measurement.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MicroArgs {
+    /// Shorter warm-up and measurement (1 s and 2 s): a quick look.
     #[arg(long)]
     pub quick: bool,
 }
