@@ -151,6 +151,17 @@ fn fast_backoff() -> Backoff {
     }
 }
 
+/// A processor over `t` with the fast backoff, collecting its failures.
+fn collecting(t: &Arc<Scripted>) -> (BulkProcessor, Arc<Mutex<Vec<FailedItem>>>) {
+    let (failed, on_failure) = failures();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .backoff(fast_backoff())
+        .on_failure(on_failure)
+        .build()
+        .unwrap();
+    (p, failed)
+}
+
 fn failures() -> (
     Arc<Mutex<Vec<FailedItem>>>,
     impl Fn(FailedItem) + Send + Sync + 'static,
@@ -245,12 +256,7 @@ async fn retries_only_retryable_items_and_reports_the_rest_once() {
         Answer::Items(vec![("3", 507)]),
         Answer::Items(vec![]),
     ]);
-    let (failed, on_failure) = failures();
-    let p = BulkProcessorBuilder::with_transport(t.clone())
-        .backoff(fast_backoff())
-        .on_failure(on_failure)
-        .build()
-        .unwrap();
+    let (p, failed) = collecting(&t);
     for i in 0..5 {
         p.add(doc(i)).await.unwrap();
     }
@@ -399,12 +405,7 @@ async fn after_a_lost_answer_each_operation_is_resent_or_reported_by_its_kind() 
         Answer::Drop,
         Answer::Items(vec![("c", 409), ("q", 409)]),
     ]);
-    let (failed, on_failure) = failures();
-    let p = BulkProcessorBuilder::with_transport(t.clone())
-        .backoff(fast_backoff())
-        .on_failure(on_failure)
-        .build()
-        .unwrap();
+    let (p, failed) = collecting(&t);
     for r in one_of_each() {
         p.add(r).await.unwrap();
     }
@@ -462,12 +463,7 @@ async fn after_a_lost_answer_each_operation_is_resent_or_reported_by_its_kind() 
 #[tokio::test(start_paused = true)]
 async fn what_was_never_sent_is_sent_again_whatever_it_is() {
     let t = Scripted::with(vec![Answer::Unsent, Answer::Status(503)]);
-    let (failed, on_failure) = failures();
-    let p = BulkProcessorBuilder::with_transport(t.clone())
-        .backoff(fast_backoff())
-        .on_failure(on_failure)
-        .build()
-        .unwrap();
+    let (p, failed) = collecting(&t);
     for r in one_of_each() {
         p.add(r).await.unwrap();
     }
@@ -597,12 +593,7 @@ async fn an_item_502_is_retried_like_a_whole_request_502() {
         Answer::Items(vec![("1", 502), ("2", 504), ("3", 503)]),
         Answer::Items(vec![]),
     ]);
-    let (failed, on_failure) = failures();
-    let p = BulkProcessorBuilder::with_transport(t.clone())
-        .backoff(fast_backoff())
-        .on_failure(on_failure)
-        .build()
-        .unwrap();
+    let (p, failed) = collecting(&t);
     for i in 0..4 {
         p.add(doc(i)).await.unwrap();
     }
