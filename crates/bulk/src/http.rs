@@ -35,12 +35,9 @@ impl HttpTransport {
 
     /// As [`HttpTransport::new`], with a per-request timeout.
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, TransportError> {
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| TransportError::not_sent(format!("invalid URL {}: {e}", redact(url))))?;
-        let mut clean = parsed.clone();
-        let _ = clean.set_username("");
-        let _ = clean.set_password(None);
-        let base = clean.as_str().trim_end_matches('/').to_owned();
+        let url = es_endpoint::HttpUrl::parse(url)
+            .map_err(|e| TransportError::not_sent(format!("invalid URL: {e}")))?;
+        let base = url.base().to_owned();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             // A connection that cannot be opened in time is reported as a connect
@@ -51,17 +48,18 @@ impl HttpTransport {
             .build()
             .map_err(|e| TransportError::not_sent(format!("cannot build the HTTP client: {e}")))?;
         // Let reqwest encode the credentials once; the header is marked sensitive.
-        let auth = if parsed.username().is_empty() {
-            None
-        } else {
-            let user = percent_decode(parsed.username());
-            let pass = parsed.password().map(percent_decode);
+        let auth = if url.has_credentials() {
             client
-                .get(clean.as_str())
-                .basic_auth(user, pass)
+                .get(&base)
+                .basic_auth(
+                    url.username().unwrap_or_default(),
+                    url.password().map(es_endpoint::Secret::expose),
+                )
                 .build()
                 .ok()
                 .and_then(|r| r.headers().get(reqwest::header::AUTHORIZATION).cloned())
+        } else {
+            None
         };
         Ok(HttpTransport {
             client,
@@ -146,28 +144,9 @@ fn describe(e: &reqwest::Error) -> String {
     text
 }
 
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***@{}", &url[..s + 3], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("p%40ss%3Aword"), "p@ss:word");
-        assert_eq!(percent_decode("100%"), "100%");
-    }
 
     #[tokio::test]
     async fn a_refused_connection_is_not_sent_and_a_lost_answer_maybe_applied() {

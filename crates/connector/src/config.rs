@@ -10,8 +10,6 @@ pub mod dialect;
 #[cfg(feature = "iggy")]
 mod iggy;
 mod output;
-mod secret;
-mod url;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -25,6 +23,7 @@ use state_core::{StateConfig, StorageSettings, humantime_duration};
 
 use crate::error::{ConnectorError, Result};
 
+pub use es_endpoint::{HttpUrl, IndexName, Secret};
 #[cfg(feature = "iggy")]
 pub use iggy::{
     DEFAULT_IGGY_ADDRESS, DEFAULT_IGGY_BATCH_LENGTH, DEFAULT_IGGY_CONSUMER,
@@ -32,8 +31,6 @@ pub use iggy::{
     IggyOutputOptions, IggyPartitioning, IggyTarget, IggyTransport,
 };
 pub use output::{DEFAULT_OUTPUT_WORKERS, OutputConfig};
-pub use secret::Secret;
-pub use url::HttpUrl;
 
 /// Default `polling_interval`.
 pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_secs(30);
@@ -636,7 +633,7 @@ impl PluginConfig {
     /// The state backend settings, when state is enabled.
     fn state_settings(&self) -> Result<Option<StorageSettings>> {
         match &self.state {
-            Some(state) if state.enabled => match state.validate(Some(self.url.expose())) {
+            Some(state) if state.enabled => match state.validate(Some(&self.url)) {
                 Ok(settings) => Ok(Some(settings)),
                 Err(state_core::StateError::InvalidConfig { key, reason }) => Err(
                     ConnectorError::invalid(format!("plugin_config.{key}"), reason),

@@ -25,7 +25,7 @@ pub async fn open_store(settings: &StorageSettings) -> Result<Arc<dyn StateStore
         )),
         #[cfg(feature = "state-es")]
         StorageSettings::Elasticsearch { url, index } => Ok(Arc::new(
-            state_es::EsStore::connect(url, index.clone()).await?,
+            state_es::EsStore::connect(url.expose(), index.as_str()).await?,
         )),
         #[allow(unreachable_patterns)]
         other => Err(StateError::invalid_config(

@@ -104,8 +104,10 @@ fn assert_documented_values(name: &str, config: &ConnectorConfig) {
         "storage_elasticsearch" => assert_eq!(
             settings,
             Some(StorageSettings::Elasticsearch {
-                url: "http://localhost:9200".into(),
-                index: "connector_states".into()
+                url: "http://localhost:9200"
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}")),
+                index: "connector_states".parse().unwrap_or_else(|e| panic!("{e}")),
             })
         ),
         "storage_redis" => assert_eq!(

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StateError};
 use crate::id::StateId;
-use crate::redact::redact_url;
+use es_endpoint::{HttpUrl, IndexName, redact_url};
 
 /// Default `state_id`.
 pub const DEFAULT_STATE_ID: &str = "elasticsearch_source";
@@ -174,10 +174,10 @@ pub enum StorageSettings {
     },
     /// `storage_type = "elasticsearch"`.
     Elasticsearch {
-        /// Cluster URL.
-        url: String,
+        /// Cluster URL; credentials written in it are split out.
+        url: HttpUrl,
         /// Index holding the states.
-        index: String,
+        index: IndexName,
     },
 }
 
@@ -196,7 +196,7 @@ impl fmt::Debug for StorageSettings {
                 .finish(),
             StorageSettings::Elasticsearch { url, index } => f
                 .debug_struct("Elasticsearch")
-                .field("url", &redact_url(url))
+                .field("url", url)
                 .field("index", index)
                 .finish(),
         }
@@ -208,7 +208,7 @@ impl StateConfig {
     ///
     /// `fallback_es_url` is the connector's own cluster URL, used by the
     /// elasticsearch backend when `storage_config.url` is not given.
-    pub fn validate(&self, fallback_es_url: Option<&str>) -> Result<StorageSettings> {
+    pub fn validate(&self, fallback_es_url: Option<&HttpUrl>) -> Result<StorageSettings> {
         StateId::new(self.state_id.as_str()).map_err(|e| match e {
             StateError::InvalidConfig { reason, .. } => {
                 StateError::invalid_config("state.state_id", reason)
@@ -232,7 +232,11 @@ impl StateConfig {
 }
 
 impl StorageConfig {
-    fn resolve(&self, kind: StorageType, fallback_es_url: Option<&str>) -> Result<StorageSettings> {
+    fn resolve(
+        &self,
+        kind: StorageType,
+        fallback_es_url: Option<&HttpUrl>,
+    ) -> Result<StorageSettings> {
         let allowed: &[&str] = match kind {
             StorageType::File => &["base_path"],
             StorageType::Sled => &["path"],
@@ -283,8 +287,9 @@ impl StorageConfig {
             }
             StorageType::Elasticsearch => {
                 let url = match (&self.url, fallback_es_url) {
-                    (Some(url), _) => url.clone(),
-                    (None, Some(url)) => url.to_owned(),
+                    (Some(url), _) => HttpUrl::parse(url)
+                        .map_err(|e| StateError::invalid_config("state.storage_config.url", e))?,
+                    (None, Some(url)) => url.clone(),
                     (None, None) => {
                         return Err(StateError::invalid_config(
                             "state.storage_config.url",
@@ -292,17 +297,8 @@ impl StorageConfig {
                         ));
                     }
                 };
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(StateError::invalid_config(
-                        "state.storage_config.url",
-                        format!("{} is not an http:// or https:// URL", redact_url(&url)),
-                    ));
-                }
-                let index = self
-                    .index
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_STATE_INDEX.into());
-                validate_index_name(&index)?;
+                let index = IndexName::parse(self.index.as_deref().unwrap_or(DEFAULT_STATE_INDEX))
+                    .map_err(|e| StateError::invalid_config("state.storage_config.index", e))?;
                 StorageSettings::Elasticsearch { url, index }
             }
         })
@@ -318,24 +314,6 @@ fn non_empty_path(value: &Option<PathBuf>, key: &str, default: &str) -> Result<P
         Some(p) => Ok(p.clone()),
         None => Ok(PathBuf::from(default)),
     }
-}
-
-/// Elasticsearch index name rules that matter for a state index.
-pub fn validate_index_name(index: &str) -> Result<()> {
-    let bad = index.is_empty()
-        || index.len() > 255
-        || index != index.to_lowercase()
-        || index.starts_with(['-', '_', '+', '.'])
-        || index.contains(['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':']);
-    if bad {
-        return Err(StateError::invalid_config(
-            "state.storage_config.index",
-            format!(
-                "{index:?} is not a valid index name: lowercase, no spaces or \\/*?\"<>|,#:, not starting with -_+."
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn default_true() -> bool {
@@ -407,11 +385,12 @@ mod tests {
             r#"{"storage_type": "elasticsearch", "storage_config": {"index": "connector_states"}}"#,
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        let cluster = HttpUrl::parse("http://es:9200").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            es.validate(Some("http://es:9200")).ok(),
+            es.validate(Some(&cluster)).ok(),
             Some(StorageSettings::Elasticsearch {
-                url: "http://es:9200".into(),
-                index: "connector_states".into()
+                url: cluster.clone(),
+                index: IndexName::parse("connector_states").unwrap_or_else(|e| panic!("{e}")),
             })
         );
     }

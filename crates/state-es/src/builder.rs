@@ -4,10 +4,10 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
-use state_core::{DEFAULT_STATE_INDEX, Result, StateError, redact_url, validate_index_name};
+use state_core::{DEFAULT_STATE_INDEX, HttpUrl, IndexName, Result, StateError, redact_url};
 
 use crate::store::EsStore;
-use crate::wire::{base64, decode_percent, encode_segment};
+use crate::wire::{base64, encode_segment};
 
 /// Default time limit of one request (connect, send and read the reply).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -139,36 +139,10 @@ impl EsStoreBuilder {
 
     pub(crate) fn resolve(&self) -> Result<Resolved> {
         let display = redact_url(self.url.trim());
-        let mut url = reqwest::Url::parse(self.url.trim()).map_err(|e| {
-            StateError::invalid_config(
-                URL_KEY,
-                format!("{display:?} is not a URL ({e}); expected http(s)://host:9200"),
-            )
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(StateError::invalid_config(
-                URL_KEY,
-                format!(
-                    "{display:?} has scheme `{}`; expected http or https",
-                    url.scheme()
-                ),
-            ));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(StateError::invalid_config(
-                URL_KEY,
-                format!("{display:?} has no host"),
-            ));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(StateError::invalid_config(
-                URL_KEY,
-                format!(
-                    "{display:?} has a query or fragment; give only scheme, host, port and an optional path prefix"
-                ),
-            ));
-        }
-        validate_index_name(&self.index)?;
+        let url =
+            HttpUrl::parse(self.url.trim()).map_err(|e| StateError::invalid_config(URL_KEY, e))?;
+        let index = IndexName::parse(&self.index)
+            .map_err(|e| StateError::invalid_config("state.storage_config.index", e))?;
         for (name, value) in [
             ("timeout", self.timeout),
             ("connect timeout", self.connect_timeout),
@@ -187,17 +161,8 @@ impl EsStoreBuilder {
             ));
         }
 
-        let not_utf8 = || {
-            StateError::invalid_config(
-                URL_KEY,
-                format!("the credentials of {display:?} are not UTF-8 after percent-decoding"),
-            )
-        };
-        let user = decode_percent(url.username()).ok_or_else(not_utf8)?;
-        let password = match url.password() {
-            Some(p) => Some(decode_percent(p).ok_or_else(not_utf8)?),
-            None => None,
-        };
+        let user = url.username().unwrap_or_default().to_owned();
+        let password = url.password().map(|p| p.expose().to_owned());
         let has_credentials = !user.is_empty() || password.is_some();
         let auth = match (self.api_key.as_deref(), has_credentials) {
             (Some(_), true) => {
@@ -223,13 +188,11 @@ impl EsStoreBuilder {
         };
         // Credentials travel only in the header: the URL reqwest sees (and may
         // print in its own errors) has none.
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        let base = url.as_str().trim_end_matches('/').to_owned();
+        let base = url.base();
         Ok(Resolved {
-            index_path: format!("{base}/{}", encode_segment(&self.index)),
+            index_path: format!("{base}/{}", encode_segment(index.as_str())),
             display,
-            index: self.index.clone(),
+            index: index.as_str().to_owned(),
             auth,
             timeout: self.timeout,
             list_page_size: self.list_page_size,

@@ -53,28 +53,6 @@ pub(crate) fn encode_segment(s: &str) -> String {
     out
 }
 
-/// Decodes `%XX` escapes (URL userinfo); `None` when the result is not UTF-8.
-pub(crate) fn decode_percent(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                let value = hex(h).unwrap_or_default() * 16 + hex(l).unwrap_or_default();
-                out.push(u8::try_from(value).unwrap_or_default());
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Standard base64 with padding (for the `Basic` authorization header).
 pub(crate) fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -261,17 +239,6 @@ mod tests {
         );
         assert_eq!(encode_segment("日"), "%E6%97%A5");
         assert_eq!(encode_segment("%2F"), "%252F");
-    }
-
-    #[test]
-    fn decodes_percent_escapes() {
-        assert_eq!(
-            decode_percent("p%40ss%3Aw%C3%B6rd").as_deref(),
-            Some("p@ss:wörd")
-        );
-        assert_eq!(decode_percent("100%").as_deref(), Some("100%"));
-        assert_eq!(decode_percent("%zz").as_deref(), Some("%zz"));
-        assert_eq!(decode_percent("%FF"), None);
     }
 
     #[test]
