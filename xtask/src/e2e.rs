@@ -90,7 +90,12 @@ pub const SCENARIOS: &[(&str, &str, Scenario)] = &[
         "a private Elasticsearch 8.19 with security (plus our analysis stand-in plugin, so it \
          can keep API keys): HTTPS with a private CA, with basic authentication and with an \
          API key, delivers every document; a wrong CA fails naming the certificate, a wrong \
-         password and a wrong API key fail naming 401; no secret in output, logs or state",
+         password and a wrong API key fail naming 401; no secret in output, logs or state. \
+         Then the state store (inheriting the source's API key and CA; with credentials of its \
+         own), the `elasticsearch` output and `es-connector sink` (where Iggy is up), each over \
+         HTTPS with an API key and with basic credentials: everything delivered, the state \
+         stored in the secured cluster; a state cluster of its own never gets the source's \
+         credentials (fails naming 401)",
         security::security,
     ),
     (

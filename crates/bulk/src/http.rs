@@ -30,42 +30,42 @@ impl HttpTransport {
     /// A transport to `url` (`http://host:9200`, credentials in the URL are used
     /// for basic auth and never shown). Requests time out after 60 s.
     pub fn new(url: &str) -> Result<Self, TransportError> {
-        Self::with_timeout(url, Duration::from_secs(60))
+        Self::with_timeout(url, DEFAULT_HTTP_TIMEOUT)
     }
 
     /// As [`HttpTransport::new`], with a per-request timeout.
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, TransportError> {
         let url = es_endpoint::HttpUrl::parse(url)
             .map_err(|e| TransportError::not_sent(format!("invalid URL: {e}")))?;
-        let base = url.base().to_owned();
-        let client = reqwest::Client::builder()
+        Self::for_endpoint(&es_endpoint::Endpoint::from_url(url), timeout)
+    }
+
+    /// A transport to a resolved cluster: its URL, its credentials (basic or
+    /// API key) and its CA file (read here), with a per-request timeout.
+    pub fn for_endpoint(
+        endpoint: &es_endpoint::Endpoint,
+        timeout: Duration,
+    ) -> Result<Self, TransportError> {
+        let refused =
+            |e: es_endpoint::KeyError| TransportError::not_sent(format!("{}: {}", e.key, e.reason));
+        let base = endpoint.url().base().to_owned();
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             // A connection that cannot be opened in time is reported as a connect
             // error (nothing sent, safe to resend), not as a request timeout.
             .connect_timeout(timeout.min(CONNECT_TIMEOUT))
             .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        let client = endpoint
+            .configure_client(builder)
+            .map_err(refused)?
             .build()
             .map_err(|e| TransportError::not_sent(format!("cannot build the HTTP client: {e}")))?;
-        // Let reqwest encode the credentials once; the header is marked sensitive.
-        let auth = if url.has_credentials() {
-            client
-                .get(&base)
-                .basic_auth(
-                    url.username().unwrap_or_default(),
-                    url.password().map(es_endpoint::Secret::expose),
-                )
-                .build()
-                .ok()
-                .and_then(|r| r.headers().get(reqwest::header::AUTHORIZATION).cloned())
-        } else {
-            None
-        };
         Ok(HttpTransport {
             client,
             bulk_url: format!("{base}/_bulk"),
             shown_url: base,
-            auth,
+            auth: endpoint.authorization().map_err(refused)?,
         })
     }
 
@@ -117,6 +117,9 @@ impl Transport for HttpTransport {
         Ok(TransportResponse { status, body })
     }
 }
+
+/// The per-request timeout of [`HttpTransport::new`]: 60 s.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Upper bound of the time to open a connection (TCP and TLS).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -18,7 +18,7 @@ mod transport;
 pub use backoff::{Backoff, JitterRng};
 pub use error::BulkError;
 #[cfg(feature = "http")]
-pub use http::HttpTransport;
+pub use http::{DEFAULT_HTTP_TIMEOUT, HttpTransport};
 pub use outcome::{CloseReport, FailedItem, FailureKind};
 pub use policy::{DEFAULT_ITEM_RETRY_STATUSES, RetryPolicy};
 #[allow(deprecated)]

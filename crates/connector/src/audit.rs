@@ -237,7 +237,7 @@ impl Window {
 pub async fn audit(config: &ConnectorConfig, options: &AuditOptions) -> Result<AuditReport> {
     let validated = config.plugin_config.validate()?;
     let source = &config.plugin_config;
-    let client = EsClient::new(source)?;
+    let client = EsClient::new(&validated)?;
     let server = client.server_info().await?;
     let spec = crate::source::query_config(&validated)
         .build(server.flavor)
@@ -425,12 +425,16 @@ async fn read_delivered(
         OutputConfig::File { path } => {
             Ok((format!("file {}", path.display()), read_file(path, window)?))
         }
-        OutputConfig::Elasticsearch { url, index, .. } => {
-            let url = crate::config::HttpUrl::parse(url)
-                .map_err(|e| ConnectorError::invalid("output.url", e))?;
+        OutputConfig::Elasticsearch { index, .. } => {
+            let endpoint = config.output.elasticsearch_endpoint()?.ok_or_else(|| {
+                ConnectorError::invalid("output.kind", "is not \"elasticsearch\"")
+            })?;
             let delivered =
-                read_target_index(&config.plugin_config, spec, &url, index, window).await?;
-            Ok((format!("elasticsearch {url}/{index}"), delivered))
+                read_target_index(&config.plugin_config, spec, &endpoint, index, window).await?;
+            Ok((
+                format!("elasticsearch {}/{index}", endpoint.url()),
+                delivered,
+            ))
         }
         #[cfg(feature = "iggy")]
         OutputConfig::Iggy(iggy) => {
@@ -507,19 +511,33 @@ fn read_file(path: &Path, window: Window) -> Result<Delivered> {
 async fn read_target_index(
     source: &PluginConfig,
     spec: &QuerySpec,
-    url: &crate::config::HttpUrl,
+    endpoint: &crate::config::Endpoint,
     index: &str,
     window: Window,
 ) -> Result<Delivered> {
+    // The output's cluster and access, the source's reading settings.
     let mut target_config = source.clone();
-    target_config.url = url.clone();
+    target_config.url = endpoint.url().clone();
     target_config.index = index.to_owned();
     target_config.username = None;
     target_config.password = None;
     target_config.api_key = None;
+    target_config.ca_file = endpoint.ca_file().map(std::path::Path::to_owned);
+    match endpoint.auth() {
+        crate::config::Auth::None => {}
+        crate::config::Auth::Basic { username, password }
+            if endpoint.url().username().is_none() =>
+        {
+            target_config.username = Some(username.clone());
+            target_config.password = Some(password.clone());
+        }
+        // Credentials written in the output's url travel with it.
+        crate::config::Auth::Basic { .. } => {}
+        crate::config::Auth::ApiKey(key) => target_config.api_key = Some(key.clone()),
+    }
     target_config.query = None;
     let validated = target_config.validate()?;
-    let client = EsClient::new(&target_config)?;
+    let client = EsClient::new(&validated)?;
     let server = client.server_info().await?;
     let target = crate::source::query_config(&validated)
         .build(server.flavor)

@@ -23,7 +23,7 @@ use state_core::{StateConfig, StorageSettings, humantime_duration};
 
 use crate::error::{ConnectorError, Result};
 
-pub use es_endpoint::{HttpUrl, IndexName, Secret};
+pub use es_endpoint::{Access, Auth, Endpoint, HttpUrl, IndexName, Secret};
 #[cfg(feature = "iggy")]
 pub use iggy::{
     DEFAULT_IGGY_ADDRESS, DEFAULT_IGGY_BATCH_LENGTH, DEFAULT_IGGY_CONSUMER,
@@ -163,7 +163,8 @@ pub struct PluginConfig {
     /// API key (`Authorization: ApiKey ...`), the base64 `id:key` form. Default none; never printed.
     #[serde(default)]
     pub api_key: Option<Secret>,
-    /// PEM file of a CA certificate to trust for `https://`. Default: the system roots.
+    /// PEM file of CA certificates to trust for `https://`, on top of the root
+    /// set built in (Mozilla's, `webpki-roots`). Default none.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// `{ id, max }`: read only slice `id` of `max` (point in time or scroll), so
@@ -250,6 +251,7 @@ impl ConnectorConfig {
         config.plugin_config.validate()?;
         config.plugin_config.check_files()?;
         config.output.validate()?;
+        config.output.check_files()?;
         #[cfg(feature = "iggy")]
         if matches!(config.output, OutputConfig::Iggy(_)) {
             IggyTarget::from_streams(&config.streams)?;
@@ -404,6 +406,7 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
 #[derive(Debug, Clone)]
 pub struct ValidatedConfig {
     config: PluginConfig,
+    endpoint: Endpoint,
     query: Value,
     state: Option<StorageSettings>,
 }
@@ -412,6 +415,11 @@ impl ValidatedConfig {
     /// The configuration as written.
     pub fn config(&self) -> &PluginConfig {
         &self.config
+    }
+
+    /// The source's cluster: `url` with `username`/`password` or `api_key`, and `ca_file`.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// The user's query as JSON (`match_all` when none is configured).
@@ -438,10 +446,12 @@ impl PluginConfig {
     /// derive. Reads nothing: a `ca_file` is read when the client is built.
     pub fn validate(&self) -> Result<ValidatedConfig> {
         self.check()?;
+        let endpoint = self.resolve_endpoint()?;
         Ok(ValidatedConfig {
             config: self.clone(),
             query: self.query_json()?,
-            state: self.state_settings()?,
+            state: self.state_settings(&endpoint)?,
+            endpoint,
         })
     }
 
@@ -449,13 +459,10 @@ impl PluginConfig {
     /// [`validate`](Self::validate)): a configuration file is checked so when
     /// loaded.
     pub fn check_files(&self) -> Result<()> {
-        if let Some(path) = &self.ca_file
-            && !path.is_file()
-        {
-            return Err(ConnectorError::invalid(
-                "plugin_config.ca_file",
-                format!("{} is not a readable file", path.display()),
-            ));
+        let validated = self.validate()?;
+        check_ca_file(validated.endpoint(), "plugin_config")?;
+        if let Some(StorageSettings::Elasticsearch { endpoint, .. }) = validated.state_settings() {
+            check_ca_file(endpoint, "plugin_config.state.storage_config")?;
         }
         Ok(())
     }
@@ -535,25 +542,6 @@ impl PluginConfig {
                 ),
             ));
         }
-        let url_has_password = self.url.password().is_some();
-        if self.password.is_some() && self.username.is_none() {
-            return Err(ConnectorError::invalid(
-                "plugin_config.password",
-                "is set without username",
-            ));
-        }
-        if self.username.is_some() && self.url.username().is_some() {
-            return Err(ConnectorError::invalid(
-                "plugin_config.username",
-                "credentials are given both in url and as username/password; keep one",
-            ));
-        }
-        if self.api_key.is_some() && (self.username.is_some() || url_has_password) {
-            return Err(ConnectorError::invalid(
-                "plugin_config.api_key",
-                "is set together with a password (username/password or in url); keep one",
-            ));
-        }
         if self.max_response_bytes < 1024 {
             return Err(ConnectorError::invalid(
                 "plugin_config.max_response_bytes",
@@ -630,10 +618,22 @@ impl PluginConfig {
         }
     }
 
+    /// `url` and the access keys resolved into one authentication.
+    fn resolve_endpoint(&self) -> Result<Endpoint> {
+        let access = Access {
+            api_key: self.api_key.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            ca_file: self.ca_file.clone(),
+        };
+        Endpoint::new(self.url.clone(), access)
+            .map_err(|e| ConnectorError::invalid(format!("plugin_config.{}", e.key), e.reason))
+    }
+
     /// The state backend settings, when state is enabled.
-    fn state_settings(&self) -> Result<Option<StorageSettings>> {
+    fn state_settings(&self, source: &Endpoint) -> Result<Option<StorageSettings>> {
         match &self.state {
-            Some(state) if state.enabled => match state.validate(Some(&self.url)) {
+            Some(state) if state.enabled => match state.validate(Some(source)) {
                 Ok(settings) => Ok(Some(settings)),
                 Err(state_core::StateError::InvalidConfig { key, reason }) => Err(
                     ConnectorError::invalid(format!("plugin_config.{key}"), reason),
@@ -643,6 +643,16 @@ impl PluginConfig {
             _ => Ok(None),
         }
     }
+}
+
+/// Reads the CA file `endpoint` trusts, if any (IO): a file that cannot be read
+/// or holds no PEM certificate is named (`{table}.ca_file`) when the
+/// configuration is loaded, not at the first request.
+pub fn check_ca_file(endpoint: &Endpoint, table: &str) -> Result<()> {
+    endpoint
+        .configure_client(reqwest::Client::builder())
+        .map(drop)
+        .map_err(|e| ConnectorError::invalid(format!("{table}.{}", e.key), e.reason))
 }
 
 /// The name of a pagination mode as written in the configuration.
@@ -932,5 +942,95 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(!format!("{cfg:?}").contains("hunter5"));
+    }
+
+    const SOURCE: &str = "[plugin_config]\nurl = \"https://h:9200\"\nindex = \"a\"\n";
+
+    #[test]
+    fn every_elasticsearch_connection_takes_the_access_keys() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-ca.pem");
+        let cfg = ConnectorConfig::from_toml(&format!(
+            "{SOURCE}api_key = \"c291cmNl\"\nca_file = {ca:?}\n\
+             [plugin_config.state]\nstorage_type = \"elasticsearch\"\n\
+             [output]\nkind = \"elasticsearch\"\nurl = \"https://o:9200\"\nindex = \"copy\"\n\
+             username = \"writer\"\npassword = \"hunter6\"\nca_file = {ca:?}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("hunter6") && !shown.contains("c291cmNl"),
+            "{shown}"
+        );
+        let output = cfg
+            .output
+            .elasticsearch_endpoint()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no endpoint"));
+        assert_eq!(output.url().base(), "https://o:9200");
+        assert_eq!(
+            output.auth(),
+            &Auth::Basic {
+                username: "writer".into(),
+                password: Secret::new("hunter6"),
+            }
+        );
+        assert_eq!(output.ca_file(), Some(std::path::Path::new(ca)));
+        let validated = cfg
+            .plugin_config
+            .validate()
+            .unwrap_or_else(|e| panic!("{e}"));
+        match validated.state_settings() {
+            Some(StorageSettings::Elasticsearch { endpoint, .. }) => {
+                assert_eq!(endpoint, validated.endpoint())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ambiguous_access_is_refused_naming_the_key() {
+        let output = "[output]\nkind = \"elasticsearch\"\nindex = \"copy\"\n";
+        for (extra, key) in [
+            (
+                format!("{output}url = \"https://u:p@o\"\napi_key = \"k\"\n"),
+                "output.api_key",
+            ),
+            (
+                format!("{output}url = \"https://o\"\npassword = \"p\"\n"),
+                "output.password",
+            ),
+            (
+                format!("{output}url = \"https://u:p@o\"\nusername = \"u\"\n"),
+                "output.username",
+            ),
+            (format!("{output}url = \"ftp://o\"\n"), "output.url"),
+            (
+                "[plugin_config.state]\nstorage_type = \"elasticsearch\"\n\
+                 [plugin_config.state.storage_config]\napi_key = \"k\"\nusername = \"u\"\n"
+                    .to_owned(),
+                "plugin_config.state.storage_config.api_key",
+            ),
+        ] {
+            assert_eq!(err_key(&format!("{SOURCE}{extra}")), key, "{extra}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_that_is_not_pem_is_named_on_load() {
+        let not_pem = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let output = "[output]\nkind = \"elasticsearch\"\nurl = \"https://o\"\nindex = \"c\"\n";
+        for (extra, key) in [
+            (format!("ca_file = {not_pem:?}\n"), "plugin_config.ca_file"),
+            (
+                format!(
+                    "[plugin_config.state]\nstorage_type = \"elasticsearch\"\n\
+                     [plugin_config.state.storage_config]\nca_file = {not_pem:?}\n"
+                ),
+                "plugin_config.state.storage_config.ca_file",
+            ),
+            (format!("{output}ca_file = {not_pem:?}\n"), "output.ca_file"),
+        ] {
+            assert_eq!(err_key(&format!("{SOURCE}{extra}")), key, "{extra}");
+        }
     }
 }

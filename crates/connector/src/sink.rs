@@ -19,7 +19,7 @@ use crate::config::{IggyInputConfig, IggyTarget, OutputConfig, StreamConfig, par
 use crate::error::{ConnectorError, Result};
 use crate::iggy::{Consumed, IggyInput, PartitionProgress, Polled};
 use crate::message::Message;
-use crate::output::{ElasticsearchOutput, FileOutput, OutputError};
+use crate::output::{ElasticsearchOutput, ElasticsearchOutputOptions, FileOutput, OutputError};
 use crate::retried;
 use crate::run::{Attempt, Backoff, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF, Retry, pause};
 
@@ -76,7 +76,10 @@ impl SinkConfig {
         input.validate()?;
         IggyTarget::from_streams(&config.streams)?;
         match &config.output {
-            OutputConfig::Elasticsearch { .. } => config.output.validate()?,
+            OutputConfig::Elasticsearch { .. } => {
+                config.output.validate()?;
+                config.output.check_files()?;
+            }
             _ => {
                 return Err(ConnectorError::invalid(
                     "output.kind",
@@ -136,18 +139,22 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
     let target = IggyTarget::from_streams(&config.streams)?;
     let poll_interval = input_config.options.poll_interval;
     let mut input = IggyInput::new(input_config.clone(), target);
-    let OutputConfig::Elasticsearch {
-        url,
-        index,
-        workers,
-    } = &config.output
+    let (OutputConfig::Elasticsearch { index, workers, .. }, Some(endpoint)) =
+        (&config.output, config.output.elasticsearch_endpoint()?)
     else {
         return Err(ConnectorError::invalid(
             "output.kind",
             "must be \"elasticsearch\"",
         ));
     };
-    let mut es = ElasticsearchOutput::new(url, index, *workers)?;
+    let mut es = ElasticsearchOutput::with_options(
+        &endpoint,
+        index,
+        ElasticsearchOutputOptions {
+            workers: *workers,
+            ..ElasticsearchOutputOptions::default()
+        },
+    )?;
     let dead_letter = match &config.dead_letter {
         Some(d) => Some(FileOutput::open(d.path.clone())?),
         None => None,

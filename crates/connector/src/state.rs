@@ -24,8 +24,11 @@ pub async fn open_store(settings: &StorageSettings) -> Result<Arc<dyn StateStore
             state_redis::RedisStore::connect(url, key_prefix.clone()).await?,
         )),
         #[cfg(feature = "state-es")]
-        StorageSettings::Elasticsearch { url, index } => Ok(Arc::new(
-            state_es::EsStore::connect(url.expose(), index.as_str()).await?,
+        StorageSettings::Elasticsearch { endpoint, index } => Ok(Arc::new(
+            state_es::EsStoreBuilder::from_endpoint(endpoint.clone())
+                .with_index(index.as_str())
+                .build()
+                .await?,
         )),
         #[allow(unreachable_patterns)]
         other => Err(StateError::invalid_config(

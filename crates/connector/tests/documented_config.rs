@@ -104,9 +104,11 @@ fn assert_documented_values(name: &str, config: &ConnectorConfig) {
         "storage_elasticsearch" => assert_eq!(
             settings,
             Some(StorageSettings::Elasticsearch {
-                url: "http://localhost:9200"
-                    .parse()
-                    .unwrap_or_else(|e| panic!("{e}")),
+                endpoint: connector::config::Endpoint::from_url(
+                    "http://localhost:9200"
+                        .parse()
+                        .unwrap_or_else(|e| panic!("{e}"))
+                ),
                 index: "connector_states".parse().unwrap_or_else(|e| panic!("{e}")),
             })
         ),

@@ -138,7 +138,8 @@ async fn a_document_larger_than_the_memory_bound_is_refused_alone() {
         max_buffered_bytes: Some(bulk::DEFAULT_BULK_SIZE),
         ..ElasticsearchOutputOptions::default()
     };
-    let mut out = ElasticsearchOutput::with_options(&url, &index, options).unwrap();
+    let endpoint = connector::config::Endpoint::from_url(url.parse().unwrap());
+    let mut out = ElasticsearchOutput::with_options(&endpoint, &index, options).unwrap();
     let huge = Message::new(
         "s",
         "huge",

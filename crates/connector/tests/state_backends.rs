@@ -52,12 +52,13 @@ async fn make(kind: Kind, dir: &Path, ep: &Endpoints) -> DynStore {
             key_prefix: format!("{}:", unique("pairs")),
         },
         Kind::Elasticsearch => StorageSettings::Elasticsearch {
-            url: ep
-                .es
-                .as_deref()
-                .unwrap_or_default()
-                .parse()
-                .unwrap_or_else(|e| panic!("the Elasticsearch URL: {e}")),
+            endpoint: connector::config::Endpoint::from_url(
+                ep.es
+                    .as_deref()
+                    .unwrap_or_default()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("the Elasticsearch URL: {e}")),
+            ),
             index: unique("pairs-").parse().unwrap_or_else(|e| panic!("{e}")),
         },
     };

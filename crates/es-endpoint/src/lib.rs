@@ -1,10 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+mod access;
+#[cfg(feature = "reqwest")]
+mod client;
 mod index;
 mod redact;
 mod secret;
 mod url;
 
+pub use access::{Access, Auth, Endpoint, KeyError};
 pub use index::IndexName;
 pub use redact::{redact_url, strip_userinfo};
 pub use secret::Secret;

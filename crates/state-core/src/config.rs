@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StateError};
 use crate::id::StateId;
-use es_endpoint::{HttpUrl, IndexName, redact_url};
+use es_endpoint::{Access, Endpoint, HttpUrl, IndexName, Secret, redact_url};
 
 /// Default `state_id`.
 pub const DEFAULT_STATE_ID: &str = "elasticsearch_source";
@@ -112,6 +112,19 @@ pub struct StorageConfig {
     pub url: Option<String>,
     /// redis: prefix of every key. Default `connector_states:`.
     pub key_prefix: Option<String>,
+    /// elasticsearch: API key (the base64 `id:key` form). Never printed.
+    pub api_key: Option<String>,
+    /// elasticsearch: basic authentication user.
+    pub username: Option<String>,
+    /// elasticsearch: basic authentication password. Never printed.
+    pub password: Option<String>,
+    /// elasticsearch: PEM file of CA certificates to trust for `https://`.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `***` for a secret that is set.
+fn hidden(value: &Option<String>) -> Option<&'static str> {
+    value.as_ref().map(|_| "***")
 }
 
 impl fmt::Debug for StorageConfig {
@@ -122,6 +135,10 @@ impl fmt::Debug for StorageConfig {
             .field("index", &self.index)
             .field("url", &self.url.as_deref().map(redact_url))
             .field("key_prefix", &self.key_prefix)
+            .field("api_key", &hidden(&self.api_key))
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -174,8 +191,8 @@ pub enum StorageSettings {
     },
     /// `storage_type = "elasticsearch"`.
     Elasticsearch {
-        /// Cluster URL; credentials written in it are split out.
-        url: HttpUrl,
+        /// The cluster, its credentials and CA file.
+        endpoint: Endpoint,
         /// Index holding the states.
         index: IndexName,
     },
@@ -194,9 +211,9 @@ impl fmt::Debug for StorageSettings {
                 .field("url", &redact_url(url))
                 .field("key_prefix", key_prefix)
                 .finish(),
-            StorageSettings::Elasticsearch { url, index } => f
+            StorageSettings::Elasticsearch { endpoint, index } => f
                 .debug_struct("Elasticsearch")
-                .field("url", url)
+                .field("endpoint", endpoint)
                 .field("index", index)
                 .finish(),
         }
@@ -206,9 +223,12 @@ impl fmt::Debug for StorageSettings {
 impl StateConfig {
     /// Checks every key and resolves the backend's settings.
     ///
-    /// `fallback_es_url` is the connector's own cluster URL, used by the
-    /// elasticsearch backend when `storage_config.url` is not given.
-    pub fn validate(&self, fallback_es_url: Option<&HttpUrl>) -> Result<StorageSettings> {
+    /// `source` is the connector's own cluster. The elasticsearch backend
+    /// inherits it when `storage_config.url` is not given: its URL, and its
+    /// credentials unless `storage_config` gives its own. A state cluster of its
+    /// own (`url` set) never receives the source's credentials; it inherits only
+    /// the source's `ca_file`, unless it names one.
+    pub fn validate(&self, source: Option<&Endpoint>) -> Result<StorageSettings> {
         StateId::new(self.state_id.as_str()).map_err(|e| match e {
             StateError::InvalidConfig { reason, .. } => {
                 StateError::invalid_config("state.state_id", reason)
@@ -226,22 +246,19 @@ impl StateConfig {
                 ));
             }
         }
-        self.storage_config
-            .resolve(self.storage_type, fallback_es_url)
+        self.storage_config.resolve(self.storage_type, source)
     }
 }
 
 impl StorageConfig {
-    fn resolve(
-        &self,
-        kind: StorageType,
-        fallback_es_url: Option<&HttpUrl>,
-    ) -> Result<StorageSettings> {
+    fn resolve(&self, kind: StorageType, source: Option<&Endpoint>) -> Result<StorageSettings> {
         let allowed: &[&str] = match kind {
             StorageType::File => &["base_path"],
             StorageType::Sled => &["path"],
             StorageType::Redis => &["url", "key_prefix"],
-            StorageType::Elasticsearch => &["url", "index"],
+            StorageType::Elasticsearch => {
+                &["url", "index", "api_key", "username", "password", "ca_file"]
+            }
         };
         let given = [
             ("base_path", self.base_path.is_some()),
@@ -249,6 +266,10 @@ impl StorageConfig {
             ("index", self.index.is_some()),
             ("url", self.url.is_some()),
             ("key_prefix", self.key_prefix.is_some()),
+            ("api_key", self.api_key.is_some()),
+            ("username", self.username.is_some()),
+            ("password", self.password.is_some()),
+            ("ca_file", self.ca_file.is_some()),
         ];
         if let Some((key, _)) = given.iter().find(|(k, set)| *set && !allowed.contains(k)) {
             return Err(StateError::invalid_config(
@@ -286,22 +307,47 @@ impl StorageConfig {
                 }
             }
             StorageType::Elasticsearch => {
-                let url = match (&self.url, fallback_es_url) {
-                    (Some(url), _) => HttpUrl::parse(url)
-                        .map_err(|e| StateError::invalid_config("state.storage_config.url", e))?,
-                    (None, Some(url)) => url.clone(),
-                    (None, None) => {
-                        return Err(StateError::invalid_config(
-                            "state.storage_config.url",
-                            "is required for storage_type = \"elasticsearch\" (e.g. \"http://localhost:9200\")",
-                        ));
-                    }
-                };
+                let endpoint = self.elasticsearch_endpoint(source)?;
                 let index = IndexName::parse(self.index.as_deref().unwrap_or(DEFAULT_STATE_INDEX))
                     .map_err(|e| StateError::invalid_config("state.storage_config.index", e))?;
-                StorageSettings::Elasticsearch { url, index }
+                StorageSettings::Elasticsearch { endpoint, index }
             }
         })
+    }
+}
+
+impl StorageConfig {
+    fn elasticsearch_endpoint(&self, source: Option<&Endpoint>) -> Result<Endpoint> {
+        let key = |key: &str| format!("state.storage_config.{key}");
+        let access = Access {
+            api_key: self.api_key.clone().map(Secret::new),
+            username: self.username.clone(),
+            password: self.password.clone().map(Secret::new),
+            ca_file: self.ca_file.clone(),
+        };
+        let url = match (&self.url, source) {
+            (Some(url), _) => {
+                HttpUrl::parse(url).map_err(|e| StateError::invalid_config(key("url"), e))?
+            }
+            // The source's cluster, with credentials of the state's own.
+            (None, Some(source)) if access.has_credentials() => HttpUrl::parse(source.url().base())
+                .map_err(|e| StateError::invalid_config(key("url"), e))?,
+            (None, Some(source)) => {
+                return Ok(match access.ca_file {
+                    Some(ca_file) => source.clone().with_ca_file(ca_file),
+                    None => source.clone(),
+                });
+            }
+            (None, None) => {
+                return Err(StateError::invalid_config(
+                    key("url"),
+                    "is required for storage_type = \"elasticsearch\" (e.g. \"http://localhost:9200\")",
+                ));
+            }
+        };
+        let endpoint = Endpoint::new(url, access)
+            .map_err(|e| StateError::invalid_config(key(e.key), e.reason))?;
+        Ok(endpoint.or_ca_file(source.and_then(Endpoint::ca_file)))
     }
 }
 
@@ -353,6 +399,7 @@ pub mod humantime_duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use es_endpoint::Auth;
 
     fn parse(json: &str) -> std::result::Result<StateConfig, serde_json::Error> {
         serde_json::from_str(json)
@@ -385,11 +432,12 @@ mod tests {
             r#"{"storage_type": "elasticsearch", "storage_config": {"index": "connector_states"}}"#,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let cluster = HttpUrl::parse("http://es:9200").unwrap_or_else(|e| panic!("{e}"));
+        let cluster =
+            Endpoint::from_url(HttpUrl::parse("http://es:9200").unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(
             es.validate(Some(&cluster)).ok(),
             Some(StorageSettings::Elasticsearch {
-                url: cluster.clone(),
+                endpoint: cluster.clone(),
                 index: IndexName::parse("connector_states").unwrap_or_else(|e| panic!("{e}")),
             })
         );
@@ -448,6 +496,22 @@ mod tests {
                 r#"{"storage_config": {"base_path": ""}}"#,
                 "state.storage_config.base_path",
             ),
+            (
+                r#"{"storage_type": "redis", "storage_config": {"api_key": "k"}}"#,
+                "state.storage_config.api_key",
+            ),
+            (
+                r#"{"storage_type": "elasticsearch", "storage_config": {"url": "http://u:p@x", "api_key": "k"}}"#,
+                "state.storage_config.api_key",
+            ),
+            (
+                r#"{"storage_type": "elasticsearch", "storage_config": {"url": "http://x", "password": "p"}}"#,
+                "state.storage_config.password",
+            ),
+            (
+                r#"{"storage_type": "elasticsearch", "storage_config": {"url": "http://x", "ca_file": ""}}"#,
+                "state.storage_config.ca_file",
+            ),
         ];
         for (json, want) in cases {
             let cfg = parse(json).unwrap_or_else(|e| panic!("{json}: {e}"));
@@ -456,6 +520,51 @@ mod tests {
                 other => panic!("{json}: {other:?}"),
             }
         }
+    }
+
+    fn es_endpoint(storage_config: &str, source: &Endpoint) -> Endpoint {
+        let json =
+            format!(r#"{{"storage_type": "elasticsearch", "storage_config": {storage_config}}}"#);
+        let config = parse(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        match config.validate(Some(source)) {
+            Ok(StorageSettings::Elasticsearch { endpoint, .. }) => endpoint,
+            other => panic!("{json}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_state_cluster_inherits_the_sources_access_unless_set() {
+        let source = Endpoint::new(
+            HttpUrl::parse("https://es:9200").unwrap_or_else(|e| panic!("{e}")),
+            Access {
+                api_key: Some(Secret::new("c291cmNl")),
+                ca_file: Some("source-ca.pem".into()),
+                ..Access::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let header = |e: &Endpoint| e.auth().header_value().map(|h| h.expose().to_owned());
+        // Nothing set: the source's cluster, key and CA.
+        assert_eq!(es_endpoint("{}", &source), source);
+        // Own credentials on the source's cluster: the source's CA, its own key.
+        let own_key = es_endpoint(r#"{"api_key": "c3RhdGU="}"#, &source);
+        assert_eq!(own_key.url().base(), "https://es:9200");
+        assert_eq!(header(&own_key).as_deref(), Some("ApiKey c3RhdGU="));
+        assert_eq!(own_key.ca_file(), source.ca_file());
+        let own_user = es_endpoint(r#"{"username": "u", "password": "p"}"#, &source);
+        assert_eq!(header(&own_user).as_deref(), Some("Basic dTpw"));
+        // Own CA only: the source's credentials still.
+        let own_ca = es_endpoint(r#"{"ca_file": "state-ca.pem"}"#, &source);
+        assert_eq!(header(&own_ca), header(&source));
+        assert_eq!(own_ca.ca_file(), Some(std::path::Path::new("state-ca.pem")));
+        // A cluster of its own: never the source's credentials, the source's CA.
+        let other = es_endpoint(r#"{"url": "https://states:9200"}"#, &source);
+        assert_eq!(
+            (other.auth(), other.ca_file()),
+            (&Auth::None, source.ca_file())
+        );
+        let other_user = es_endpoint(r#"{"url": "https://s:p@states:9200"}"#, &source);
+        assert_eq!(header(&other_user).as_deref(), Some("Basic czpw"));
     }
 
     #[test]
@@ -467,5 +576,20 @@ mod tests {
         let shown = format!("{cfg:?} {:?}", cfg.validate(None));
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("redis://:***@h:6379"), "{shown}");
+        let es = parse(
+            r#"{"storage_type": "elasticsearch", "storage_config": {"url": "https://h", "username": "u", "password": "hunter2"}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let shown = format!("{es:?} {:?}", es.validate(None));
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***"),
+            "{shown}"
+        );
+        let key = parse(
+            r#"{"storage_type": "elasticsearch", "storage_config": {"url": "https://h", "api_key": "hunter3"}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let shown = format!("{key:?} {:?}", key.validate(None));
+        assert!(!shown.contains("hunter3"), "{shown}");
     }
 }

@@ -4,10 +4,13 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
+use std::path::PathBuf;
+
+use state_core::es_endpoint::{Access, Endpoint, Secret};
 use state_core::{DEFAULT_STATE_INDEX, HttpUrl, IndexName, Result, StateError, redact_url};
 
 use crate::store::EsStore;
-use crate::wire::{base64, encode_segment};
+use crate::wire::encode_segment;
 
 /// Default time limit of one request (connect, send and read the reply).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,8 +38,11 @@ const URL_KEY: &str = "state.storage_config.url";
 #[derive(Clone)]
 pub struct EsStoreBuilder {
     url: String,
+    /// The access keys given one by one (`with_api_key`, ...).
+    access: Access,
+    /// A resolved endpoint given whole ([`EsStoreBuilder::from_endpoint`]).
+    endpoint: Option<Endpoint>,
     index: String,
-    api_key: Option<String>,
     timeout: Duration,
     connect_timeout: Duration,
     client: Option<reqwest::Client>,
@@ -50,14 +56,23 @@ impl EsStoreBuilder {
     pub fn new(url: impl Into<String>) -> Self {
         EsStoreBuilder {
             url: url.into(),
+            access: Access::default(),
+            endpoint: None,
             index: DEFAULT_STATE_INDEX.to_owned(),
-            api_key: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             client: None,
             create_index: true,
             list_page_size: DEFAULT_LIST_PAGE_SIZE,
         }
+    }
+
+    /// Starts from a resolved cluster: URL, credentials and CA file (what the
+    /// connector's configuration resolves `state.storage_config` into).
+    pub fn from_endpoint(endpoint: Endpoint) -> Self {
+        let mut builder = Self::new(endpoint.url().base());
+        builder.endpoint = Some(endpoint);
+        builder
     }
 
     /// The index (or single-index alias) holding the states. Default `connector_states`.
@@ -70,7 +85,27 @@ impl EsStoreBuilder {
     /// (base64 of `id:key`), sent as `Authorization: ApiKey <key>`. Default: none.
     /// Cannot be combined with credentials in the URL.
     pub fn with_api_key(mut self, encoded: impl Into<String>) -> Self {
-        self.api_key = Some(encoded.into());
+        self.access.api_key = Some(Secret::new(encoded));
+        self
+    }
+
+    /// Authenticate as `username` (basic authentication). Default: none, or the
+    /// credentials written in the URL. Cannot be combined with those or an API key.
+    pub fn with_basic_auth(
+        mut self,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.access.username = Some(username.into());
+        self.access.password = Some(Secret::new(password));
+        self
+    }
+
+    /// Trust the CA certificates of this PEM file for `https://`, on top of the
+    /// root set built in. Read by `build`; ignored with
+    /// [`with_client`](Self::with_client) (that client's own trust applies).
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.access.ca_file = Some(path.into());
         self
     }
 
@@ -119,9 +154,16 @@ impl EsStoreBuilder {
         let resolved = self.resolve()?;
         let client = match self.client {
             Some(client) => client,
-            None => reqwest::Client::builder()
-                .connect_timeout(self.connect_timeout)
-                .tcp_nodelay(true)
+            None => resolved
+                .endpoint
+                .configure_client(
+                    reqwest::Client::builder()
+                        .connect_timeout(self.connect_timeout)
+                        .tcp_nodelay(true),
+                )
+                .map_err(|e| {
+                    StateError::invalid_config(format!("state.storage_config.{}", e.key), e.reason)
+                })?
                 .build()
                 .map_err(|e| {
                     StateError::backend(
@@ -139,8 +181,16 @@ impl EsStoreBuilder {
 
     pub(crate) fn resolve(&self) -> Result<Resolved> {
         let display = redact_url(self.url.trim());
-        let url =
-            HttpUrl::parse(self.url.trim()).map_err(|e| StateError::invalid_config(URL_KEY, e))?;
+        let key = |key: &str| format!("state.storage_config.{key}");
+        let endpoint = match &self.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => {
+                let url = HttpUrl::parse(self.url.trim())
+                    .map_err(|e| StateError::invalid_config(URL_KEY, e))?;
+                Endpoint::new(url, self.access.clone())
+                    .map_err(|e| StateError::invalid_config(key(e.key), e.reason))?
+            }
+        };
         let index = IndexName::parse(&self.index)
             .map_err(|e| StateError::invalid_config("state.storage_config.index", e))?;
         for (name, value) in [
@@ -161,34 +211,20 @@ impl EsStoreBuilder {
             ));
         }
 
-        let user = url.username().unwrap_or_default().to_owned();
-        let password = url.password().map(|p| p.expose().to_owned());
-        let has_credentials = !user.is_empty() || password.is_some();
-        let auth = match (self.api_key.as_deref(), has_credentials) {
-            (Some(_), true) => {
-                return Err(StateError::invalid_config(
-                    URL_KEY,
-                    format!(
-                        "{display:?} carries credentials and an API key was given too; use one of them"
-                    ),
-                ));
-            }
-            (Some(key), false) => {
-                Auth::ApiKey(sensitive(&format!("ApiKey {}", key.trim()), "the API key")?)
-            }
-            (None, false) => Auth::None,
-            (None, true) => {
-                let pair = format!("{user}:{}", password.unwrap_or_default());
-                let header = sensitive(
-                    &format!("Basic {}", base64(pair.as_bytes())),
-                    "the URL credentials",
-                )?;
-                Auth::Basic { user, header }
-            }
+        let header = endpoint
+            .authorization()
+            .map_err(|e| StateError::invalid_config(key(e.key), e.reason))?;
+        let auth = match (endpoint.auth(), header) {
+            (state_core::es_endpoint::Auth::Basic { username, .. }, Some(header)) => Auth::Basic {
+                user: username.clone(),
+                header,
+            },
+            (_, Some(header)) => Auth::ApiKey(header),
+            (_, None) => Auth::None,
         };
         // Credentials travel only in the header: the URL reqwest sees (and may
         // print in its own errors) has none.
-        let base = url.base();
+        let base = endpoint.url().base();
         Ok(Resolved {
             index_path: format!("{base}/{}", encode_segment(index.as_str())),
             display,
@@ -196,19 +232,9 @@ impl EsStoreBuilder {
             auth,
             timeout: self.timeout,
             list_page_size: self.list_page_size,
+            endpoint,
         })
     }
-}
-
-fn sensitive(value: &str, what: &str) -> Result<HeaderValue> {
-    let mut header = HeaderValue::from_str(value).map_err(|_| {
-        StateError::invalid_config(
-            URL_KEY,
-            format!("{what} contain characters not allowed in an HTTP header"),
-        )
-    })?;
-    header.set_sensitive(true);
-    Ok(header)
 }
 
 impl fmt::Debug for EsStoreBuilder {
@@ -216,7 +242,8 @@ impl fmt::Debug for EsStoreBuilder {
         f.debug_struct("EsStoreBuilder")
             .field("url", &redact_url(&self.url))
             .field("index", &self.index)
-            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("access", &self.access)
+            .field("endpoint", &self.endpoint)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("custom_client", &self.client.is_some())
@@ -264,6 +291,8 @@ pub(crate) struct Resolved {
     pub auth: Auth,
     pub timeout: Duration,
     pub list_page_size: usize,
+    /// The cluster as resolved (for the client's CA file).
+    pub endpoint: Endpoint,
 }
 
 #[cfg(test)]
@@ -291,7 +320,7 @@ mod tests {
                 assert_eq!(user, "elastic");
                 assert_eq!(
                     header.to_str().ok(),
-                    Some(format!("Basic {}", base64(b"elastic:p@ss")).as_str())
+                    Some("Basic ZWxhc3RpYzpwQHNz") // elastic:p@ss
                 );
                 assert!(header.is_sensitive());
             }

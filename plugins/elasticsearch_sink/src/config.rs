@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use connector::config::{Access, Endpoint, HttpUrl};
 use connector::Secret;
 use serde::Deserialize;
 use state_core::{humantime_duration, redact_url};
@@ -31,6 +32,16 @@ pub struct SinkConfig {
     /// API key (`Authorization: ApiKey ...`), the base64 `id:key` form. Default none; never printed.
     #[serde(default)]
     pub api_key: Option<Secret>,
+    /// Basic authentication user (or `user:password@` in `url`, not both). Default none.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic authentication password. Default none; never printed.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// PEM file of CA certificates to trust for `https://`, on top of the root
+    /// set built in. Default none.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Concurrent `_bulk` calls. Default 1.
     #[serde(default = "default_workers")]
     pub workers: usize,
@@ -75,6 +86,9 @@ impl fmt::Debug for SinkConfig {
             .field("url", &redact_url(&self.url))
             .field("index", &self.index)
             .field("api_key", &self.api_key)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("ca_file", &self.ca_file)
             .field("workers", &self.workers)
             .field("bulk_actions", &self.bulk_actions)
             .field("request_timeout", &self.request_timeout)
@@ -94,10 +108,23 @@ impl SinkConfig {
         Ok(config)
     }
 
+    /// `url` and the access keys resolved into one cluster; errors name the key.
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        let url = HttpUrl::parse(&self.url)
+            .map_err(|e| format!("invalid `plugin_config.url`: {e}"))?;
+        let access = Access {
+            api_key: self.api_key.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            ca_file: self.ca_file.clone(),
+        };
+        Endpoint::new(url, access)
+            .map_err(|e| format!("invalid `plugin_config.{}`: {}", e.key, e.reason))
+    }
+
     /// Checks every value; errors name the key.
     pub fn validate(&self) -> Result<(), String> {
-        connector::config::HttpUrl::parse(&self.url)
-            .map_err(|e| format!("invalid `plugin_config.url`: {e}"))?;
+        self.endpoint()?;
         if self.index.trim().is_empty() {
             return Err("invalid `plugin_config.index`: is empty; name the target index".into());
         }

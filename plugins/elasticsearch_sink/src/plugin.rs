@@ -66,12 +66,12 @@ impl Sink for ElasticsearchSinkPlugin {
         let options = ElasticsearchOutputOptions {
             workers: config.workers,
             bulk_actions: config.bulk_actions,
-            api_key: config.api_key.clone(),
             request_timeout: Some(config.request_timeout),
             backoff: bulk_backoff(config.max_retry_delay),
             max_buffered_bytes: None,
         };
-        let output = ElasticsearchOutput::with_options(&config.url, &config.index, options)
+        let endpoint = config.endpoint().map_err(Error::InvalidConfigValue)?;
+        let output = ElasticsearchOutput::with_options(&endpoint, &config.index, options)
             .map_err(|e| Error::InvalidConfigValue(format!("plugin_config.url: {e}")))?;
         *self.output.get_mut() = Some(output);
         tracing::info!(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
 use crate::e2e::Cx;
@@ -155,6 +155,77 @@ fn load(cx: &mut Cx, name: &str, docs: u64) -> Result<String> {
         started.elapsed().as_secs_f64()
     );
     Ok(index)
+}
+
+/// `es-connector sink` into a cluster with security on (`url`): for each
+/// `(name, access)` (`access`: the `[output]` keys `api_key` or
+/// `username`/`password`, and `ca_file`), a topic of `docs` messages is indexed
+/// into `xtask-secure-copy-<name>`: `count` (of the secured cluster) finds every
+/// one, and no secret is printed.
+pub(super) fn secured_sink(
+    cx: &mut Cx,
+    url: &str,
+    cases: &[(&str, String)],
+    secrets: &[&str],
+    count: impl Fn(&str) -> Result<u64>,
+) -> Result<()> {
+    let Some(server) = iggy(cx) else {
+        return Ok(());
+    };
+    const SINK_DOCS: u64 = 300;
+    let stream = format!("xtask-{}-secure-sink", cx.run_id);
+    cx.step(
+        &format!("load {SINK_DOCS} documents and send them into the Iggy topic {stream}/docs"),
+        |cx| {
+            let index = load(cx, "secure-sink-src", SINK_DOCS)?;
+            let (cfg, _) = source_config(
+                cx,
+                "secure-sink-src",
+                &index,
+                &server,
+                &stream,
+                "partition:0",
+                1,
+            )?;
+            run_to_end(cx, &["run", "--config", &cfg, "--once"])?;
+            Ok(())
+        },
+    )?;
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    for (name, access) in cases {
+        let index = format!("xtask-secure-copy-{name}");
+        cx.step(
+            &format!(
+                "{name}: `sink --once` over HTTPS indexes all {SINK_DOCS} messages into {index}"
+            ),
+            |cx| {
+                let (cfg, _) = sink_config(cx, name, &server, &stream, &index)?;
+                let text = std::fs::read_to_string(&cfg)?
+                    .replace(
+                        &format!("url = {}\n", q(&cx.es_url)),
+                        &format!("url = {}\n{access}", q(url)),
+                    )
+                    .replace(
+                        "consumer = \"xtask-sink\"",
+                        &format!("consumer = \"xtask-{name}\""),
+                    );
+                std::fs::write(&cfg, text)?;
+                let lines = run_to_end(cx, &["sink", "--config", &cfg, "--once"])?;
+                let all = lines.join("\n");
+                if let Some(secret) = secrets.iter().find(|s| all.contains(**s)) {
+                    bail!("the sink printed a secret ({} characters)", secret.len());
+                }
+                let indexed = count(&index)?;
+                ensure!(
+                    indexed == SINK_DOCS,
+                    "{index} holds {indexed} documents, not {SINK_DOCS}"
+                );
+                step!("  {indexed} documents indexed, no secret printed");
+                Ok(())
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// 50k documents into one partition and into three balanced ones, SIGKILL

@@ -415,8 +415,170 @@ pub fn security(cx: &mut Cx) -> Result<()> {
             Ok(())
         })?;
     }
+    access_everywhere(cx, &node, index, &secrets)?;
     drop(node);
     Ok(())
+}
+
+/// The key the state store, the `elasticsearch` output and the sink write
+/// with: reading the source index, everything on the state and copy indices.
+fn writer_key_request(index: &str) -> String {
+    serde_json::json!({
+        "name": "xtask-writer-security",
+        "expiration": "1h",
+        "role_descriptors": {
+            "xtask-writer": {
+                "cluster": ["monitor"],
+                "indices": [
+                    {"names": [index], "privileges": ["read", "view_index_metadata"]},
+                    {"names": [STATE_INDEX, "xtask-secure-copy-*"], "privileges": ["all"]}
+                ]
+            }
+        }
+    })
+    .to_string()
+}
+
+const STATE_INDEX: &str = "xtask-secure-states";
+
+/// `_count` of `index` on the node after a refresh.
+fn count(node: &SecureNode, auth: &[&str], index: &str) -> Result<u64> {
+    let (status, answer) = curl(node, auth, "POST", &format!("/{index}/_refresh"), None)?;
+    ensure!(status == 200, "refresh {index}: {status} {answer}");
+    let (status, answer) = curl(node, auth, "GET", &format!("/{index}/_count"), None)?;
+    ensure!(status == 200, "_count {index}: {status} {answer}");
+    let doc: serde_json::Value = serde_json::from_str(&answer)?;
+    doc["count"].as_u64().context("no count in the answer")
+}
+
+/// The state store (inheriting the source's access, or with its own), the
+/// `elasticsearch` output and the sink, each over HTTPS with a private CA and
+/// an API key or basic credentials: everything delivered, the state stored in
+/// the secured cluster, no secret printed or stored anywhere.
+fn access_everywhere(cx: &mut Cx, node: &SecureNode, index: &str, secrets: &[&str]) -> Result<()> {
+    let auth = basic();
+    let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+    let (_, writer_secret, writer) = cx.step(
+        "create an API key for the state store, the output and the sink (all on the state and \
+         copy indices)",
+        |_| {
+            let (status, answer) = curl(
+                node,
+                &auth,
+                "POST",
+                "/_security/api_key",
+                Some(&writer_key_request(index)),
+            )?;
+            ensure!(status == 200, "POST /_security/api_key: {status} {answer}");
+            parse_api_key(&answer)
+        },
+    )?;
+    let mut secrets: Vec<&str> = secrets.to_vec();
+    secrets.extend([writer.as_str(), writer_secret.as_str()]);
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let ca = q(&node.ca.to_string_lossy());
+    let key = format!("api_key = {}\nca_file = {ca}\n", q(&writer));
+    let user = format!(
+        "username = {}\npassword = {}\nca_file = {ca}\n",
+        q(USER),
+        q(PASSWORD)
+    );
+    let own_user = format!(
+        "url = {}\nusername = {}\npassword = {}\n",
+        q(&node.url),
+        q(USER),
+        q(PASSWORD)
+    );
+    // (name, the source's access, storage_config's own keys, the output's access, fails with)
+    let cases: [(&str, &str, String, &str, Option<&str>); 3] = [
+        ("inherited-key", &key, String::new(), &key, None),
+        ("own-basic", &user, own_user, &user, None),
+        (
+            "own-url-no-credentials",
+            &user,
+            format!("url = {}\n", q(&node.url)),
+            &user,
+            Some("401"),
+        ),
+    ];
+    for (name, source_access, state_keys, output_access, fails_with) in cases {
+        let copy = format!("xtask-secure-copy-{name}");
+        let state_id = format!("secure-{name}");
+        let what = match fails_with {
+            None => format!(
+                "{name}: `run --once`, state in {STATE_INDEX}, output into {copy}: all {DOCS} \
+                 documents, the state stored, no secret anywhere"
+            ),
+            Some(cause) => format!(
+                "{name}: a state cluster of its own gets none of the source's credentials: \
+                 `run --once` fails naming `{cause}`"
+            ),
+        };
+        cx.step(&what, |cx| {
+            let text = format!(
+                "# Written by cargo xtask.\n\
+                 [plugin_config]\nurl = {url}\nindex = {index}\nbatch_size = 100\n\
+                 polling_interval = \"300ms\"\ntimestamp_field = \"@timestamp\"\n\
+                 tiebreaker_field = \"event_id\"\n{source_access}\n\
+                 [plugin_config.state]\nenabled = true\nstorage_type = \"elasticsearch\"\n\
+                 state_id = {state_id}\n\n\
+                 [plugin_config.state.storage_config]\nindex = {STATE_INDEX:?}\n{state_keys}\n\
+                 [output]\nkind = \"elasticsearch\"\nurl = {url}\nindex = {copy_q}\n{output_access}",
+                url = q(&node.url),
+                index = q(index),
+                state_id = q(&state_id),
+                copy_q = q(&copy),
+            );
+            let path = cx.dir.join(format!("secure-{name}.toml"));
+            std::fs::write(&path, text)?;
+            let path = path.display().to_string();
+            let running = source_kit::Running::spawn(
+                &cx.connector,
+                &["run", "--config", &path, "--once"],
+                ECHO,
+            )?;
+            let timeout = Duration::from_secs(if fails_with.is_some() { 60 } else { 300 });
+            let (status, lines) = running.wait(timeout)?;
+            let all = lines.join("\n");
+            ensure_no_secret("the logs", &all, &secrets)?;
+            if let Some(cause) = fails_with {
+                ensure!(!status.success(), "it should have failed, it exited 0");
+                ensure!(
+                    all.contains(cause) && all.contains("state"),
+                    "the error does not name `{cause}` and the state store:\n{}",
+                    source_kit::last(&lines, 10)
+                );
+                step!("  failed as it should: {}", source_kit::last(&lines, 1));
+                return Ok(());
+            }
+            ensure!(
+                status.success(),
+                "exit {status}:\n{}",
+                source_kit::last(&lines, 15)
+            );
+            let copied = count(node, &auth, &copy)?;
+            ensure!(copied == DOCS, "{copy} holds {copied} documents, not {DOCS}");
+            let (status, state) = curl(
+                node,
+                &auth,
+                "GET",
+                &format!("/{STATE_INDEX}/_doc/{state_id}"),
+                None,
+            )?;
+            ensure!(status == 200, "the state {state_id}: {status} {state}");
+            ensure!(
+                state.contains(&format!("\"total_documents_fetched\":{DOCS}")),
+                "the stored state does not count {DOCS} documents: {state}"
+            );
+            ensure_no_secret("the stored state", &state, &secrets)?;
+            step!("  {copied} documents copied, the state stored in {STATE_INDEX}, no secret shown");
+            Ok(())
+        })?;
+    }
+    let sinks = [("sink-key", key.clone()), ("sink-basic", user.clone())];
+    super::iggy::secured_sink(cx, &node.url, &sinks, &secrets, |index| {
+        count(node, &auth, index)
+    })
 }
 
 /// None of `secrets` (password, API keys) appears in `text`; the error names

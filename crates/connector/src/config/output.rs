@@ -5,8 +5,11 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::{Access, Endpoint, HttpUrl, Secret};
 use crate::error::{ConnectorError, Result};
-use crate::output::{ElasticsearchOutput, FileOutput, Output, StdoutOutput};
+use crate::output::{
+    ElasticsearchOutput, ElasticsearchOutputOptions, FileOutput, Output, StdoutOutput,
+};
 
 /// Default `workers` of `kind = "elasticsearch"`.
 pub const DEFAULT_OUTPUT_WORKERS: usize = 2;
@@ -27,15 +30,28 @@ pub enum OutputConfig {
     /// Every message indexed into `index` at `url`, with the source's `_id`.
     Elasticsearch {
         /// Cluster URL; credentials in it are used, never shown. Read by
-        /// [`OutputConfig::validate`] into an [`HttpUrl`](super::HttpUrl): this
-        /// enum is tagged by `kind`, and serde reads such a variant from a buffer
-        /// that would lose the key of an error.
+        /// [`OutputConfig::elasticsearch_endpoint`] into an [`HttpUrl`], whose
+        /// error names `output.url`: this enum is tagged by `kind`, and serde
+        /// reads such a variant from a buffer that would lose the key of an error.
         url: String,
         /// Target index.
         index: String,
         /// Concurrent bulk requests. Default 2.
         #[serde(default = "default_workers")]
         workers: usize,
+        /// API key (`Authorization: ApiKey ...`, the base64 `id:key`). Never printed.
+        #[serde(default)]
+        api_key: Option<Secret>,
+        /// Basic authentication user.
+        #[serde(default)]
+        username: Option<String>,
+        /// Basic authentication password. Never printed.
+        #[serde(default)]
+        password: Option<Secret>,
+        /// PEM file of CA certificates to trust for `https://`, on top of the
+        /// root set built in.
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
     },
     /// Every message into the `[[streams]]` topic of an Apache Iggy server.
     #[cfg(feature = "iggy")]
@@ -55,11 +71,19 @@ impl fmt::Debug for OutputConfig {
                 url,
                 index,
                 workers,
+                api_key,
+                username,
+                password,
+                ca_file,
             } => f
                 .debug_struct("Elasticsearch")
                 .field("url", &state_core::redact_url(url))
                 .field("index", index)
                 .field("workers", workers)
+                .field("api_key", api_key)
+                .field("username", username)
+                .field("password", password)
+                .field("ca_file", ca_file)
                 .finish(),
             #[cfg(feature = "iggy")]
             OutputConfig::Iggy(c) => c.fmt(f),
@@ -74,12 +98,8 @@ impl OutputConfig {
             OutputConfig::File { path } if path.as_os_str().is_empty() => Err(
                 ConnectorError::invalid("output.path", "is empty; name the file to append to"),
             ),
-            OutputConfig::Elasticsearch {
-                url,
-                index,
-                workers,
-            } => {
-                super::HttpUrl::parse(url).map_err(|e| ConnectorError::invalid("output.url", e))?;
+            OutputConfig::Elasticsearch { index, workers, .. } => {
+                self.elasticsearch_endpoint()?;
                 if index.trim().is_empty() {
                     return Err(ConnectorError::invalid("output.index", "is empty"));
                 }
@@ -97,6 +117,41 @@ impl OutputConfig {
         }
     }
 
+    /// `kind = "elasticsearch"`: `url` and the access keys resolved into one
+    /// cluster (errors name the key); `None` for another kind.
+    pub fn elasticsearch_endpoint(&self) -> Result<Option<Endpoint>> {
+        let OutputConfig::Elasticsearch {
+            url,
+            api_key,
+            username,
+            password,
+            ca_file,
+            ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        let url = HttpUrl::parse(url).map_err(|e| ConnectorError::invalid("output.url", e))?;
+        let access = Access {
+            api_key: api_key.clone(),
+            username: username.clone(),
+            password: password.clone(),
+            ca_file: ca_file.clone(),
+        };
+        Endpoint::new(url, access)
+            .map(Some)
+            .map_err(|e| ConnectorError::invalid(format!("output.{}", e.key), e.reason))
+    }
+
+    /// Reads the CA file an `elasticsearch` output names, if any (IO): see
+    /// [`check_ca_file`](super::check_ca_file).
+    pub fn check_files(&self) -> Result<()> {
+        match self.elasticsearch_endpoint()? {
+            Some(endpoint) => super::check_ca_file(&endpoint, "output"),
+            None => Ok(()),
+        }
+    }
+
     /// Opens the output this table describes; `streams` are the config's
     /// `[[streams]]` (where an Iggy output sends).
     pub fn open(&self, streams: &[super::StreamConfig]) -> Result<Box<dyn Output>> {
@@ -104,11 +159,19 @@ impl OutputConfig {
         Ok(match self {
             OutputConfig::File { path } => Box::new(FileOutput::open(path.clone())?),
             OutputConfig::Stdout => Box::new(StdoutOutput),
-            OutputConfig::Elasticsearch {
-                url,
-                index,
-                workers,
-            } => Box::new(ElasticsearchOutput::new(url, index, *workers)?),
+            OutputConfig::Elasticsearch { index, workers, .. } => {
+                let endpoint = self.elasticsearch_endpoint()?.ok_or_else(|| {
+                    ConnectorError::invalid("output.kind", "is not \"elasticsearch\"")
+                })?;
+                Box::new(ElasticsearchOutput::with_options(
+                    &endpoint,
+                    index,
+                    ElasticsearchOutputOptions {
+                        workers: *workers,
+                        ..ElasticsearchOutputOptions::default()
+                    },
+                )?)
+            }
             #[cfg(feature = "iggy")]
             OutputConfig::Iggy(c) => Box::new(crate::iggy::IggyOutput::new(
                 c.clone(),

@@ -13,7 +13,7 @@ use bulk::{
 use state_core::redact_url;
 
 use super::{Output, OutputError};
-use crate::config::Secret;
+use crate::config::{Endpoint, HttpUrl};
 use crate::message::{Message, TargetDocument};
 
 /// How long [`Output::close`] lets requests still retrying finish.
@@ -21,15 +21,13 @@ pub const CLOSE_DEADLINE: Duration = Duration::from_secs(1);
 
 /// How an [`ElasticsearchOutput`] reaches the cluster. The defaults are
 /// `es-connector`'s: one worker, the bulk processor's batch size and retries,
-/// the transport's request timeout, no API key.
+/// the transport's request timeout.
 #[derive(Debug, Clone)]
 pub struct ElasticsearchOutputOptions {
     /// Concurrent `_bulk` calls (at least 1).
     pub workers: usize,
     /// Documents per `_bulk` call at most.
     pub bulk_actions: usize,
-    /// `Authorization: ApiKey ...` (the base64 `id:key`).
-    pub api_key: Option<Secret>,
     /// Time limit of one `_bulk` call; `None`: the transport's default.
     pub request_timeout: Option<Duration>,
     /// How the bulk processor retries a request before reporting it failed
@@ -45,7 +43,6 @@ impl Default for ElasticsearchOutputOptions {
         ElasticsearchOutputOptions {
             workers: 1,
             bulk_actions: bulk::DEFAULT_BULK_ACTIONS,
-            api_key: None,
             request_timeout: None,
             backoff: bulk::Backoff::default(),
             max_buffered_bytes: None,
@@ -92,8 +89,15 @@ pub struct ElasticsearchOutput {
 impl ElasticsearchOutput {
     /// An output to `index` at `url` (credentials in the URL are used, never shown).
     pub fn new(url: &str, index: &str, workers: usize) -> Result<Self, OutputError> {
+        let endpoint =
+            HttpUrl::parse(url)
+                .map(Endpoint::from_url)
+                .map_err(|e| OutputError::Refused {
+                    output: format!("elasticsearch {}/{index}", redact_url(url)),
+                    reason: e.to_string(),
+                })?;
         Self::with_options(
-            url,
+            &endpoint,
             index,
             ElasticsearchOutputOptions {
                 workers,
@@ -102,25 +106,25 @@ impl ElasticsearchOutput {
         )
     }
 
-    /// An output to `index` at `url`, reached as `options` say.
+    /// An output to `index` in the `endpoint` cluster (its credentials and CA
+    /// file), sending as `options` say.
     pub fn with_options(
-        url: &str,
+        endpoint: &Endpoint,
         index: &str,
         options: ElasticsearchOutputOptions,
     ) -> Result<Self, OutputError> {
-        let name = format!("elasticsearch {}/{index}", redact_url(url));
+        let name = format!("elasticsearch {}/{index}", endpoint.url());
         let refused = |reason: String| OutputError::Refused {
             output: name.clone(),
             reason,
         };
-        let mut transport = match options.request_timeout {
-            Some(timeout) => HttpTransport::with_timeout(url, timeout),
-            None => HttpTransport::new(url),
-        }
+        let transport = HttpTransport::for_endpoint(
+            endpoint,
+            options
+                .request_timeout
+                .unwrap_or(bulk::DEFAULT_HTTP_TIMEOUT),
+        )
         .map_err(|e| refused(e.to_string()))?;
-        if let Some(key) = &options.api_key {
-            transport = transport.with_api_key(key.expose());
-        }
         let failures = Arc::new(Mutex::new(Vec::new()));
         let sink = failures.clone();
         let mut builder = BulkProcessorBuilder::new(transport)

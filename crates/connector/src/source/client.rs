@@ -4,7 +4,7 @@
 use es_query::{Flavor, Method, QueryError, Request, SearchPage};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 
-use crate::config::PluginConfig;
+use crate::config::ValidatedConfig;
 use crate::error::{ConnectorError, Result};
 
 /// What `GET /` said about the server.
@@ -16,18 +16,13 @@ pub struct ServerInfo {
     pub version: String,
 }
 
-enum Auth {
-    None,
-    Basic { user: String, password: String },
-    ApiKey(HeaderValue),
-}
-
 /// A client of one cluster.
 pub(crate) struct EsClient {
     http: reqwest::Client,
     /// The URL without userinfo and trailing `/`: safe to show.
     base: String,
-    auth: Auth,
+    /// The `Authorization` header (marked sensitive), if any.
+    auth: Option<HeaderValue>,
     /// `max_response_bytes`.
     max_body: u64,
 }
@@ -41,59 +36,18 @@ impl std::fmt::Debug for EsClient {
 }
 
 impl EsClient {
-    /// A client for `config.url` with its authentication, TLS and time-out settings.
-    pub(crate) fn new(config: &PluginConfig) -> Result<Self> {
-        let base = config.url.base().to_owned();
-        let auth = match (&config.api_key, &config.username, config.url.username()) {
-            (Some(key), _, _) => {
-                let mut value = HeaderValue::from_str(&format!("ApiKey {}", key.expose()))
-                    .map_err(|_| {
-                        ConnectorError::invalid(
-                            "plugin_config.api_key",
-                            "contains characters not allowed in an HTTP header",
-                        )
-                    })?;
-                value.set_sensitive(true);
-                Auth::ApiKey(value)
-            }
-            (None, Some(user), _) => Auth::Basic {
-                user: user.clone(),
-                password: config
-                    .password
-                    .as_ref()
-                    .map(|p| p.expose().to_owned())
-                    .unwrap_or_default(),
-            },
-            (None, None, Some(user)) => Auth::Basic {
-                user: user.to_owned(),
-                password: config
-                    .url
-                    .password()
-                    .map(|p| p.expose().to_owned())
-                    .unwrap_or_default(),
-            },
-            (None, None, None) => Auth::None,
+    /// A client for the source's cluster (`url`, credentials, `ca_file`) with
+    /// its time-out and answer-size settings.
+    pub(crate) fn new(config: &ValidatedConfig) -> Result<Self> {
+        let endpoint = config.endpoint();
+        let base = endpoint.url().base().to_owned();
+        let invalid = |e: es_endpoint::KeyError| {
+            ConnectorError::invalid(format!("plugin_config.{}", e.key), e.reason)
         };
-        let mut builder = reqwest::Client::builder().timeout(config.request_timeout);
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                ConnectorError::invalid(
-                    "plugin_config.ca_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                ConnectorError::invalid(
-                    "plugin_config.ca_file",
-                    format!(
-                        "{} is not a PEM certificate: {}",
-                        path.display(),
-                        e.without_url()
-                    ),
-                )
-            })?;
-            builder = builder.add_root_certificate(cert);
-        }
+        let auth = endpoint.authorization().map_err(invalid)?;
+        let builder = endpoint
+            .configure_client(reqwest::Client::builder().timeout(config.request_timeout))
+            .map_err(invalid)?;
         let http = builder.build().map_err(|e| {
             ConnectorError::invalid(
                 "plugin_config.url",
@@ -125,11 +79,9 @@ impl EsClient {
             Method::Delete => reqwest::Method::DELETE,
         };
         let mut builder = self.http.request(method, url);
-        builder = match &self.auth {
-            Auth::None => builder,
-            Auth::Basic { user, password } => builder.basic_auth(user, Some(password)),
-            Auth::ApiKey(value) => builder.header(AUTHORIZATION, value.clone()),
-        };
+        if let Some(auth) = &self.auth {
+            builder = builder.header(AUTHORIZATION, auth.clone());
+        }
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }

@@ -170,7 +170,7 @@ impl ElasticsearchSource {
     /// (when enabled) and resumes from its cursor(s).
     pub async fn open(&mut self) -> Result<()> {
         let validated = self.config.validate()?;
-        let client = EsClient::new(&self.config)?;
+        let client = EsClient::new(&validated)?;
         let server = client.server_info().await?;
         let mode = self.mode_for(server.flavor)?;
         let specs = self.query_specs(&validated, server.flavor)?;
@@ -207,7 +207,7 @@ impl ElasticsearchSource {
     /// Checks the configuration and asks the server who it is, without reading state.
     pub async fn check(config: &PluginConfig) -> Result<ServerInfo> {
         let validated = config.validate()?;
-        let client = EsClient::new(config)?;
+        let client = EsClient::new(&validated)?;
         let server = client.server_info().await?;
         let source = ElasticsearchSource::new(0, config.clone());
         source.mode_for(server.flavor)?;
