@@ -103,20 +103,20 @@ impl Collector for StatsCollector {
         counter(
             e,
             "bulk_calls",
-            "_bulk calls made, retries included.",
+            "_bulk calls made, retries included",
             None,
             bulk_calls,
         )?;
         counter(
             e,
             "bulk_batches_flushed",
-            "Batches cut by flush, close or the flush interval.",
+            "Batches cut by flush, close or the flush interval",
             None,
             batches_flushed,
         )?;
         let mut succeeded = e.encode_descriptor(
             "bulk_requests_succeeded",
-            "Requests that succeeded, by operation.",
+            "Requests that succeeded, by operation",
             None,
             MetricType::Counter,
         )?;
@@ -132,56 +132,56 @@ impl Collector for StatsCollector {
         counter(
             e,
             "bulk_requests_already_applied",
-            "Of the requests that succeeded, resends whose conflict proved the first attempt applied.",
+            "Of the requests that succeeded, resends whose conflict proved the first attempt applied",
             None,
             already_applied,
         )?;
         counter(
             e,
             "bulk_requests_failed",
-            "Requests that failed for good (each reported once to the failure handler).",
+            "Requests that failed for good (each reported once to the failure handler)",
             None,
             failed,
         )?;
         counter(
             e,
             "bulk_requests_outcome_unknown",
-            "Of the requests that failed, those that may have been applied.",
+            "Of the requests that failed, those that may have been applied",
             None,
             outcome_unknown,
         )?;
         counter(
             e,
             "bulk_requests_retried",
-            "Requests sent again after a retryable failure.",
+            "Requests sent again after a retryable failure",
             None,
             retried,
         )?;
         counter(
             e,
             "bulk_sent",
-            "NDJSON bytes sent, retries included.",
+            "NDJSON bytes sent, retries included",
             Some(&Unit::Bytes),
             bytes_sent,
         )?;
         gauge(
             e,
             "bulk_buffered",
-            "Bytes of requests added and not yet finished (buffered or in flight).",
+            "Bytes of requests added and not yet finished (buffered or in flight)",
             Some(&Unit::Bytes),
             buffered_bytes,
         )?;
         gauge(
             e,
             "bulk_queued_requests",
-            "Requests in the batches the workers are working on.",
+            "Requests in the batches the workers are working on",
             None,
             workers.iter().map(|w| w.queued).sum(),
         )?;
         gauge(
             e,
             "bulk_busy_workers",
-            "Workers working on a batch.",
+            "Workers working on a batch",
             None,
             workers.iter().filter(|w| w.queued > 0).count() as u64,
         )

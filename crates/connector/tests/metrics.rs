@@ -530,6 +530,10 @@ async fn every_served_metric_is_documented_and_every_documented_one_served() {
     .unwrap();
     let served = families(&text);
     assert!(served.len() >= 15, "{text}");
+    // prometheus-client ends each help text with a full stop of its own.
+    for help in text.lines().filter(|l| l.starts_with("# HELP ")) {
+        assert!(!help.ends_with(".."), "{help}");
+    }
     for (family, kind) in &served {
         let exposed = if kind == "counter" {
             format!("{family}_total")

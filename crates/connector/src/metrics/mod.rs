@@ -255,44 +255,44 @@ impl Metrics {
         let documents = counter(
             &mut registry,
             "es_connector_documents",
-            "Documents delivered and committed (run), or indexed (sink).",
+            "Documents delivered and committed (run), or indexed (sink)",
         );
         let batches = counter(
             &mut registry,
             "es_connector_batches",
-            "Non-empty batches delivered and committed (run), or indexed with their offset stored (sink).",
+            "Non-empty batches delivered and committed (run), or indexed with their offset stored (sink)",
         );
         let empty_polls = counter(
             &mut registry,
             "es_connector_empty_polls",
-            "Polls that found nothing new (caught up).",
+            "Polls that found nothing new (caught up)",
         );
         let late = counter(
             &mut registry,
             "es_connector_late_documents",
-            "Of the documents, those late_window found behind the cursor.",
+            "Of the documents, those late_window found behind the cursor",
         );
         let dead_lettered = counter(
             &mut registry,
             "es_connector_dead_lettered_documents",
-            "Documents the sink wrote to its dead-letter file (refused for good).",
+            "Documents the sink wrote to its dead-letter file (refused for good)",
         );
         let bytes = Counter::default();
         registry.register(
             "es_connector_bytes",
-            "Bytes of _source delivered and committed (run), or of payloads indexed (sink).",
+            "Bytes of _source delivered and committed (run), or of payloads indexed (sink)",
             bytes.clone(),
         );
         let errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "es_connector_errors",
-            "Errors met, by kind, and whether they are transient (retryable=true: retried until they pass) or not (the run retried them only where it says so, or stopped).",
+            "Errors met, by kind, and whether they are transient (retryable=true: retried until they pass) or not (the run retried them only where it says so, or stopped)",
             errors.clone(),
         );
         let saves = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "es_connector_state_saves",
-            "State saves (compare-and-set writes to the state store), by outcome.",
+            "State saves (compare-and-set writes to the state store), by outcome",
             saves.clone(),
         );
         let save_seconds =
@@ -301,13 +301,13 @@ impl Metrics {
             );
         registry.register(
             "es_connector_state_save_seconds",
-            "Latency of state saves, by outcome.",
+            "Latency of state saves, by outcome",
             save_seconds.clone(),
         );
         let loads = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "es_connector_state_loads",
-            "State loads (reads from the state store), by outcome; a state not found is ok.",
+            "State loads (reads from the state store), by outcome; a state not found is ok",
             loads.clone(),
         );
         let load_seconds =
@@ -316,26 +316,26 @@ impl Metrics {
             );
         registry.register(
             "es_connector_state_load_seconds",
-            "Latency of state loads, by outcome.",
+            "Latency of state loads, by outcome",
             load_seconds.clone(),
         );
         let store_bytes = Gauge::default();
         registry.register_with_unit(
             "es_connector_state_store",
-            "Bytes of every state document in the state store, sampled.",
+            "Bytes of every state document in the state store, sampled",
             Unit::Bytes,
             store_bytes.clone(),
         );
         let store_states = Gauge::default();
         registry.register(
             "es_connector_state_store_states",
-            "States kept in the state store, sampled.",
+            "States kept in the state store, sampled",
             store_states.clone(),
         );
         let store_sampled = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "es_connector_state_store_sampled_timestamp_seconds",
-            "When the state store's size was last sampled (seconds since the epoch; 0: never).",
+            "When the state store's size was last sampled (seconds since the epoch; 0: never)",
             store_sampled.clone(),
         );
         let lag = Lag {
@@ -343,7 +343,7 @@ impl Metrics {
         };
         registry.register(
             "es_connector_lag_seconds",
-            "Now minus the timestamp of the last delivered document (NaN before the first).",
+            "Now minus the timestamp of the last delivered document (NaN before the first)",
             lag.clone(),
         );
         // Every series exists from the start.
