@@ -8,6 +8,8 @@ mod http;
 mod outcome;
 mod policy;
 mod processor;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod request;
 mod response;
 mod stats;

@@ -444,13 +444,13 @@ impl BulkProcessor {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> BulkStats {
-        let s = &self.shared;
-        let buffered = if s.memory.is_closed() {
-            0
-        } else {
-            (s.max_buffered - s.memory.available_permits().min(s.max_buffered)) as u64
-        };
-        s.counters.snapshot(&s.worker_counters, buffered)
+        self.shared.stats()
+    }
+
+    /// A handle reading this processor's stats for as long as it lives.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::downgrade(&self.shared))
     }
 
     /// The memory bound in bytes.
@@ -459,7 +459,29 @@ impl BulkProcessor {
     }
 }
 
+/// Reads a processor's stats without keeping it alive.
+#[cfg(feature = "prometheus")]
+#[derive(Clone)]
+pub(crate) struct StatsHandle(std::sync::Weak<Shared>);
+
+#[cfg(feature = "prometheus")]
+impl StatsHandle {
+    /// The stats, or `None` once the processor is dropped.
+    pub(crate) fn stats(&self) -> Option<BulkStats> {
+        self.0.upgrade().map(|shared| shared.stats())
+    }
+}
+
 impl Shared {
+    fn stats(&self) -> BulkStats {
+        let buffered = if self.memory.is_closed() {
+            0
+        } else {
+            (self.max_buffered - self.memory.available_permits().min(self.max_buffered)) as u64
+        };
+        self.counters.snapshot(&self.worker_counters, buffered)
+    }
+
     fn count(&self, counter: &AtomicU64, n: u64) {
         if self.stats_on {
             counter.fetch_add(n, Relaxed);

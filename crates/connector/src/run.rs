@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use bulk::JitterRng;
 use es_query::Cursor;
+use state_core::{StateStore, StateStoreExt};
 use tokio::sync::watch;
 
 use crate::error::{ConnectorError, Result};
 use crate::message::{HEADER_TIMESTAMP, Message, MessageId};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, STORE_SAMPLE_INTERVAL};
 use crate::output::Output;
 use crate::progress::RunObserver;
 use crate::source::{Ack, Batch, ElasticsearchSource};
@@ -235,7 +236,8 @@ impl<'a> Retry<'a> {
         self
     }
 
-    /// Also counts each retried failure in `es_connector_errors_total`.
+    /// Also counts each retried failure in `es_connector_errors_total` (by
+    /// kind and retryability).
     pub fn metrics(mut self, metrics: Option<&'a Metrics>) -> Self {
         self.metrics = metrics;
         self
@@ -271,7 +273,7 @@ impl<'a> Retry<'a> {
             Err(e) if (self.retry_if)(&e) => {
                 *self.errors += 1;
                 if let Some(metrics) = self.metrics {
-                    metrics.record_error();
+                    metrics.record_connector_error(&e);
                 }
                 let delay = self.backoff.next_delay();
                 if e.is_retryable() {
@@ -330,12 +332,18 @@ pub async fn open_with_retry(
     source: &mut ElasticsearchSource,
     options: &mut RunOptions,
 ) -> Result<bool> {
+    if let Some(metrics) = &options.metrics {
+        source.set_metrics(metrics.clone());
+    }
     let mut backoff = Backoff::new(options.min_backoff, options.max_backoff);
     let mut errors = 0;
     let retry = Retry::new(&mut backoff, &mut options.shutdown, &mut errors)
         .metrics(options.metrics.as_ref());
-    let opened = retried!(retry, "cannot open the source yet", source.open())?;
-    Ok(opened.is_some())
+    let opened = retried!(retry, "cannot open the source yet", source.open());
+    if let (Err(e), Some(metrics)) = (&opened, &options.metrics) {
+        metrics.record_connector_error(e);
+    }
+    Ok(opened?.is_some())
 }
 
 /// Polls `source`, sends each batch to `output`, commits it once sent, until
@@ -349,7 +357,15 @@ pub async fn run(
     options: RunOptions,
 ) -> Result<RunSummary> {
     let observer = options.observer.clone();
+    let metrics = options.metrics.clone();
+    if let Some(metrics) = &metrics {
+        source.set_metrics(metrics.clone());
+    }
     let outcome = run_loop(source, output, options).await;
+    if let (Err(e), Some(metrics)) = (&outcome, &metrics) {
+        // The error that ended the run (those retried are counted as they come).
+        metrics.record_connector_error(e);
+    }
     if let Some(observer) = &observer {
         observer.finished();
     }
@@ -368,6 +384,16 @@ async fn run_loop(
         persistent: source.is_persistent(),
     };
     let mut summary = RunSummary::default();
+    // The state store's size, sampled while the run lasts and once at its end.
+    let store = match (&hooks.metrics, source.get_state_manager()) {
+        (Some(metrics), Some(manager)) if hooks.persistent => {
+            Some((metrics.clone(), manager.store().clone()))
+        }
+        _ => None,
+    };
+    let _sampler = store
+        .clone()
+        .map(|(metrics, store)| StoreSampler::start(metrics, store));
     let mut backoff = Backoff::new(options.min_backoff, options.max_backoff);
     let polling_interval = source.config().polling_interval;
     // One batch per slice can be sent and not yet committed; read twice that.
@@ -408,6 +434,9 @@ async fn run_loop(
             break;
         };
         if batch.is_empty() {
+            if let Some(metrics) = &hooks.metrics {
+                metrics.record_empty_poll();
+            }
             if options.once {
                 break;
             }
@@ -504,7 +533,46 @@ async fn run_loop(
     }
     summary.cursor = source.committed_cursor().cloned();
     summary.elapsed = started.elapsed();
+    if let Some((metrics, store)) = &store {
+        sample_store(metrics, store.as_ref()).await;
+    }
     Ok(summary)
+}
+
+/// Samples a state store's size into the metrics every
+/// [`STORE_SAMPLE_INTERVAL`], first at once; the task ends when this is dropped.
+struct StoreSampler(tokio::task::JoinHandle<()>);
+
+impl StoreSampler {
+    fn start(metrics: Metrics, store: Arc<dyn StateStore>) -> Self {
+        StoreSampler(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(STORE_SAMPLE_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                sample_store(&metrics, store.as_ref()).await;
+            }
+        }))
+    }
+}
+
+impl Drop for StoreSampler {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One sample of the store's size (`StateStoreExt::stats`: a listing), given
+/// at most [`STORE_SAMPLE_INTERVAL`]; a failure is logged and the figures kept.
+async fn sample_store(metrics: &Metrics, store: &dyn StateStore) {
+    match tokio::time::timeout(STORE_SAMPLE_INTERVAL, store.stats()).await {
+        Ok(Ok(stats)) => metrics.set_store_size(stats.total_states as u64, stats.total_bytes),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the state store's size"),
+        Err(_) => tracing::warn!(
+            timeout = ?STORE_SAMPLE_INTERVAL,
+            "reading the state store's size took too long"
+        ),
+    }
 }
 
 /// Asks the output which messages it already holds (see
@@ -572,12 +640,12 @@ async fn deliver(
     let retry = Retry::new(backoff, shutdown, &mut summary.errors)
         .metrics(hooks.metrics.as_ref())
         .attempt(Attempt::Finish);
-    let saved = retried!(retry, "saving the state failed; retrying", async {
-        let saving = Instant::now();
-        source.commit(ack).await?;
-        hooks.saved(saving.elapsed());
-        Ok::<_, ConnectorError>(())
-    })?;
+    // The store records the save in the metrics (`MeteredStore`).
+    let saved = retried!(
+        retry,
+        "saving the state failed; retrying",
+        source.commit(ack)
+    )?;
     // Not saved: committed in memory, and the final save of `close` tries again.
     Ok(saved.is_some())
 }
@@ -586,16 +654,6 @@ async fn deliver(
 struct Hooks {
     metrics: Option<Metrics>,
     persistent: bool,
-}
-
-impl Hooks {
-    fn saved(&self, took: Duration) {
-        if let Some(m) = &self.metrics
-            && self.persistent
-        {
-            m.record_state_save(took);
-        }
-    }
 }
 
 fn stop_requested(shutdown: &Option<watch::Receiver<bool>>) -> bool {

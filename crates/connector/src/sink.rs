@@ -18,7 +18,8 @@ use tokio::sync::watch;
 use crate::config::{IggyInputConfig, IggyTarget, OutputConfig, StreamConfig, parse_toml};
 use crate::error::{ConnectorError, Result};
 use crate::iggy::{Consumed, IggyInput, PartitionProgress, Polled};
-use crate::message::Message;
+use crate::message::{HEADER_TIMESTAMP, Message};
+use crate::metrics::Metrics;
 use crate::output::{ElasticsearchOutput, ElasticsearchOutputOptions, FileOutput, OutputError};
 use crate::retried;
 use crate::run::{Attempt, Backoff, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF, Retry, pause};
@@ -111,6 +112,10 @@ pub struct SinkOptions {
     /// ended; the batch's offset is then not stored (it is read again at the next
     /// start). A dead-letter write in progress is finished.
     pub shutdown: Option<watch::Receiver<bool>>,
+    /// Counters updated per batch, empty poll and error (see [`crate::metrics`]):
+    /// documents and bytes indexed, dead-lettered documents, lag from the
+    /// messages' `es_timestamp` header.
+    pub metrics: Option<Metrics>,
 }
 
 /// What a sink run did.
@@ -133,7 +138,17 @@ pub struct SinkSummary {
 }
 
 /// Consumes until shutdown (or, with `once`, until caught up).
-pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<SinkSummary> {
+pub async fn run_sink(config: &SinkConfig, options: SinkOptions) -> Result<SinkSummary> {
+    let metrics = options.metrics.clone();
+    let outcome = sink_loop(config, options).await;
+    if let (Err(e), Some(metrics)) = (&outcome, &metrics) {
+        // The error that ended the run (those retried are counted as they come).
+        metrics.record_connector_error(e);
+    }
+    outcome
+}
+
+async fn sink_loop(config: &SinkConfig, mut options: SinkOptions) -> Result<SinkSummary> {
     let started = Instant::now();
     let InputConfig::Iggy(input_config) = &config.input;
     let target = IggyTarget::from_streams(&config.streams)?;
@@ -165,8 +180,12 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
         if options.shutdown.as_ref().is_some_and(|rx| *rx.borrow()) {
             break Ok(());
         }
-        let retry = Retry::new(&mut backoff, &mut options.shutdown, &mut summary.errors);
+        let retry = Retry::new(&mut backoff, &mut options.shutdown, &mut summary.errors)
+            .metrics(options.metrics.as_ref());
         let polled = retried!(retry, "poll failed", input.poll());
+        if let (Ok(Some(None)), Some(metrics)) = (&polled, &options.metrics) {
+            metrics.record_empty_poll();
+        }
         let polled = match polled {
             Ok(Some(Some(polled))) => polled,
             Ok(None) => break Ok(()),
@@ -194,6 +213,7 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
             &mut backoff,
             &mut summary,
             &mut options.shutdown,
+            options.metrics.as_ref(),
         )
         .await
         {
@@ -227,6 +247,7 @@ pub async fn run_sink(config: &SinkConfig, mut options: SinkOptions) -> Result<S
 
 /// Indexes one batch, dead-letters what is refused, stores the offset; `false`
 /// when a shutdown request came first (the offset is not stored).
+#[allow(clippy::too_many_arguments)]
 async fn deliver(
     polled: &Polled,
     es: &mut ElasticsearchOutput,
@@ -235,6 +256,7 @@ async fn deliver(
     backoff: &mut Backoff,
     summary: &mut SinkSummary,
     shutdown: &mut Option<watch::Receiver<bool>>,
+    metrics: Option<&Metrics>,
 ) -> Result<bool> {
     let mut valid: Vec<Message> = Vec::with_capacity(polled.messages.len());
     let mut valid_offsets: Vec<u64> = Vec::with_capacity(polled.messages.len());
@@ -260,7 +282,7 @@ async fn deliver(
             })),
         }
     }
-    let retry = Retry::new(backoff, shutdown, &mut summary.errors);
+    let retry = Retry::new(backoff, shutdown, &mut summary.errors).metrics(metrics);
     let Some(refused) = retried!(
         retry,
         "indexing failed; sending the batch again",
@@ -280,7 +302,8 @@ async fn deliver(
             "payload": m.payload,
         }));
     }
-    summary.indexed += (valid.len() - refused.len()) as u64;
+    let indexed = (valid.len() - refused.len()) as u64;
+    summary.indexed += indexed;
     if !dead.is_empty() {
         let Some(file) = dead_letter else {
             let first = dead[0].to_string();
@@ -302,7 +325,9 @@ async fn deliver(
             buf.push(b'\n');
         }
         // Cut short, the records could be written twice after a restart.
-        let retry = Retry::new(backoff, shutdown, &mut summary.errors).attempt(Attempt::Finish);
+        let retry = Retry::new(backoff, shutdown, &mut summary.errors)
+            .metrics(metrics)
+            .attempt(Attempt::Finish);
         let written = retried!(
             retry,
             "writing the dead-letter file failed; retrying",
@@ -318,12 +343,26 @@ async fn deliver(
         );
         summary.dead_lettered += dead.len() as u64;
     }
-    let retry = Retry::new(backoff, shutdown, &mut summary.errors);
+    let retry = Retry::new(backoff, shutdown, &mut summary.errors).metrics(metrics);
     let stored = retried!(
         retry,
         "storing the offset failed; retrying",
         input.commit(polled)
     )?;
+    if let (Some(()), Some(metrics)) = (stored, metrics) {
+        let refused: std::collections::HashSet<usize> = refused.iter().map(|(i, _)| *i).collect();
+        let bytes = valid
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !refused.contains(i))
+            .map(|(_, m)| m.payload.get().len() as u64)
+            .sum();
+        metrics.record_batch(indexed, bytes);
+        metrics.record_dead_lettered(dead.len() as u64);
+        if let Some(ts) = valid.last().and_then(|m| m.headers.get(HEADER_TIMESTAMP)) {
+            metrics.observe_timestamp(ts);
+        }
+    }
     Ok(stored.is_some())
 }
 

@@ -6,6 +6,7 @@ use state_core::{StateConfig, StateError, StateManager, StateStore, StorageSetti
 
 use crate::config::{PluginConfig, ValidatedConfig};
 use crate::error::{ConnectorError, Result};
+use crate::metrics::{MeteredStore, MetricsSlot};
 
 /// Opens the store a validated `storage_config` describes.
 ///
@@ -53,10 +54,22 @@ fn feature_of(settings: &StorageSettings) -> &'static str {
 
 /// The state manager of a `[plugin_config]`, or `None` when state is disabled.
 pub async fn open_manager(config: &ValidatedConfig) -> Result<Option<StateManager>> {
+    open_manager_reporting(config, None).await
+}
+
+/// [`open_manager`], its store's loads and saves recorded in the metrics that
+/// `slot` holds at the time of each (see [`MeteredStore`]).
+pub async fn open_manager_reporting(
+    config: &ValidatedConfig,
+    slot: Option<&MetricsSlot>,
+) -> Result<Option<StateManager>> {
     let (Some(state), Some(settings)) = (&config.state, config.state_settings()) else {
         return Ok(None);
     };
-    let store = open_store(settings).await?;
+    let mut store = open_store(settings).await?;
+    if let Some(slot) = slot {
+        store = Arc::new(MeteredStore::new(store, slot.clone()));
+    }
     Ok(Some(StateManager::from_config(store, state)?))
 }
 

@@ -400,7 +400,7 @@ async fn the_sink_dead_letters_refused_documents_and_commits_after() {
 
     let once = || SinkOptions {
         once: true,
-        shutdown: None,
+        ..SinkOptions::default()
     };
     // No dead-letter file: the refused documents stop the sink; nothing is lost.
     let no_dead =

@@ -53,6 +53,9 @@ enum Command {
         /// Stop at the first poll that finds nothing new and print a summary.
         #[arg(long)]
         once: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9465).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Read every message of the configured Iggy topic and print what it holds
     /// (messages per partition, distinct ids and documents) as JSON.
@@ -216,7 +219,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             audit_command(&config, &options, json).await
         }
         #[cfg(feature = "iggy")]
-        Command::Sink { config, once } => sink_command(&config, once).await,
+        Command::Sink {
+            config,
+            once,
+            metrics_addr,
+        } => sink_command(&config, once, metrics_addr).await,
         #[cfg(feature = "iggy")]
         Command::TopicCheck { config } => topic_check_command(&config).await,
         Command::Config {
@@ -287,12 +294,18 @@ async fn topic_check_command(path: &Path) -> anyhow::Result<()> {
 }
 
 #[cfg(feature = "iggy")]
-async fn sink_command(path: &Path, once: bool) -> anyhow::Result<()> {
+async fn sink_command(
+    path: &Path,
+    once: bool,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let config = connector::sink::SinkConfig::from_file(path)?;
     let shutdown = stop_on_signals()?;
+    let (metrics, _metrics_server) = serve_metrics(metrics_addr).await?;
     let options = connector::sink::SinkOptions {
         once,
         shutdown: Some(shutdown),
+        metrics,
     };
     let summary = connector::sink::run_sink(&config, options).await?;
     println!(
@@ -324,18 +337,10 @@ async fn run_command(
     let mut source = ElasticsearchSource::new(0, config.plugin_config.clone());
     let shutdown = stop_on_signals()?;
     let mut options = RunOptions::default().once(once).with_shutdown(shutdown);
-    let _metrics_server = match metrics_addr {
-        Some(addr) => {
-            let metrics = Metrics::new();
-            let server = MetricsServer::bind(addr, metrics.clone())
-                .await
-                .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
-            tracing::info!(addr = %server.local_addr(), "serving metrics at /metrics");
-            options = options.with_metrics(metrics);
-            Some(server)
-        }
-        None => None,
-    };
+    let (metrics, _metrics_server) = serve_metrics(metrics_addr).await?;
+    if let Some(metrics) = metrics {
+        options = options.with_metrics(metrics);
+    }
     if !connector::open_with_retry(&mut source, &mut options).await? {
         eprintln!("stopped before the source could open");
         return Ok(());
@@ -381,6 +386,21 @@ async fn run_command(
         summary.errors,
     );
     Ok(())
+}
+
+/// With `--metrics-addr`: a registry and the endpoint serving it (until dropped).
+async fn serve_metrics(
+    addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<(Option<Metrics>, Option<MetricsServer>)> {
+    let Some(addr) = addr else {
+        return Ok((None, None));
+    };
+    let metrics = Metrics::new();
+    let server = MetricsServer::bind(addr, metrics.clone())
+        .await
+        .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
+    tracing::info!(addr = %server.local_addr(), "serving metrics at /metrics");
+    Ok((Some(metrics), Some(server)))
 }
 
 /// Listens for SIGINT and SIGTERM from now on. The first asks the run to stop at

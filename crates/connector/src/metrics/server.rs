@@ -1,14 +1,62 @@
-//! The metrics endpoint: a small HTTP/1.1 server answering `GET /metrics`, one
-//! request per connection. Its connections are the server's: they end with it.
+//! The metrics endpoint: hyper's HTTP/1.1 server answering `GET /metrics`
+//! (and `HEAD`) with [`Metrics::render`]. hyper parses the requests: a
+//! malformed one is answered `400`, a head larger than [`MAX_HEAD`] `431`, and
+//! a client that does not finish its head within
+//! [`ServeLimits::header_read_timeout`] is cut off. Each connection is a task
+//! of the server, so a slow one holds up nobody, and all end with it.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::Metrics;
+use super::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics};
+
+/// Largest request head read (hyper's smallest allowed read buffer is 8 KiB).
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// What one client may hold of the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServeLimits {
+    /// A request head not received in full within this time closes its
+    /// connection. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more are closed as soon as accepted. Default 64.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 64,
+        }
+    }
+}
+
+impl ServeLimits {
+    /// Sets [`ServeLimits::header_read_timeout`].
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServeLimits::max_connections`] (at least 1).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+}
 
 /// The metrics endpoint: serving until dropped or [`MetricsServer::shutdown`].
 #[derive(Debug)]
@@ -20,9 +68,18 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Binds `addr` (port 0 picks one) and serves `metrics` at `GET /metrics`.
     pub async fn bind(addr: SocketAddr, metrics: Metrics) -> std::io::Result<MetricsServer> {
+        Self::bind_with(addr, metrics, ServeLimits::default()).await
+    }
+
+    /// [`MetricsServer::bind`] with other limits.
+    pub async fn bind_with(
+        addr: SocketAddr,
+        metrics: Metrics,
+        limits: ServeLimits,
+    ) -> std::io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let task = tokio::spawn(serve(listener, metrics));
+        let task = tokio::spawn(serve_with(listener, metrics, limits));
         Ok(MetricsServer { addr, task })
     }
 
@@ -43,94 +100,93 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Accepts connections on `listener` and answers each with the metrics. The
-/// connections are tasks of this future: dropping or aborting it ends them too.
+/// [`serve_with`] the default [`ServeLimits`].
 pub async fn serve(listener: TcpListener, metrics: Metrics) {
+    serve_with(listener, metrics, ServeLimits::default()).await
+}
+
+/// Accepts connections on `listener` and answers their requests with the
+/// metrics. The connections are tasks of this future: dropping or aborting it
+/// ends them too.
+pub async fn serve_with(listener: TcpListener, metrics: Metrics, limits: ServeLimits) {
     let mut connections = JoinSet::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             // Reap finished connections so the set stays small.
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        match accepted {
-            Ok((stream, _)) => {
-                let metrics = metrics.clone();
-                connections.spawn(async move {
-                    if let Err(e) = answer(stream, &metrics).await {
-                        tracing::debug!(error = %e, "metrics connection failed");
-                    }
-                });
-            }
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
             Err(e) => {
+                // Out of file descriptors, typically: give the others time to close.
                 tracing::warn!(error = %e, "metrics endpoint: accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
+        };
+        if connections.len() >= limits.max_connections {
+            tracing::debug!(
+                limit = limits.max_connections,
+                "metrics endpoint: too many connections; closing the new one"
+            );
+            drop(stream);
+            continue;
         }
+        let metrics = metrics.clone();
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |request| {
+                let response = respond(&request, &metrics);
+                async move { Ok::<_, Infallible>(response) }
+            }),
+        );
+        connections.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "metrics connection ended with an error");
+            }
+        });
     }
 }
 
-/// Largest request head read.
-const MAX_HEAD: usize = 16 * 1024;
-
-/// One request per connection (`Connection: close`): enough for a scraper.
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    let read = tokio::time::timeout(Duration::from_secs(10), async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&chunk[..n]);
+fn respond(request: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            (StatusCode::OK, METRICS_CONTENT_TYPE, metrics.render())
         }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    if !matches!(read, Ok(Ok(()))) {
-        return Ok(());
-    }
-    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
-        ("GET" | "HEAD", _) => (
-            "404 Not Found",
+        (&Method::GET | &Method::HEAD, _) => (
+            StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
             "not found: try /metrics\n".to_owned(),
         ),
         _ => (
-            "405 Method Not Allowed",
+            StatusCode::METHOD_NOT_ALLOWED,
             "text/plain; charset=utf-8",
-            "only GET\n".to_owned(),
+            "only GET and HEAD\n".to_owned(),
         ),
     };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if method != "HEAD" {
-        response.push_str(&body);
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     /// A scraper that sends half a request and waits is cut off when the server
-    /// stops, not left to the request's read timeout (10 s): the connection is
-    /// the server's.
+    /// stops, not left to the header read timeout: the connection is the server's.
     #[tokio::test]
     async fn a_connection_in_progress_ends_with_the_server() {
         let server = MetricsServer::bind(
@@ -155,7 +211,7 @@ mod tests {
             "the server answered half a request"
         );
         server.shutdown();
-        // Closed (or reset) now, well before the 10 s read timeout.
+        // Closed (or reset) now, well before the 10 s header read timeout.
         let closed = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf)).await;
         assert!(
             matches!(closed, Ok(Ok(0)) | Ok(Err(_))),

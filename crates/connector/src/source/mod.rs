@@ -51,7 +51,8 @@ use state_core::{
 use crate::config::{Pagination, PluginConfig, ValidatedConfig};
 use crate::error::{ConnectorError, Result};
 use crate::message::Message;
-use crate::state::open_manager;
+use crate::metrics::{Metrics, MetricsSlot};
+use crate::state::open_manager_reporting;
 
 pub use batch::{Ack, Batch};
 pub use client::ServerInfo;
@@ -136,6 +137,8 @@ pub struct ElasticsearchSource {
     late_looked: bool,
     /// The configuration as `open` validated it.
     validated: Option<ValidatedConfig>,
+    /// Where the state store's loads and saves are recorded.
+    metrics: MetricsSlot,
 }
 
 impl ElasticsearchSource {
@@ -163,7 +166,15 @@ impl ElasticsearchSource {
             late_pending: std::collections::VecDeque::new(),
             late_looked: false,
             validated: None,
+            metrics: MetricsSlot::default(),
         }
+    }
+
+    /// Records the state store's loads and saves (those made from now on) in
+    /// `metrics`. [`crate::run`] and [`crate::open_with_retry`] do it with
+    /// their [`RunOptions::metrics`](crate::RunOptions::metrics).
+    pub fn set_metrics(&self, metrics: Metrics) {
+        self.metrics.set(metrics);
     }
 
     /// Validates the configuration, detects the server's flavour, loads the state
@@ -911,7 +922,7 @@ impl ElasticsearchSource {
             Some(validated) => validated.clone(),
             None => self.config.validate()?,
         };
-        let manager = match open_manager(&validated).await? {
+        let manager = match open_manager_reporting(&validated, Some(&self.metrics)).await? {
             Some(manager) => {
                 self.persistent = true;
                 manager
