@@ -31,6 +31,8 @@ mod batch;
 pub(crate) mod client;
 pub(crate) mod dedup;
 mod late;
+#[cfg(feature = "elasticsearch")]
+mod official;
 mod progress;
 mod reader;
 mod slots;
@@ -136,6 +138,9 @@ pub struct ElasticsearchSource {
     late_looked: bool,
     /// The configuration as `open` validated it.
     validated: Option<ValidatedConfig>,
+    /// Set by [`ElasticsearchSource::with_official_client`]: every search goes through it.
+    #[cfg(feature = "elasticsearch")]
+    official: Option<official::OfficialClient>,
 }
 
 impl ElasticsearchSource {
@@ -163,6 +168,8 @@ impl ElasticsearchSource {
             late_pending: std::collections::VecDeque::new(),
             late_looked: false,
             validated: None,
+            #[cfg(feature = "elasticsearch")]
+            official: None,
         }
     }
 
@@ -170,7 +177,7 @@ impl ElasticsearchSource {
     /// (when enabled) and resumes from its cursor(s).
     pub async fn open(&mut self) -> Result<()> {
         let validated = self.config.validate()?;
-        let client = EsClient::new(&self.config)?;
+        let client = self.new_client()?;
         let server = client.server_info().await?;
         let mode = self.mode_for(server.flavor)?;
         let specs = self.query_specs(&validated, server.flavor)?;
@@ -202,6 +209,16 @@ impl ElasticsearchSource {
             manager.start_auto_save();
         }
         Ok(())
+    }
+
+    /// The client `open` reads through: the official client when the source was
+    /// made with one, else one built from the configuration.
+    fn new_client(&self) -> Result<EsClient> {
+        #[cfg(feature = "elasticsearch")]
+        if let Some(official) = &self.official {
+            return EsClient::official(&self.config, official.0.clone());
+        }
+        EsClient::new(&self.config)
     }
 
     /// Checks the configuration and asks the server who it is, without reading state.
