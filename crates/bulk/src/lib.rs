@@ -5,6 +5,8 @@ mod batcher;
 mod error;
 #[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "elasticsearch")]
+mod official;
 mod outcome;
 mod policy;
 mod processor;
@@ -21,6 +23,8 @@ pub use backoff::{Backoff, JitterRng};
 pub use error::BulkError;
 #[cfg(feature = "http")]
 pub use http::{DEFAULT_HTTP_TIMEOUT, HttpTransport};
+#[cfg(feature = "elasticsearch")]
+pub use official::{BulkProcessorExt, ElasticsearchTransport};
 pub use outcome::{CloseReport, FailedItem, FailureKind};
 pub use policy::{DEFAULT_ITEM_RETRY_STATUSES, RetryPolicy};
 #[allow(deprecated)]

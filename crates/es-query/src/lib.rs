@@ -6,6 +6,8 @@ mod build;
 mod cursor;
 mod error;
 mod flavor;
+#[cfg(feature = "elasticsearch")]
+mod official;
 mod request;
 mod response;
 mod spec;
@@ -14,6 +16,8 @@ pub use audit::parse_bucket_counts;
 pub use cursor::Cursor;
 pub use error::{QueryError, RECEIVED_SNIPPET_BYTES, Result};
 pub use flavor::Flavor;
+#[cfg(feature = "elasticsearch")]
+pub use official::Answer;
 pub use request::{Method, Request};
 pub use response::{CONTEXT_MISSING, Hit, PitId, ScrollId, SearchPage, parse_close, parse_count};
 pub use spec::{

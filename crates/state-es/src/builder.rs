@@ -154,8 +154,8 @@ impl EsStoreBuilder {
         let resolved = self.resolve()?;
         let client = match self.client {
             Some(client) => client,
-            None => resolved
-                .endpoint
+            None => self
+                .endpoint()?
                 .configure_client(
                     reqwest::Client::builder()
                         .connect_timeout(self.connect_timeout)
@@ -179,18 +179,24 @@ impl EsStoreBuilder {
         Ok(store)
     }
 
-    pub(crate) fn resolve(&self) -> Result<Resolved> {
-        let display = redact_url(self.url.trim());
-        let key = |key: &str| format!("state.storage_config.{key}");
-        let endpoint = match &self.endpoint {
-            Some(endpoint) => endpoint.clone(),
+    /// The cluster: the one given whole, or the URL with the access keys.
+    fn endpoint(&self) -> Result<Endpoint> {
+        match &self.endpoint {
+            Some(endpoint) => Ok(endpoint.clone()),
             None => {
                 let url = HttpUrl::parse(self.url.trim())
                     .map_err(|e| StateError::invalid_config(URL_KEY, e))?;
-                Endpoint::new(url, self.access.clone())
-                    .map_err(|e| StateError::invalid_config(key(e.key), e.reason))?
+                Endpoint::new(url, self.access.clone()).map_err(|e| {
+                    StateError::invalid_config(format!("state.storage_config.{}", e.key), e.reason)
+                })
             }
-        };
+        }
+    }
+
+    pub(crate) fn resolve(&self) -> Result<Resolved> {
+        let display = redact_url(self.url.trim());
+        let key = |key: &str| format!("state.storage_config.{key}");
+        let endpoint = self.endpoint()?;
         let index = IndexName::parse(&self.index)
             .map_err(|e| StateError::invalid_config("state.storage_config.index", e))?;
         for (name, value) in [
@@ -232,7 +238,6 @@ impl EsStoreBuilder {
             auth,
             timeout: self.timeout,
             list_page_size: self.list_page_size,
-            endpoint,
         })
     }
 }
@@ -291,8 +296,6 @@ pub(crate) struct Resolved {
     pub auth: Auth,
     pub timeout: Duration,
     pub list_page_size: usize,
-    /// The cluster as resolved (for the client's CA file).
-    pub endpoint: Endpoint,
 }
 
 #[cfg(test)]

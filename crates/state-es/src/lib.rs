@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod builder;
+#[cfg(feature = "elasticsearch")]
+mod official;
 mod store;
 mod transport;
 mod wire;
@@ -8,6 +10,8 @@ mod wire;
 pub use builder::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_LIST_PAGE_SIZE, DEFAULT_TIMEOUT, EsStoreBuilder,
 };
+#[cfg(feature = "elasticsearch")]
+pub use official::OfficialEsStoreBuilder;
 pub use store::EsStore;
 pub use wire::index_mapping;
 

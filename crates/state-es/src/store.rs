@@ -30,6 +30,9 @@ use crate::wire::{
 pub struct EsStore {
     client: reqwest::Client,
     opts: Resolved,
+    /// Set by [`EsStore::from_elasticsearch`]: requests go through it instead.
+    #[cfg(feature = "elasticsearch")]
+    pub(crate) official: Option<elasticsearch::Elasticsearch>,
 }
 
 impl EsStore {
@@ -45,7 +48,12 @@ impl EsStore {
     }
 
     pub(crate) fn new(client: reqwest::Client, opts: Resolved) -> EsStore {
-        EsStore { client, opts }
+        EsStore {
+            client,
+            opts,
+            #[cfg(feature = "elasticsearch")]
+            official: None,
+        }
     }
 
     /// The index this store reads and writes.
@@ -65,6 +73,10 @@ impl EsStore {
         body: Option<Vec<u8>>,
         what: &str,
     ) -> Result<Reply> {
+        #[cfg(feature = "elasticsearch")]
+        if let Some(official) = &self.official {
+            return crate::official::send(official, &self.opts, method, url, body, what).await;
+        }
         send(&self.client, &self.opts, method, url, body, what).await
     }
 

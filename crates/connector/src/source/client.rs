@@ -7,6 +7,9 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use crate::config::ValidatedConfig;
 use crate::error::{ConnectorError, Result};
 
+#[cfg(feature = "elasticsearch")]
+mod official;
+
 /// What `GET /` said about the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
@@ -25,6 +28,9 @@ pub(crate) struct EsClient {
     auth: Option<HeaderValue>,
     /// `max_response_bytes`.
     max_body: u64,
+    /// Requests go through this official client instead, when set.
+    #[cfg(feature = "elasticsearch")]
+    official: Option<elasticsearch::Elasticsearch>,
 }
 
 impl std::fmt::Debug for EsClient {
@@ -62,6 +68,8 @@ impl EsClient {
             base,
             auth,
             max_body: config.max_response_bytes,
+            #[cfg(feature = "elasticsearch")]
+            official: None,
         })
     }
 
@@ -72,6 +80,10 @@ impl EsClient {
 
     /// Sends `request`; `what` names it in errors. Returns the status and body.
     pub(crate) async fn send(&self, request: &Request, what: &str) -> Result<(u16, Vec<u8>)> {
+        #[cfg(feature = "elasticsearch")]
+        if let Some(official) = &self.official {
+            return self.send_official(official, request, what).await;
+        }
         let url = format!("{}{}", self.base, request.path_and_query());
         let method = match request.method {
             Method::Get => reqwest::Method::GET,

@@ -31,6 +31,8 @@ mod batch;
 pub(crate) mod client;
 pub(crate) mod dedup;
 mod late;
+#[cfg(feature = "elasticsearch")]
+mod official;
 mod progress;
 mod reader;
 mod slots;
@@ -139,6 +141,9 @@ pub struct ElasticsearchSource {
     validated: Option<ValidatedConfig>,
     /// Where the state store's loads and saves are recorded.
     metrics: MetricsSlot,
+    /// Set by [`ElasticsearchSource::with_official_client`]: every search goes through it.
+    #[cfg(feature = "elasticsearch")]
+    official: Option<official::OfficialClient>,
 }
 
 impl ElasticsearchSource {
@@ -167,6 +172,8 @@ impl ElasticsearchSource {
             late_looked: false,
             validated: None,
             metrics: MetricsSlot::default(),
+            #[cfg(feature = "elasticsearch")]
+            official: None,
         }
     }
 
@@ -181,7 +188,7 @@ impl ElasticsearchSource {
     /// (when enabled) and resumes from its cursor(s).
     pub async fn open(&mut self) -> Result<()> {
         let validated = self.config.validate()?;
-        let client = EsClient::new(&validated)?;
+        let client = self.new_client(&validated)?;
         let server = client.server_info().await?;
         let mode = self.mode_for(server.flavor)?;
         let specs = self.query_specs(&validated, server.flavor)?;
@@ -213,6 +220,16 @@ impl ElasticsearchSource {
             manager.start_auto_save();
         }
         Ok(())
+    }
+
+    /// The client `open` reads through: the official client when the source was
+    /// made with one, else one built from the configuration.
+    fn new_client(&self, validated: &ValidatedConfig) -> Result<EsClient> {
+        #[cfg(feature = "elasticsearch")]
+        if let Some(official) = &self.official {
+            return EsClient::official(&self.config, official.0.clone());
+        }
+        EsClient::new(validated)
     }
 
     /// Checks the configuration and asks the server who it is, without reading state.
