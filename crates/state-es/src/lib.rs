@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 mod builder;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod store;
 mod transport;
 mod wire;
