@@ -131,10 +131,37 @@ fn targets(fuzz_dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// `cargo +nightly`, with no toolchain choice of ours inherited.
+/// `cargo +nightly`, in the environment of a plain shell.
 fn nightly_cargo() -> Command {
+    let mut cmd = plain_cargo();
+    cmd.arg("+nightly");
+    cmd
+}
+
+/// `cargo` without what `cargo run` set for xtask itself (its package's
+/// variables, the toolchain, the library path): build scripts see those, so a
+/// build from here would otherwise rebuild, from `ring` on, what a `cargo fuzz
+/// build` typed in a shell built, and the other way round.
+fn plain_cargo() -> Command {
     let mut cmd = Command::new("cargo");
-    cmd.arg("+nightly").env_remove("RUSTUP_TOOLCHAIN");
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                key,
+                "CARGO"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "LD_LIBRARY_PATH"
+                    | "RUSTUP_TOOLCHAIN"
+                    | "RUST_RECURSION_COUNT"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
     cmd
 }
 
@@ -175,9 +202,8 @@ fn ensure_cargo_fuzz() -> Result<()> {
     }
     step!("cargo-fuzz is not installed: installing cargo-fuzz {CARGO_FUZZ_VERSION} from crates.io");
     let started = Instant::now();
-    let mut install = Command::new("cargo");
+    let mut install = plain_cargo();
     install
-        .env_remove("RUSTUP_TOOLCHAIN")
         .args(["install", "--locked", "cargo-fuzz", "--version"])
         .arg(CARGO_FUZZ_VERSION)
         // Its own build directory: not the workspace's target, whatever CARGO_TARGET_DIR says.
