@@ -44,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
             }
             let _ = target.index_request("target", m.payload.get().as_bytes().to_vec());
             let line = m.to_json_line();
-            assert!(serde_json::from_str::<serde_json::Value>(&line).is_ok());
+            // JSON by the grammar, which sets no bound on numbers: `1e99999` is
+            // JSON (Elasticsearch refuses it, and the sink dead-letters it),
+            // though serde_json's `Value` cannot hold it.
+            assert!(serde_json::from_str::<serde::de::IgnoredAny>(&line).is_ok());
         }
         Consumed::Invalid { reason, .. } => assert!(!reason.is_empty()),
     }
