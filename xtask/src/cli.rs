@@ -62,6 +62,10 @@ pub enum Command {
     /// Run benchmarks against the services and print their tables.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Build the cargo-fuzz targets of fuzz/ (nightly; installs cargo-fuzz when
+    /// missing) and run each for a bounded time, then print executions, coverage,
+    /// corpus and crashes per target (docs/fuzzing.md).
+    Fuzz(FuzzArgs),
     /// A guided run: `source` (default) indexes 100k generated logs with shared
     /// timestamps, reads them with `es-connector run --once`, then 1000 new ones;
     /// `state` tours the es-connector state CLI across backends.
@@ -221,6 +225,20 @@ pub struct DocsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct FuzzArgs {
+    /// How long each target runs (libFuzzer's -max_total_time).
+    #[arg(long, value_name = "N", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub seconds: u64,
+    /// Run only this target (repeatable; default: every target in fuzz/fuzz_targets/).
+    #[arg(long = "target", value_name = "T")]
+    pub targets: Vec<String>,
+    /// Go on after a crash (libFuzzer's fork mode, ignoring crashes, hangs and
+    /// out-of-memory inputs, each still saved): for long runs.
+    #[arg(long)]
+    pub keep_going: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Which demo.
     #[arg(value_enum, default_value = "source")]
@@ -259,6 +277,7 @@ mod tests {
             vec!["bench", "source"],
             vec!["services"],
             vec!["test"],
+            vec!["fuzz"],
         ] {
             let mut cmd = &mut cli;
             for name in path {
@@ -275,6 +294,8 @@ mod tests {
             "guard",
             "--servers",
             "--no-e2e",
+            "--seconds",
+            "--target",
         ] {
             assert!(all.contains(option), "{option} is not in the help:\n{all}");
         }
@@ -299,6 +320,26 @@ mod tests {
         };
         assert_eq!(args.cargo_test, ["--nocapture"]);
         assert_eq!(args.up_options().servers.len(), 1);
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "fuzz",
+            "--seconds",
+            "15",
+            "--target",
+            "config",
+            "--target",
+            "state_es",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Fuzz(fuzz) = cli.command else {
+            panic!("not fuzz")
+        };
+        assert_eq!((fuzz.seconds, fuzz.targets.len()), (15, 2));
+        let wrong = Cli::try_parse_from(["xtask", "fuzz", "--seconds", "0"])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(wrong.contains("--seconds"), "{wrong}");
         let wrong = Cli::try_parse_from(["xtask", "bench", "bulk", "--rounds", "0"])
             .map(|_| ())
             .unwrap_err()

@@ -12,6 +12,7 @@ mod docker;
 mod e2e;
 mod es_embedded;
 mod es_standin;
+mod fuzz;
 mod iggy_server;
 mod native;
 mod net;
@@ -49,6 +50,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Test(args) => test::cmd(&args)?,
         Command::E2e(args) => e2e::cmd(&args)?,
         Command::Bench(target) => bench::cmd(&target)?,
+        Command::Fuzz(args) => fuzz::cmd(&args)?,
         Command::Demo(args) => demo::cmd(&args)?,
     }
     Ok(ExitCode::SUCCESS)

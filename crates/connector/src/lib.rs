@@ -3,6 +3,9 @@
 pub mod audit;
 pub mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "iggy")]
 pub mod iggy;
 pub mod message;

@@ -145,10 +145,13 @@ pub fn parse_bucket_counts(status: u16, body: &[u8]) -> Result<Vec<(i64, u64)>> 
         .ok_or_else(|| QueryError::malformed(WHAT, "no histogram buckets", body))?;
     let mut counts = Vec::with_capacity(buckets.len());
     for bucket in buckets {
-        let key = bucket
-            .get("key")
-            .and_then(|k| k.as_i64().or_else(|| k.as_f64().map(|f| f as i64)))
-            .ok_or_else(|| QueryError::malformed(WHAT, "a bucket without a numeric key", body))?;
+        let key = bucket.get("key").and_then(bucket_start).ok_or_else(|| {
+            QueryError::malformed(
+                WHAT,
+                "a bucket whose `key` is not a time in whole epoch milliseconds",
+                body,
+            )
+        })?;
         let count = bucket
             .get("doc_count")
             .and_then(Value::as_u64)
@@ -159,6 +162,20 @@ pub fn parse_bucket_counts(status: u16, body: &[u8]) -> Result<Vec<(i64, u64)>> 
     }
     counts.sort_unstable();
     Ok(counts)
+}
+
+/// A bucket's `key`: whole epoch milliseconds (written as a float by some
+/// servers, `1714557600000.0`) of a time a `DateTime` holds.
+fn bucket_start(key: &Value) -> Option<i64> {
+    let ms = match key.as_i64() {
+        Some(ms) => ms,
+        // Saturating: a key beyond i64 is refused by the range check below.
+        None => key
+            .as_f64()
+            .filter(|f| f.fract() == 0.0)
+            .map(|f| f as i64)?,
+    };
+    DateTime::from_timestamp_millis(ms).map(|_| ms)
 }
 
 #[cfg(test)]
@@ -252,6 +269,24 @@ mod tests {
                 parse_bucket_counts(status, bad).is_err(),
                 "{status} {bad:?}"
             );
+        }
+    }
+
+    /// Found by the `search_control` fuzz target: a key far outside any time
+    /// (`1e30`) was read as `i64::MAX`, and the look behind the cursor overflowed
+    /// adding the bucket width to it.
+    #[test]
+    fn a_bucket_key_that_is_no_time_is_refused() {
+        for key in ["1e30", "-1e30", "9223372036854775807", "1714557600000.5"] {
+            let body = format!(
+                r#"{{"aggregations":{{"per_bucket":{{"buckets":[{{"key":{key},"doc_count":1}}]}}}}}}"#
+            );
+            match parse_bucket_counts(200, body.as_bytes()) {
+                Err(QueryError::Malformed { reason, .. }) => {
+                    assert!(reason.contains("key"), "{key}: {reason}")
+                }
+                other => panic!("{key}: {other:?}"),
+            }
         }
     }
 }

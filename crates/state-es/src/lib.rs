@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 mod builder;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "elasticsearch")]
 mod official;
 mod store;

@@ -242,13 +242,7 @@ impl StateStore for EsStore {
         let reply = self
             .call(Method::GET, &self.doc_url("_doc", id.as_str()), None, &what)
             .await?;
-        if reply.status == StatusCode::OK {
-            return self.decode_loaded(id, &reply, &what);
-        }
-        if Self::is_missing(&reply) {
-            return Err(self.not_found(id));
-        }
-        Err(status_error(&self.opts, &what, &reply))
+        self.loaded(id, &reply, &what)
     }
 
     async fn save(&self, state: &ConnectorState, expect: &Precondition) -> Result<Revision> {
@@ -345,50 +339,82 @@ impl StateStore for EsStore {
                     what,
                 )
                 .await?;
-            if !reply.status.is_success() {
-                if Self::is_missing(&reply) {
-                    return Ok(Vec::new());
-                }
-                return Err(status_error(&self.opts, what, &reply));
-            }
-            let page: SearchReply = serde_json::from_slice(&reply.body)
-                .map_err(|e| self.unreadable(what, &reply, e))?;
-            let failed = page.shards.as_ref().map_or(0, |s| s.failed);
-            if page.timed_out || failed > 0 {
-                return Err(StateError::unavailable(
-                    BACKEND,
-                    format!(
-                        "{what} in index `{}` at {}: the search was incomplete ({failed} shards failed, timed out: {}); retry later",
-                        self.opts.index, self.opts.display, page.timed_out
-                    ),
-                ));
-            }
-            let full_page = page.hits.hits.len() >= self.opts.list_page_size;
-            for hit in page.hits.hits {
-                after = Some(hit.sort);
-                let Ok(id) = StateId::new(hit.id.as_str()) else {
-                    tracing::warn!(index = %self.opts.index, id = ?hit.id, "skipping a document whose id is not a valid state id");
-                    continue;
-                };
-                let source = hit
-                    .source
-                    .ok_or_else(|| self.corrupt(&hit.id, "the document has no _source"))?;
-                let last_updated = source
-                    .last_updated
-                    .as_ref()
-                    .and_then(parse_date)
-                    .ok_or_else(|| {
-                        self.corrupt(&hit.id, "`last_updated` is missing or not a date")
-                    })?;
-                let size = source
-                    .size_bytes
-                    .ok_or_else(|| self.corrupt(&hit.id, "`size_bytes` is missing"))?;
-                entries.push(StateEntry::new(id, last_updated, size));
-            }
-            if !full_page || after.as_ref().is_none_or(Vec::is_empty) {
-                return Ok(entries);
+            let Some(page) = self.listed_page(&reply, what)? else {
+                return Ok(Vec::new());
+            };
+            entries.extend(page.entries);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(entries),
             }
         }
+    }
+}
+
+/// One page of the listing search, read.
+pub(crate) struct ListedPage {
+    /// The states on it (documents whose id is not a valid state id left out).
+    pub entries: Vec<StateEntry>,
+    /// The sort values to continue after, when the page was full.
+    pub next: Option<Vec<serde_json::Value>>,
+}
+
+impl EsStore {
+    /// What the reply to `GET <index>/_doc/<id>` says.
+    pub(crate) fn loaded(&self, id: &StateId, reply: &Reply, what: &str) -> Result<Stored> {
+        if reply.status == StatusCode::OK {
+            return self.decode_loaded(id, reply, what);
+        }
+        if Self::is_missing(reply) {
+            return Err(self.not_found(id));
+        }
+        Err(status_error(&self.opts, what, reply))
+    }
+
+    /// Reads one page of the listing search; `None` when the index is missing.
+    pub(crate) fn listed_page(&self, reply: &Reply, what: &str) -> Result<Option<ListedPage>> {
+        if !reply.status.is_success() {
+            if Self::is_missing(reply) {
+                return Ok(None);
+            }
+            return Err(status_error(&self.opts, what, reply));
+        }
+        let page: SearchReply =
+            serde_json::from_slice(&reply.body).map_err(|e| self.unreadable(what, reply, e))?;
+        let failed = page.shards.as_ref().map_or(0, |s| s.failed);
+        if page.timed_out || failed > 0 {
+            return Err(StateError::unavailable(
+                BACKEND,
+                format!(
+                    "{what} in index `{}` at {}: the search was incomplete ({failed} shards failed, timed out: {}); retry later",
+                    self.opts.index, self.opts.display, page.timed_out
+                ),
+            ));
+        }
+        let full_page = page.hits.hits.len() >= self.opts.list_page_size;
+        let mut entries = Vec::with_capacity(page.hits.hits.len());
+        let mut after = None;
+        for hit in page.hits.hits {
+            after = Some(hit.sort);
+            let Ok(id) = StateId::new(hit.id.as_str()) else {
+                tracing::warn!(index = %self.opts.index, id = ?hit.id, "skipping a document whose id is not a valid state id");
+                continue;
+            };
+            let source = hit
+                .source
+                .ok_or_else(|| self.corrupt(&hit.id, "the document has no _source"))?;
+            let last_updated = source
+                .last_updated
+                .as_ref()
+                .and_then(parse_date)
+                .ok_or_else(|| self.corrupt(&hit.id, "`last_updated` is missing or not a date"))?;
+            let size = source
+                .size_bytes
+                .ok_or_else(|| self.corrupt(&hit.id, "`size_bytes` is missing"))?;
+            entries.push(StateEntry::new(id, last_updated, size));
+        }
+        let next = after.filter(|after| full_page && !after.is_empty());
+        Ok(Some(ListedPage { entries, next }))
     }
 }
 

@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 mod disk;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod naming;
 
 use std::fs::{self, File, OpenOptions};

@@ -76,10 +76,6 @@ impl SledStore {
         &self.path
     }
 
-    fn location(&self, id: &str) -> String {
-        format!("sled database {} key `{id}`", self.path.display())
-    }
-
     /// Runs blocking sled work (writes with their flush, scans) off the async workers.
     async fn blocking<T, F>(&self, what: &'static str, work: F) -> Result<T>
     where
@@ -151,7 +147,7 @@ impl SledStore {
                             format!("expected revision {want}, but the state was deleted"),
                         )
                     })?;
-                let have = self.parse(id, &current)?.revision();
+                let have = parse(&self.path, id, &current)?.revision();
                 if &have != want {
                     return Err(StateError::conflict(
                         id,
@@ -181,32 +177,13 @@ impl SledStore {
         Ok(Revision::new(revision.to_string()))
     }
 
-    fn parse<'a>(&self, id: &str, bytes: &'a [u8]) -> Result<Record<'a>> {
-        Record::parse(bytes).map_err(|reason| StateError::Corrupt {
-            id: id.to_owned(),
-            location: self.location(id),
-            reason,
-        })
-    }
-
     fn list_blocking(&self) -> Result<Vec<StateEntry>> {
         let mut entries = Vec::new();
         for item in self.tree.iter() {
             let (key, value) = item.map_err(|e| sled_error(&self.path, "scan", e))?;
-            // Only this crate writes the tree, but a foreign key must not become a bogus id.
-            let Some(id) = std::str::from_utf8(&key)
-                .ok()
-                .and_then(|k| StateId::new(k).ok())
-            else {
-                tracing::warn!(path = %self.path.display(), key = ?key, "skipping a key that is not a valid state id");
-                continue;
-            };
-            let record = self.parse(id.as_str(), &value)?;
-            entries.push(StateEntry::new(
-                id,
-                record.last_updated,
-                record.document.len() as u64,
-            ));
+            if let Some(entry) = list_entry(&self.path, &key, &value) {
+                entries.push(entry?);
+            }
         }
         Ok(entries)
     }
@@ -229,17 +206,7 @@ impl StateStore for SledStore {
                 id: id.to_string(),
                 backend: BACKEND,
             })?;
-        let record = self.parse(id.as_str(), &bytes)?;
-        // The location is only formatted on the error path: decoding again there
-        // gives the same error, naming where the bytes live.
-        let state = ConnectorState::from_slice(record.document, id.as_str(), "").or_else(|_| {
-            ConnectorState::from_slice(record.document, id.as_str(), &self.location(id.as_str()))
-        })?;
-        Ok(Stored {
-            state,
-            revision: record.revision(),
-            size_bytes: record.document.len() as u64,
-        })
+        decode(&self.path, id, &bytes)
     }
 
     async fn save(&self, state: &ConnectorState, expect: &Precondition) -> Result<Revision> {
@@ -271,6 +238,50 @@ impl StateStore for SledStore {
     async fn list(&self) -> Result<Vec<StateEntry>> {
         self.blocking("list", SledStore::list_blocking).await
     }
+}
+
+fn location(path: &Path, id: &str) -> String {
+    format!("sled database {} key `{id}`", path.display())
+}
+
+fn parse<'a>(path: &Path, id: &str, bytes: &'a [u8]) -> Result<Record<'a>> {
+    Record::parse(bytes).map_err(|reason| StateError::Corrupt {
+        id: id.to_owned(),
+        location: location(path, id),
+        reason,
+    })
+}
+
+/// The state stored as `bytes` under `id` in the database at `path`.
+pub(crate) fn decode(path: &Path, id: &StateId, bytes: &[u8]) -> Result<Stored> {
+    let record = parse(path, id.as_str(), bytes)?;
+    // The location is only formatted on the error path: decoding again there
+    // gives the same error, naming where the bytes live.
+    let state = ConnectorState::from_slice(record.document, id.as_str(), "").or_else(|_| {
+        ConnectorState::from_slice(record.document, id.as_str(), &location(path, id.as_str()))
+    })?;
+    Ok(Stored {
+        state,
+        revision: record.revision(),
+        size_bytes: record.document.len() as u64,
+    })
+}
+
+/// The listing's entry for `key` holding `value`; `None` for a key that is not a
+/// valid state id (skipped with a warning).
+pub(crate) fn list_entry(path: &Path, key: &[u8], value: &[u8]) -> Option<Result<StateEntry>> {
+    // Only this crate writes the tree, but a foreign key must not become a bogus id.
+    let Some(id) = std::str::from_utf8(key)
+        .ok()
+        .and_then(|k| StateId::new(k).ok())
+    else {
+        tracing::warn!(path = %path.display(), key = ?key, "skipping a key that is not a valid state id");
+        return None;
+    };
+    Some(
+        parse(path, id.as_str(), value)
+            .map(|record| StateEntry::new(id, record.last_updated, record.document.len() as u64)),
+    )
 }
 
 fn open_error(path: &Path, err: sled::Error) -> StateError {

@@ -391,7 +391,7 @@ async fn group_offset(c: &Connected, name: &str, partition: u32) -> Option<u64> 
 
 /// An Iggy message as a [`Message`]: its id, the `es_*` headers it carries, its
 /// JSON payload.
-fn consumed(m: &IggyMessage) -> Consumed {
+pub(crate) fn consumed(m: &IggyMessage) -> Consumed {
     let id = MessageId(m.header.id);
     let mut headers = BTreeMap::new();
     if let Ok(Some(map)) = m.user_headers_map() {

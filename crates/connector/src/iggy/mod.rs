@@ -6,7 +6,7 @@
 //! shows up as refused commands; they are reported naming what was refused and
 //! what to do (see [`describe_error`]).
 
-mod input;
+pub(crate) mod input;
 mod output;
 
 use std::str::FromStr;

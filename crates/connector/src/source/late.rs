@@ -150,7 +150,13 @@ impl LateWindow {
                 let known = self.buckets.get(start).map_or(0, HashSet::len) as u64;
                 *count > known && !self.overflowed.contains(start)
             })
-            .map(|(start, _)| ((*start).max(from), (start + self.bucket_ms).min(until)))
+            .map(|(start, _)| {
+                // A bucket at the end of time ends there (the server said so).
+                (
+                    (*start).max(from),
+                    start.saturating_add(self.bucket_ms).min(until),
+                )
+            })
             .filter(|(a, b)| a < b)
             .collect()
     }
@@ -220,6 +226,19 @@ impl LateWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `search_control` fuzz target (a histogram answer whose
+    /// bucket key is `1e30`): a bucket starting at the end of time made
+    /// `changed` overflow adding the bucket width.
+    #[test]
+    fn buckets_at_the_end_of_time_do_not_overflow() {
+        let w = LateWindow::new(Duration::from_secs(600));
+        assert_eq!(
+            w.changed(&[(i64::MAX - 1, 1)], 0, i64::MAX),
+            vec![(i64::MAX - 1, i64::MAX)]
+        );
+        assert_eq!(w.changed(&[(i64::MAX, 1)], 0, i64::MAX), vec![]);
+    }
 
     #[test]
     fn buckets_are_a_hundredth_of_the_window_in_whole_seconds() {

@@ -30,6 +30,8 @@
 mod batch;
 pub(crate) mod client;
 pub(crate) mod dedup;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod late;
 #[cfg(feature = "elasticsearch")]
 mod official;
@@ -100,6 +102,39 @@ fn cursor_millis(kind: es_query::TimestampKind, cursor: &Cursor) -> Option<i64> 
         kind.sort_value_to_time(cursor.timestamp_value()?)?
             .timestamp_millis(),
     )
+}
+
+/// The late window (`late_window` wide; `None` when zero) of a (re)loaded state,
+/// or a fresh one.
+fn restore_late(
+    late_window: std::time::Duration,
+    state: &ConnectorState,
+) -> Result<Option<late::LateWindow>> {
+    if late_window.is_zero() {
+        return Ok(None);
+    }
+    let mut window = late::LateWindow::new(late_window);
+    if let Some(stored) = progress::stored_late_window(state) {
+        let restored = window.restore(stored).map_err(|reason| {
+            ConnectorError::State(state_core::StateError::Corrupt {
+                id: state.id.clone(),
+                location: format!("data.{LATE_FIELD}"),
+                reason: format!(
+                    "{reason}; remove the field or reset the state (documents delivered in \
+                     the window may then be delivered again)"
+                ),
+            })
+        })?;
+        if !restored {
+            tracing::warn!(
+                "late_window changed its bucket width since the state was saved: the \
+                 documents delivered in the window are forgotten, so late documents found \
+                 there may repeat ones delivered before"
+            );
+            window = late::LateWindow::new(late_window);
+        }
+    }
+    Ok(Some(window))
 }
 
 /// The Elasticsearch/OpenSearch source.
@@ -974,31 +1009,7 @@ impl ElasticsearchSource {
 
     /// The late window of a (re)loaded state, or a fresh one (`None` when off).
     fn restore_late(&self, state: &ConnectorState) -> Result<Option<late::LateWindow>> {
-        if self.config.late_window.is_zero() {
-            return Ok(None);
-        }
-        let mut window = late::LateWindow::new(self.config.late_window);
-        if let Some(stored) = progress::stored_late_window(state) {
-            let restored = window.restore(stored).map_err(|reason| {
-                ConnectorError::State(state_core::StateError::Corrupt {
-                    id: state.id.clone(),
-                    location: format!("data.{LATE_FIELD}"),
-                    reason: format!(
-                        "{reason}; remove the field or reset the state (documents delivered in \
-                         the window may then be delivered again)"
-                    ),
-                })
-            })?;
-            if !restored {
-                tracing::warn!(
-                    "late_window changed its bucket width since the state was saved: the \
-                     documents delivered in the window are forgotten, so late documents found \
-                     there may repeat ones delivered before"
-                );
-                window = late::LateWindow::new(self.config.late_window);
-            }
-        }
-        Ok(Some(window))
+        restore_late(self.config.late_window, state)
     }
 
     /// After every slot went back to its committed cursor: a new pass begins.
