@@ -210,14 +210,34 @@ mod tests {
 
     #[test]
     fn debug_never_shows_secrets() {
-        let c = SinkConfig::from_json(json!({
-            "url": "https://elastic:hunter2@es:9200", "index": "i", "api_key": "c2VjcmV0"
-        }))
-        .unwrap_or_else(|e| unreachable!("{e}"));
-        let shown = format!("{c:?}");
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("c2VjcmV0"),
-            "{shown}"
-        );
+        for config in [
+            json!({"url": "https://elastic:hunter2@es:9200", "index": "i"}),
+            json!({"url": "https://es:9200", "index": "i", "api_key": "c2VjcmV0"}),
+            json!({"url": "https://es:9200", "index": "i", "username": "u", "password": "hunter2"}),
+        ] {
+            let c = SinkConfig::from_json(config).unwrap_or_else(|e| unreachable!("{e}"));
+            let shown = format!("{c:?} {:?}", c.endpoint());
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("c2VjcmV0"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn ambiguous_credentials_are_refused_naming_the_key() {
+        for (config, key) in [
+            (
+                json!({"url": "https://elastic:hunter2@es:9200", "index": "i", "api_key": "k"}),
+                "plugin_config.api_key",
+            ),
+            (
+                json!({"url": "https://es:9200", "index": "i", "password": "p"}),
+                "plugin_config.password",
+            ),
+        ] {
+            let e = SinkConfig::from_json(config).map(|_| ()).unwrap_err();
+            assert!(e.contains(key) && !e.contains("hunter2"), "{e}");
+        }
     }
 }
