@@ -4,8 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use connector::config::{Access, Endpoint, HttpUrl};
 use connector::Secret;
+use connector::config::{Access, Endpoint, HttpUrl};
 use serde::Deserialize;
 use state_core::{humantime_duration, redact_url};
 
@@ -110,8 +110,8 @@ impl SinkConfig {
 
     /// `url` and the access keys resolved into one cluster; errors name the key.
     pub fn endpoint(&self) -> Result<Endpoint, String> {
-        let url = HttpUrl::parse(&self.url)
-            .map_err(|e| format!("invalid `plugin_config.url`: {e}"))?;
+        let url =
+            HttpUrl::parse(&self.url).map_err(|e| format!("invalid `plugin_config.url`: {e}"))?;
         let access = Access {
             api_key: self.api_key.clone(),
             username: self.username.clone(),
