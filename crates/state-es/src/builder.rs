@@ -197,8 +197,7 @@ impl EsStoreBuilder {
         let display = redact_url(self.url.trim());
         let key = |key: &str| format!("state.storage_config.{key}");
         let endpoint = self.endpoint()?;
-        let index = IndexName::parse(&self.index)
-            .map_err(|e| StateError::invalid_config("state.storage_config.index", e))?;
+        let index = checked_index(&self.index)?;
         for (name, value) in [
             ("timeout", self.timeout),
             ("connect timeout", self.connect_timeout),
@@ -210,12 +209,7 @@ impl EsStoreBuilder {
                 ));
             }
         }
-        if self.list_page_size == 0 || self.list_page_size > 10_000 {
-            return Err(StateError::invalid_config(
-                "list_page_size",
-                format!("{} is out of range; give 1 to 10000", self.list_page_size),
-            ));
-        }
+        check_list_page_size(self.list_page_size)?;
 
         let header = endpoint
             .authorization()
@@ -240,6 +234,22 @@ impl EsStoreBuilder {
             list_page_size: self.list_page_size,
         })
     }
+}
+
+/// The state index name, checked (both builders).
+pub(crate) fn checked_index(index: &str) -> Result<IndexName> {
+    IndexName::parse(index).map_err(|e| StateError::invalid_config("state.storage_config.index", e))
+}
+
+/// `list_page_size` within what one search may return (both builders).
+pub(crate) fn check_list_page_size(size: usize) -> Result<()> {
+    if size == 0 || size > 10_000 {
+        return Err(StateError::invalid_config(
+            "list_page_size",
+            format!("{size} is out of range; give 1 to 10000"),
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for EsStoreBuilder {

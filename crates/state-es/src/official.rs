@@ -10,7 +10,7 @@ use std::time::Duration;
 use elasticsearch::Elasticsearch;
 use elasticsearch::http::headers::HeaderMap;
 use reqwest::Method;
-use state_core::{DEFAULT_STATE_INDEX, IndexName, Result, StateError};
+use state_core::{DEFAULT_STATE_INDEX, Result, StateError};
 
 use crate::builder::{Auth, DEFAULT_LIST_PAGE_SIZE, DEFAULT_TIMEOUT, Resolved};
 use crate::store::EsStore;
@@ -99,20 +99,14 @@ impl OfficialEsStoreBuilder {
     }
 
     fn resolve(&self) -> Result<Resolved> {
-        let index = IndexName::parse(&self.index)
-            .map_err(|e| StateError::invalid_config("state.storage_config.index", e))?;
+        let index = crate::builder::checked_index(&self.index)?;
         if self.timeout.is_zero() {
             return Err(StateError::invalid_config(
                 "state.storage_config.timeout",
                 "the timeout must be more than zero",
             ));
         }
-        if self.list_page_size == 0 || self.list_page_size > 10_000 {
-            return Err(StateError::invalid_config(
-                "list_page_size",
-                format!("{} is out of range; give 1 to 10000", self.list_page_size),
-            ));
-        }
+        crate::builder::check_list_page_size(self.list_page_size)?;
         Ok(Resolved {
             // A path: the client joins it to the node it picks.
             index_path: format!("/{}", encode_segment(index.as_str())),
