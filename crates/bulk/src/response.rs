@@ -3,6 +3,7 @@
 //! Deciding (this module, pure) is kept apart from scheduling retries (the
 //! worker, with [`Backoff`](crate::Backoff)).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
@@ -34,8 +35,9 @@ enum WireItem<'a> {
 #[derive(Debug, Deserialize)]
 struct WireResult<'a> {
     status: u16,
-    #[serde(default)]
-    result: Option<&'a str>,
+    /// Borrowed unless the server escaped a character of it.
+    #[serde(borrow, default)]
+    result: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
 }
@@ -312,7 +314,7 @@ pub fn decide(status: u16, body: &Bytes, sent: usize, policy: &RetryPolicy) -> D
                 let result = ItemResult {
                     op,
                     status: r.status,
-                    result: r.result.map(ResultKind::parse),
+                    result: r.result.as_deref().map(ResultKind::parse),
                     error: r.error.map(|e| e.get().to_owned()),
                 };
                 match r.status {
@@ -446,6 +448,31 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// JSON lets a server escape any character of a string; the answer means
+    /// the same, so it is read the same (found by the `bulk_response` fuzz target).
+    #[test]
+    fn an_escaped_result_or_item_string_reads_like_the_plain_one() {
+        let body = Bytes::from_static(br#"{"errors":false,"items":[
+            {"index":{"_index":"a","_id":"1","status":201,"result":"cr\u0065ated"}},
+            {"delete":{"_index":"a","_id":"2","status":200,"result":"d\u00e9leted\n"}}
+        ]}"#);
+        let got = items(decide(200, &body, 2, &retryable()));
+        let results: Vec<Option<ResultKind>> = got
+            .into_iter()
+            .map(|d| match d {
+                ItemDecision::Success(r) => r.result,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            results,
+            [
+                Some(ResultKind::Created),
+                Some(ResultKind::Other("d\u{e9}leted\n".into()))
+            ]
+        );
     }
 
     #[test]
