@@ -780,9 +780,16 @@ impl Held {
     }
 
     /// Returns once `until(calls waiting)` holds (checked at every change).
+    /// On the paused clock, time moves only when every task waits: a
+    /// processor stuck short of the condition fails after a virtual hour
+    /// instead of hanging the test.
     async fn wait(&self, mut until: impl FnMut(usize) -> bool) {
         let mut rx = self.pending.subscribe();
-        rx.wait_for(|n| until(*n)).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(3600), rx.wait_for(|n| until(*n)));
+        waited
+            .await
+            .unwrap_or_else(|_| panic!("stuck with {} calls in flight", self.pending()))
+            .unwrap();
     }
 
     /// Answers every waiting call, the i-th with `answer(i)`.

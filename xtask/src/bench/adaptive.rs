@@ -547,7 +547,7 @@ impl Report<'_> {
         }
         let _ = writeln!(
             md,
-            "Measured {} on {}, with `{}` ({:.1} min).\n",
+            "Measured {} on {}, with `{}` ({:.1} min, the client's release build included).\n",
             util::today_utc(),
             super::machine(),
             self.command,
