@@ -9,6 +9,7 @@ use crate::cli::{BenchCommand, DocsArgs};
 use crate::services::{Session, UpOptions};
 use crate::{step, util};
 
+mod adaptive;
 mod bulk;
 mod late;
 mod micro;
@@ -22,6 +23,7 @@ pub fn cmd(target: &BenchCommand) -> Result<()> {
     match target {
         BenchCommand::State(args) => bench_state(args.docker),
         BenchCommand::Bulk(args) => bulk::cmd(args),
+        BenchCommand::Adaptive(args) => adaptive::cmd(args),
         BenchCommand::Source(args) => source::cmd(args),
         BenchCommand::LateWindow(args) => late::cmd(args),
         BenchCommand::Micro(args) => micro::cmd(args),

@@ -182,6 +182,10 @@ pub enum BenchCommand {
     Source(DocsArgs),
     /// The state a late_window keeps with N documents in the window (default 1000000).
     LateWindow(DocsArgs),
+    /// The bulk processor with fixed workers against adaptive concurrency, on a
+    /// private Elasticsearch with a one-thread write pool and a small queue (429s);
+    /// writes docs/benchmarks/adaptive.md.
+    Adaptive(AdaptiveBenchArgs),
     /// The criterion micro-benchmarks of the hot paths (NDJSON requests and `_bulk`
     /// answers, search pages, state documents, messages), as one table.
     Micro(MicroArgs),
@@ -203,6 +207,31 @@ pub struct BulkBenchArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: Option<u32>,
     /// A tenth of the documents and one round: a quick look, not a measurement.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// `bench adaptive`'s default write queue of the private node.
+pub const DEFAULT_ADAPTIVE_QUEUE: u32 = 4;
+/// `bench adaptive`'s default worker count (fixed) and maximum (adaptive).
+pub const DEFAULT_ADAPTIVE_MAX: usize = 8;
+
+#[derive(Debug, Args)]
+pub struct AdaptiveBenchArgs {
+    /// Rounds, each running both modes, alternating which goes first (an odd
+    /// number is made even). Default 4 (2 with --quick).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: Option<u32>,
+    /// Documents per run. Default 200000 (20000 with --quick).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub docs: Option<u64>,
+    /// The node's thread_pool.write.queue_size (its write pool has one thread).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ADAPTIVE_QUEUE)]
+    pub queue_size: u32,
+    /// Workers of the fixed mode and the maximum of the adaptive one.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ADAPTIVE_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub max: usize,
+    /// A tenth of the documents and two rounds: a quick look, not a measurement.
     #[arg(long)]
     pub quick: bool,
 }
@@ -275,6 +304,7 @@ mod tests {
         for path in [
             vec!["bench", "bulk"],
             vec!["bench", "source"],
+            vec!["bench", "adaptive"],
             vec!["services"],
             vec!["test"],
             vec!["fuzz"],
@@ -296,6 +326,8 @@ mod tests {
             "--no-e2e",
             "--seconds",
             "--target",
+            "--queue-size",
+            "--max",
         ] {
             assert!(all.contains(option), "{option} is not in the help:\n{all}");
         }
@@ -313,6 +345,21 @@ mod tests {
                 docker: false
             }))
         ));
+        let cli =
+            Cli::try_parse_from(["xtask", "bench", "adaptive", "--quick", "--queue-size", "2"])
+                .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Bench(BenchCommand::Adaptive(adaptive)) = cli.command else {
+            panic!("not bench adaptive")
+        };
+        assert_eq!(
+            (
+                adaptive.quick,
+                adaptive.queue_size,
+                adaptive.max,
+                adaptive.rounds
+            ),
+            (true, 2, DEFAULT_ADAPTIVE_MAX, None)
+        );
         let cli = Cli::try_parse_from(["xtask", "test", "--servers", "es9", "--", "--nocapture"])
             .unwrap_or_else(|e| panic!("{e}"));
         let Command::Test(args) = cli.command else {

@@ -5,6 +5,7 @@ mod batcher;
 mod error;
 #[cfg(feature = "http")]
 mod http;
+mod limiter;
 #[cfg(feature = "elasticsearch")]
 mod official;
 mod outcome;
@@ -23,6 +24,7 @@ pub use backoff::{Backoff, JitterRng};
 pub use error::BulkError;
 #[cfg(feature = "http")]
 pub use http::{DEFAULT_HTTP_TIMEOUT, HttpTransport};
+pub use limiter::AdaptiveConcurrency;
 #[cfg(feature = "elasticsearch")]
 pub use official::{BulkProcessorExt, ElasticsearchTransport};
 pub use outcome::{CloseReport, FailedItem, FailureKind};

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::backoff::{Backoff, JitterRng};
 use crate::batcher::{Batcher, Cut};
 use crate::error::BulkError;
+use crate::limiter::{AdaptiveConcurrency, Cause, Change, Gate, Limiter, Pushback, Signal};
 use crate::outcome::{CloseReport, FailedItem, FailureKind};
 use crate::policy::{DEFAULT_ITEM_RETRY_STATUSES, RetryPolicy};
 use crate::request::{BulkRequest, OpType, Resend};
@@ -59,6 +60,7 @@ pub struct BulkProcessorBuilder {
     on_failure: Option<FailureFn>,
     stats: bool,
     jitter_seed: Option<u64>,
+    adaptive: Option<AdaptiveConcurrency>,
 }
 
 impl fmt::Debug for BulkProcessorBuilder {
@@ -74,6 +76,7 @@ impl fmt::Debug for BulkProcessorBuilder {
             .field("retry", &self.retry)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("stats", &self.stats)
+            .field("adaptive", &self.adaptive)
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +104,7 @@ impl BulkProcessorBuilder {
             on_failure: None,
             stats: true,
             jitter_seed: None,
+            adaptive: None,
         }
     }
 
@@ -109,7 +113,8 @@ impl BulkProcessorBuilder {
         self.name = name.into();
         self
     }
-    /// Concurrent `_bulk` calls. Default 1.
+    /// Concurrent `_bulk` calls. Default 1. (With [`adaptive`](Self::adaptive),
+    /// its `max` takes this place.)
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
         self
@@ -187,12 +192,30 @@ impl BulkProcessorBuilder {
         self.jitter_seed = Some(seed);
         self
     }
+    /// Adaptive concurrency: the `_bulk` calls in flight are lowered when the
+    /// cluster answers `429` (whole calls or items) and raised again as it
+    /// recovers (additive increase, multiplicative decrease), within
+    /// `config.min..=config.max`; `config.max` workers run, in place of
+    /// [`workers`](Self::workers). Default off: `workers` calls at most, always.
+    /// See [`AdaptiveConcurrency`] for the rule and its defaults.
+    pub fn adaptive(mut self, config: AdaptiveConcurrency) -> Self {
+        self.adaptive = Some(config);
+        self
+    }
 
     /// Checks the settings and starts the dispatcher and the workers (needs a tokio runtime).
-    pub fn build(self) -> Result<BulkProcessor, BulkError> {
+    pub fn build(mut self) -> Result<BulkProcessor, BulkError> {
         let invalid = |key: &str, reason: &str| BulkError::InvalidConfig {
             key: key.into(),
             reason: reason.into(),
+        };
+        let limiter = match &self.adaptive {
+            Some(config) => {
+                config.validate()?;
+                self.workers = config.max;
+                Limiter::adaptive(config)
+            }
+            None => Limiter::fixed(self.workers),
         };
         if self.workers == 0 {
             return Err(invalid("workers", "must be at least 1"));
@@ -233,6 +256,8 @@ impl BulkProcessorBuilder {
             on_failure: self.on_failure,
             stats_on: self.stats,
             memory: Arc::new(Semaphore::new(max_buffered)),
+            gate: Gate::new(limiter),
+            adaptive: self.adaptive.is_some(),
             counters: Counters::default(),
             worker_counters: (0..self.workers)
                 .map(|_| WorkerCounters::default())
@@ -254,7 +279,8 @@ impl BulkProcessorBuilder {
             let rng = JitterRng::seeded(seed.wrapping_add(w as u64 * 0x9E37_79B9));
             tasks.push(tokio::spawn(work(shared.clone(), w, batch_rx.clone(), rng)));
         }
-        tracing::debug!(name = %shared.name, workers = self.workers, "bulk processor started");
+        let (limit, _) = shared.gate.snapshot();
+        tracing::debug!(name = %shared.name, workers = self.workers, limit, adaptive = shared.adaptive, "bulk processor started");
         Ok(BulkProcessor {
             shared,
             cmd_tx: StdMutex::new(Some(cmd_tx)),
@@ -295,6 +321,9 @@ struct Shared {
     on_failure: Option<FailureFn>,
     stats_on: bool,
     memory: Arc<Semaphore>,
+    /// The calls in flight, held to the (fixed or adaptive) limit.
+    gate: Gate,
+    adaptive: bool,
     counters: Counters,
     worker_counters: Vec<WorkerCounters>,
     execution: AtomicU64,
@@ -479,7 +508,11 @@ impl Shared {
         } else {
             (self.max_buffered - self.memory.available_permits().min(self.max_buffered)) as u64
         };
-        self.counters.snapshot(&self.worker_counters, buffered)
+        let (limit, in_flight) = self.gate.snapshot();
+        let mut stats = self.counters.snapshot(&self.worker_counters, buffered);
+        stats.concurrency_limit = limit as u64;
+        stats.in_flight = in_flight as u64;
+        stats
     }
 
     fn count(&self, counter: &AtomicU64, n: u64) {
@@ -492,6 +525,47 @@ impl Shared {
     fn count_cut(&self, cut: Cut) {
         if cut.is_flush() {
             self.count(&self.counters.batches_flushed, 1);
+        }
+    }
+
+    /// Counts the `429`s of an answer.
+    fn count_signal(&self, signal: Signal) {
+        match signal {
+            Signal::Pushback(Pushback::Request) => self.count(&self.counters.calls_rejected_429, 1),
+            Signal::Pushback(Pushback::Items(n)) => {
+                self.count(&self.counters.items_rejected_429, n as u64)
+            }
+            Signal::Clean | Signal::Other => {}
+        }
+    }
+
+    /// Counts and logs a change of the adaptive limit; `sent` is the number of
+    /// requests of the call whose answer caused it.
+    fn limit_changed(&self, change: Change, sent: usize) {
+        let Change { from, to, cause } = change;
+        match cause {
+            Cause::Pushback(how) => {
+                self.count(&self.counters.concurrency_decreases, 1);
+                let why = match how {
+                    Pushback::Request => "a _bulk call was answered 429".to_string(),
+                    Pushback::Items(n) => format!("{n} of {sent} items were refused with 429"),
+                };
+                tracing::warn!(
+                    name = %self.name,
+                    from,
+                    to,
+                    "bulk concurrency lowered from {from} to {to} calls in flight: the cluster pushed back ({why})"
+                );
+            }
+            Cause::Clean(run) => {
+                self.count(&self.counters.concurrency_increases, 1);
+                tracing::info!(
+                    name = %self.name,
+                    from,
+                    to,
+                    "bulk concurrency raised from {from} to {to} calls in flight: {run} answers in a row without 429"
+                );
+            }
         }
     }
 
@@ -825,6 +899,17 @@ async fn attempt_once(
 ) -> Left {
     let counters = &shared.worker_counters[worker];
     counters.queued.store(requests.len() as u64, Relaxed);
+    // A place under the concurrency limit, for this call only (not for the
+    // backoff before a retry).
+    let place = tokio::select! {
+        biased;
+        _ = cancelled(cancel) => {
+            // Not sent: handed back as it is.
+            shared.hand_back(requests);
+            return Left::Done;
+        }
+        place = shared.gate.enter() => place,
+    };
     let execution = shared.execution.fetch_add(1, Relaxed) + 1;
     if let Some(before) = &shared.before
         && catch_unwind(AssertUnwindSafe(|| before(execution, &requests))).is_err()
@@ -859,6 +944,11 @@ async fn attempt_once(
         ),
         Err(e) => decide_unanswered(&e),
     };
+    let signal = Signal::of(&decision);
+    shared.count_signal(signal);
+    if let Some(change) = place.answered(signal) {
+        shared.limit_changed(change, requests.len());
+    }
     if let Some(after) = &shared.after
         && catch_unwind(AssertUnwindSafe(|| after(execution, &requests, &decision))).is_err()
     {

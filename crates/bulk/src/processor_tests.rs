@@ -25,6 +25,8 @@ struct Scripted {
 #[derive(Debug, Clone)]
 enum Answer {
     Items(Vec<(&'static str, u16)>),
+    /// Every item refused with this status.
+    AllItems(u16),
     Status(u16),
     /// The connection was lost after sending: no answer, maybe applied.
     Drop,
@@ -63,52 +65,69 @@ impl Transport for Scripted {
             .unwrap()
             .pop_front()
             .unwrap_or(Answer::Items(vec![]));
-        let overrides = match answer {
-            Answer::Status(s) => {
-                return Ok(TransportResponse {
-                    status: s,
-                    body: Bytes::from_static(b"{}"),
+        if let Answer::Hang = answer {
+            std::future::pending::<()>().await;
+        }
+        respond(&actions, answer)
+    }
+}
+
+/// The server's answer to `actions` as `answer` says (`Hang`: never, answered by the caller).
+fn respond(
+    actions: &[(String, String)],
+    answer: Answer,
+) -> Result<TransportResponse, TransportError> {
+    let mut all = None;
+    let overrides = match answer {
+        Answer::Status(s) => {
+            return Ok(TransportResponse {
+                status: s,
+                body: Bytes::from_static(b"{}"),
+            });
+        }
+        Answer::Drop => return Err(TransportError::maybe_applied("connection reset by peer")),
+        Answer::Unsent => return Err(TransportError::not_sent("connection refused")),
+        Answer::Hang => return Err(TransportError::not_sent("no answer")),
+        Answer::AllItems(status) => {
+            all = Some(status);
+            vec![]
+        }
+        Answer::Items(o) => o,
+    };
+    let items: Vec<Value> = actions
+        .iter()
+        .map(|(op, id)| {
+            let status = overrides
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, s)| *s)
+                .or(all)
+                .unwrap_or(if op == "index" || op == "create" {
+                    201
+                } else {
+                    200
+                });
+            let mut r = json!({"_index": "t", "_id": id, "status": status});
+            if status == 409 {
+                r["error"] =
+                    json!({"type": "version_conflict_engine_exception", "reason": "scripted"});
+            } else if status >= 300 {
+                r["error"] = json!({"type": format!("error_{status}"), "reason": "scripted"});
+            } else {
+                r["result"] = json!(if op == "index" || op == "create" {
+                    "created"
+                } else {
+                    "updated"
                 });
             }
-            Answer::Drop => return Err(TransportError::maybe_applied("connection reset by peer")),
-            Answer::Unsent => return Err(TransportError::not_sent("connection refused")),
-            Answer::Hang => std::future::pending().await,
-            Answer::Items(o) => o,
-        };
-        let items: Vec<Value> = actions
-            .iter()
-            .map(|(op, id)| {
-                let status = overrides
-                    .iter()
-                    .find(|(i, _)| i == id)
-                    .map(|(_, s)| *s)
-                    .unwrap_or(if op == "index" || op == "create" {
-                        201
-                    } else {
-                        200
-                    });
-                let mut r = json!({"_index": "t", "_id": id, "status": status});
-                if status == 409 {
-                    r["error"] =
-                        json!({"type": "version_conflict_engine_exception", "reason": "scripted"});
-                } else if status >= 300 {
-                    r["error"] = json!({"type": format!("error_{status}"), "reason": "scripted"});
-                } else {
-                    r["result"] = json!(if op == "index" || op == "create" {
-                        "created"
-                    } else {
-                        "updated"
-                    });
-                }
-                json!({ op.as_str(): r })
-            })
-            .collect();
-        let body = json!({"took": 1, "errors": true, "items": items});
-        Ok(TransportResponse {
-            status: 200,
-            body: Bytes::from(serde_json::to_vec(&body).unwrap()),
+            json!({ op.as_str(): r })
         })
-    }
+        .collect();
+    let body = json!({"took": 1, "errors": true, "items": items});
+    Ok(TransportResponse {
+        status: 200,
+        body: Bytes::from(serde_json::to_vec(&body).unwrap()),
+    })
 }
 
 impl Scripted {
@@ -712,4 +731,227 @@ async fn the_callers_tag_comes_back_with_failures_and_callbacks() {
         plain.encode().unwrap(),
         "the tag is not sent"
     );
+}
+
+/// Holds every `_bulk` call until the test answers it, so the calls in flight
+/// can be counted exactly; once `auto` is set, answers at once with success.
+#[derive(Debug)]
+struct Held {
+    calls: Mutex<Vec<tokio::sync::oneshot::Sender<Answer>>>,
+    /// Calls waiting for an answer.
+    pending: tokio::sync::watch::Sender<usize>,
+    auto: AtomicBool,
+    /// Ids answered with success, every time.
+    succeeded: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Transport for Held {
+    async fn bulk(&self, body: Bytes) -> Result<TransportResponse, TransportError> {
+        let actions = actions(&body);
+        let answer = if self.auto.load(Relaxed) {
+            Answer::Items(vec![])
+        } else {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.calls.lock().unwrap().push(tx);
+            self.pending.send_modify(|n| *n += 1);
+            rx.await.unwrap_or(Answer::Hang)
+        };
+        if matches!(&answer, Answer::Items(o) if o.is_empty()) {
+            let ids = actions.iter().map(|(_, id)| id.clone());
+            self.succeeded.lock().unwrap().extend(ids);
+        }
+        respond(&actions, answer)
+    }
+}
+
+impl Held {
+    fn new() -> Arc<Self> {
+        Arc::new(Held {
+            calls: Mutex::default(),
+            pending: tokio::sync::watch::Sender::new(0),
+            auto: AtomicBool::new(false),
+            succeeded: Mutex::default(),
+        })
+    }
+
+    fn pending(&self) -> usize {
+        *self.pending.borrow()
+    }
+
+    /// Returns once `until(calls waiting)` holds (checked at every change).
+    /// On the paused clock, time moves only when every task waits: a
+    /// processor stuck short of the condition fails after a virtual hour
+    /// instead of hanging the test.
+    async fn wait(&self, mut until: impl FnMut(usize) -> bool) {
+        let mut rx = self.pending.subscribe();
+        let waited = tokio::time::timeout(Duration::from_secs(3600), rx.wait_for(|n| until(*n)));
+        waited
+            .await
+            .unwrap_or_else(|_| panic!("stuck with {} calls in flight", self.pending()))
+            .unwrap();
+    }
+
+    /// Answers every waiting call, the i-th with `answer(i)`.
+    fn answer_all(&self, answer: impl Fn(usize) -> Answer) {
+        let calls = std::mem::take(&mut *self.calls.lock().unwrap());
+        self.pending.send_replace(0);
+        for (i, call) in calls.into_iter().enumerate() {
+            let _ = call.send(answer(i));
+        }
+    }
+}
+
+/// Adaptive concurrency, call by call: eight calls in flight all pushed back
+/// (four answered 429 as a whole, four with their item refused 429) lower the
+/// limit once, to four; four more pushed back, to two; then each round of clean
+/// answers raises it by one, back to eight. The calls in flight follow the
+/// limit exactly, and every document is indexed, none failed.
+#[tokio::test(start_paused = true)]
+async fn adaptive_concurrency_drops_on_429_and_rises_again_losing_nothing() {
+    const DOCS: usize = 300;
+    let t = Held::new();
+    let (failed, on_failure) = failures();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .bulk_actions(1)
+        .backoff(fast_backoff())
+        .adaptive(AdaptiveConcurrency::between(1, 8))
+        .on_failure(on_failure)
+        .build()
+        .unwrap();
+    // Far more batches than calls in flight: the limit is always what binds.
+    for i in 0..DOCS {
+        p.add(doc(i)).await.unwrap();
+    }
+    let in_flight = |p: &BulkProcessor| {
+        let s = p.stats();
+        (s.concurrency_limit, s.in_flight)
+    };
+
+    t.wait(|n| n >= 8).await;
+    assert_eq!(t.pending(), 8);
+    assert_eq!(in_flight(&p), (8, 8));
+    t.answer_all(|i| {
+        if i < 4 {
+            Answer::Status(429)
+        } else {
+            Answer::AllItems(429)
+        }
+    });
+
+    // Eight pushbacks to calls sent together: one decrease. The eight go back
+    // after their backoff, and only four are let in.
+    t.wait(|n| n >= 4).await;
+    assert_eq!(t.pending(), 4, "calls in flight at limit 4");
+    assert_eq!(in_flight(&p), (4, 4));
+    let s = p.stats();
+    assert_eq!(
+        (
+            s.concurrency_decreases,
+            s.calls_rejected_429,
+            s.items_rejected_429
+        ),
+        (1, 4, 4),
+        "{s:?}"
+    );
+    t.answer_all(|_| Answer::AllItems(429));
+
+    t.wait(|n| n >= 2).await;
+    assert_eq!(t.pending(), 2, "calls in flight at limit 2");
+    assert_eq!(in_flight(&p), (2, 2));
+    assert_eq!(p.stats().concurrency_decreases, 2);
+
+    // Clean rounds: each waits until the calls in flight reach the limit.
+    let mut rounds = Vec::new();
+    loop {
+        t.wait(|n| n as u64 >= p.stats().concurrency_limit).await;
+        let (limit, now) = in_flight(&p);
+        assert_eq!((t.pending() as u64, now), (limit, limit));
+        rounds.push(limit);
+        if limit == 8 {
+            break;
+        }
+        t.answer_all(|_| Answer::Items(vec![]));
+    }
+    assert_eq!(rounds, [2, 3, 4, 5, 6, 7, 8]);
+
+    t.auto.store(true, Relaxed);
+    t.answer_all(|_| Answer::Items(vec![]));
+    p.close().await.unwrap();
+    assert!(failed.lock().unwrap().is_empty(), "{:?}", failed.lock());
+    let s = p.stats();
+    assert_eq!((s.succeeded, s.failed), (DOCS as u64, 0), "{s:?}");
+    assert_eq!(
+        (s.concurrency_limit, s.in_flight, s.concurrency_increases),
+        (8, 0, 6),
+        "{s:?}"
+    );
+    let mut ids: Vec<usize> = t
+        .succeeded
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|id| id.parse().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..DOCS).collect::<Vec<_>>(), "each indexed once");
+}
+
+/// Without `adaptive`, the limit is `workers` and 429s are counted, not acted on.
+#[tokio::test(start_paused = true)]
+async fn fixed_workers_count_429s_and_keep_their_concurrency() {
+    let t = Held::new();
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .bulk_actions(1)
+        .workers(4)
+        .backoff(fast_backoff())
+        .build()
+        .unwrap();
+    for i in 0..40 {
+        p.add(doc(i)).await.unwrap();
+    }
+    t.wait(|n| n >= 4).await;
+    t.answer_all(|_| Answer::AllItems(429));
+    t.wait(|n| n >= 4).await;
+    assert_eq!(t.pending(), 4);
+    let s = p.stats();
+    assert_eq!(
+        (
+            s.concurrency_limit,
+            s.in_flight,
+            s.items_rejected_429,
+            s.concurrency_decreases
+        ),
+        (4, 4, 4, 0),
+        "{s:?}"
+    );
+    t.auto.store(true, Relaxed);
+    t.answer_all(|_| Answer::Items(vec![]));
+    p.close().await.unwrap();
+    assert_eq!(p.stats().succeeded, 40);
+}
+
+#[tokio::test]
+async fn adaptive_settings_are_checked_and_name_their_key() {
+    let t = Scripted::with(vec![]);
+    let key = |config| match BulkProcessorBuilder::with_transport(t.clone())
+        .adaptive(config)
+        .build()
+    {
+        Err(BulkError::InvalidConfig { key, .. }) => key,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(key(AdaptiveConcurrency::between(4, 2)), "adaptive.max");
+    let p = BulkProcessorBuilder::with_transport(t.clone())
+        .workers(2)
+        .adaptive(AdaptiveConcurrency::between(1, 5))
+        .build()
+        .unwrap();
+    let s = p.stats();
+    assert_eq!(
+        (s.concurrency_limit, s.workers.len()),
+        (5, 5),
+        "max workers"
+    );
+    p.close().await.unwrap();
 }

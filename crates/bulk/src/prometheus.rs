@@ -19,6 +19,11 @@
 //! | `bulk_buffered_bytes` | gauge | | bytes added and not finished (buffered or in flight) |
 //! | `bulk_queued_requests` | gauge | | requests in the batches the workers are working on |
 //! | `bulk_busy_workers` | gauge | | workers working on a batch |
+//! | `bulk_rejected_429_total` | counter | `scope` = call, item | `_bulk` calls answered 429 as a whole; items refused 429 |
+//! | `bulk_concurrency_limit` | gauge | | `_bulk` calls that may be in flight at once (`workers`, or the adaptive limit) |
+//! | `bulk_in_flight_calls` | gauge | | `_bulk` calls in flight |
+//! | `bulk_concurrency_decreases_total` | counter | | times the adaptive limit was lowered on 429 pushback |
+//! | `bulk_concurrency_increases_total` | counter | | times the adaptive limit was raised after a round without 429 |
 //!
 //! The counters count only while statistics are on (the default;
 //! [`BulkProcessorBuilder::stats`](crate::BulkProcessorBuilder::stats)).
@@ -96,6 +101,12 @@ impl Collector for StatsCollector {
             retried,
             bytes_sent,
             buffered_bytes,
+            calls_rejected_429,
+            items_rejected_429,
+            concurrency_limit,
+            in_flight,
+            concurrency_decreases,
+            concurrency_increases,
             ref workers,
             ..
         } = s;
@@ -184,6 +195,44 @@ impl Collector for StatsCollector {
             "Workers working on a batch",
             None,
             workers.iter().filter(|w| w.queued > 0).count() as u64,
+        )?;
+        let mut rejected = e.encode_descriptor(
+            "bulk_rejected_429",
+            "_bulk calls answered 429 as a whole (scope call), items refused 429 (scope item)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (scope, value) in [("call", calls_rejected_429), ("item", items_rejected_429)] {
+            let labels = [("scope", scope)];
+            ConstCounter::new(value).encode(rejected.encode_family(&labels)?)?;
+        }
+        gauge(
+            e,
+            "bulk_concurrency_limit",
+            "_bulk calls that may be in flight at once: workers, or the adaptive limit",
+            None,
+            concurrency_limit,
+        )?;
+        gauge(
+            e,
+            "bulk_in_flight_calls",
+            "_bulk calls in flight (sent, not yet answered)",
+            None,
+            in_flight,
+        )?;
+        counter(
+            e,
+            "bulk_concurrency_decreases",
+            "Times the adaptive limit was lowered because the cluster answered 429",
+            None,
+            concurrency_decreases,
+        )?;
+        counter(
+            e,
+            "bulk_concurrency_increases",
+            "Times the adaptive limit was raised after a round of answers without 429",
+            None,
+            concurrency_increases,
         )
     }
 }

@@ -43,6 +43,23 @@ pub struct BulkStats {
     pub bytes_sent: u64,
     /// Bytes of requests added and not yet finished (buffered or in flight) right now.
     pub buffered_bytes: u64,
+    /// `_bulk` calls answered `429` as a whole (the cluster refused the call).
+    /// Counted whether or not adaptive concurrency is on.
+    pub calls_rejected_429: u64,
+    /// Items refused with `429` (`es_rejected_execution_exception`: a full
+    /// write queue) in answers to `_bulk` calls, retries included. Counted
+    /// whether or not adaptive concurrency is on.
+    pub items_rejected_429: u64,
+    /// `_bulk` calls that may be in flight at once right now: `workers`, or
+    /// the adaptive limit
+    /// ([`BulkProcessorBuilder::adaptive`](crate::BulkProcessorBuilder::adaptive)).
+    pub concurrency_limit: u64,
+    /// `_bulk` calls in flight right now (sent, not yet answered).
+    pub in_flight: u64,
+    /// Times the adaptive limit was lowered (the cluster pushed back with `429`).
+    pub concurrency_decreases: u64,
+    /// Times the adaptive limit was raised (a round of answers without `429`).
+    pub concurrency_increases: u64,
     /// One entry per worker.
     pub workers: Vec<WorkerStats>,
 }
@@ -89,6 +106,10 @@ pub(crate) struct Counters {
     pub outcome_unknown: AtomicU64,
     pub retried: AtomicU64,
     pub bytes_sent: AtomicU64,
+    pub calls_rejected_429: AtomicU64,
+    pub items_rejected_429: AtomicU64,
+    pub concurrency_decreases: AtomicU64,
+    pub concurrency_increases: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +134,13 @@ impl Counters {
             retried: self.retried.load(Relaxed),
             bytes_sent: self.bytes_sent.load(Relaxed),
             buffered_bytes,
+            calls_rejected_429: self.calls_rejected_429.load(Relaxed),
+            items_rejected_429: self.items_rejected_429.load(Relaxed),
+            // Read from the gate by the caller.
+            concurrency_limit: 0,
+            in_flight: 0,
+            concurrency_decreases: self.concurrency_decreases.load(Relaxed),
+            concurrency_increases: self.concurrency_increases.load(Relaxed),
             workers: workers
                 .iter()
                 .map(|w| WorkerStats {

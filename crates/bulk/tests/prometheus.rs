@@ -53,6 +53,11 @@ async fn a_processors_stats_are_read_at_each_scrape_while_it_lives() {
         ("orders_bulk_buffered_bytes", "gauge"),
         ("orders_bulk_queued_requests", "gauge"),
         ("orders_bulk_busy_workers", "gauge"),
+        ("orders_bulk_rejected_429", "counter"),
+        ("orders_bulk_concurrency_limit", "gauge"),
+        ("orders_bulk_in_flight_calls", "gauge"),
+        ("orders_bulk_concurrency_decreases", "counter"),
+        ("orders_bulk_concurrency_increases", "counter"),
     ] {
         assert!(
             before.contains(&format!("# TYPE {name} {kind}\n")),
@@ -86,6 +91,11 @@ async fn a_processors_stats_are_read_at_each_scrape_while_it_lives() {
         Some(0.0)
     );
     assert_eq!(sample(&text, "orders_bulk_buffered_bytes"), Some(0.0));
+    assert_eq!(sample(&text, "orders_bulk_concurrency_limit"), Some(2.0));
+    assert_eq!(
+        sample(&text, "orders_bulk_rejected_429_total{scope=\"call\"}"),
+        Some(stats.calls_rejected_429 as f64)
+    );
     assert_eq!(index.count().await, 100);
 
     // The registry does not keep the processor alive: once dropped, it is gone.
