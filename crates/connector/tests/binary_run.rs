@@ -92,10 +92,9 @@ fn spawn_until_progress(
 fn sigkill_at_any_moment_then_restart_delivers_every_document() {
     let Some(url) = es_url() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let index = rt.block_on(TestIndex::standard(&url, "sigkill"));
-    rt.block_on(index.load(&docs(3000, 0, |i| {
+    let index = rt.block_on(TestIndex::holding(&url, "sigkill", 3000, |i| {
         json!(format!("2024-01-15T10:{:02}:00Z", i % 60))
-    })));
+    }));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), &url, &index.name, "polling_interval = \"1h\"\n");
     let (mut child, _stderr) = spawn_until_progress(&cfg, &[], 300);
@@ -132,8 +131,9 @@ fn sigkill_at_any_moment_then_restart_delivers_every_document() {
 fn sigterm_finishes_the_batch_saves_and_exits_zero() {
     let Some(url) = es_url() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let index = rt.block_on(TestIndex::standard(&url, "sigterm"));
-    rt.block_on(index.load(&docs(500, 0, |_| json!("2024-01-15T10:30:00Z"))));
+    let index = rt.block_on(TestIndex::holding(&url, "sigterm", 500, |_| {
+        json!("2024-01-15T10:30:00Z")
+    }));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), &url, &index.name, "polling_interval = \"1h\"\n");
     let (mut child, mut stderr) = spawn_until_progress(&cfg, &[], 500);
@@ -147,9 +147,7 @@ fn sigterm_finishes_the_batch_saves_and_exits_zero() {
     let status = child.0.wait().unwrap();
     assert!(status.success(), "exit {status:?}: {rest}");
     assert!(rest.contains("stopped: 500 documents"), "{rest}");
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("states/bin.json")).unwrap())
-            .unwrap();
+    let state = stored_state(&dir.path().join("states"), "bin");
     assert_eq!(state["data"]["total_documents_fetched"], 500);
     assert_eq!(output_ids(dir.path()).len(), 500);
 }
@@ -158,8 +156,9 @@ fn sigterm_finishes_the_batch_saves_and_exits_zero() {
 fn secrets_never_appear_in_output_logs_state_or_check() {
     let Some(url) = es_url() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let index = rt.block_on(TestIndex::standard(&url, "secrets"));
-    rt.block_on(index.load(&docs(150, 0, |_| json!("2024-01-15T10:30:00Z"))));
+    let index = rt.block_on(TestIndex::holding(&url, "secrets", 150, |_| {
+        json!("2024-01-15T10:30:00Z")
+    }));
     let with_password = url.replacen("://", "://elastic:Pw-hunter2-secret@", 1);
     for (n, (url, extra, secret)) in [
         (with_password.as_str(), "", "Pw-hunter2-secret"),

@@ -77,6 +77,13 @@ impl TestIndex {
         .await
     }
 
+    /// A [`Self::standard`] index holding [`docs`]`(n, 0, ts)`.
+    pub async fn holding(url: &str, tag: &str, n: usize, ts: impl Fn(usize) -> Value) -> TestIndex {
+        let index = Self::standard(url, tag).await;
+        index.load(&docs(n, 0, ts)).await;
+        index
+    }
+
     /// Indexes `docs` (each needs an `id` field, used as `_id`) via `_bulk`.
     pub async fn load(&self, docs: &[Value]) {
         for chunk in docs.chunks(2000) {
@@ -182,6 +189,12 @@ pub fn docs(n: usize, start: usize, ts: impl Fn(usize) -> Value) -> Vec<Value> {
         .collect()
 }
 
+/// Timestamps `2024-01-15T10:30:SSZ`, the seconds cycling through `0..period`:
+/// groups of documents sharing a timestamp, each group spread over the index.
+pub fn cycling_seconds(period: usize) -> impl Fn(usize) -> Value {
+    move |i| json!(format!("2024-01-15T10:30:{:02}Z", i % period))
+}
+
 /// A `[plugin_config]` for `index`, plus `extra` TOML lines.
 pub fn plugin_config(url: &str, index: &str, extra: &str) -> PluginConfig {
     let text = format!(
@@ -198,6 +211,34 @@ pub fn file_state(dir: &std::path::Path, state_id: &str) -> String {
         "[plugin_config.state]\nstorage_type = \"file\"\nstate_id = \"{state_id}\"\nauto_save_interval = \"0s\"\n[plugin_config.state.storage_config]\nbase_path = \"{}\"\n",
         dir.display()
     )
+}
+
+/// `[plugin_config]` lines: pages of `batch_size` documents, ordered inside a
+/// timestamp by the documents' unique `id` (every server line has that tiebreaker).
+pub fn by_id(batch_size: usize) -> String {
+    format!("batch_size = {batch_size}\ntiebreaker_field = \"id\"\n")
+}
+
+/// The state `state_id` a file store in `dir` holds, as JSON.
+pub fn stored_state(dir: &std::path::Path, state_id: &str) -> Value {
+    let path = dir.join(format!("{state_id}.json"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Source `id` on `index` with `extra` `[plugin_config]` lines exactly, opened.
+pub async fn open_source(id: u64, url: &str, index: &str, extra: &str) -> ElasticsearchSource {
+    let mut source = ElasticsearchSource::new(id, plugin_config(url, index, extra));
+    source.open().await.unwrap();
+    source
+}
+
+/// One run of `source` into `out` that stops once caught up (`once`).
+pub async fn run_once(
+    source: &mut ElasticsearchSource,
+    out: &mut dyn connector::Output,
+) -> connector::Result<connector::RunSummary> {
+    connector::run(source, out, connector::RunOptions::default().once(true)).await
 }
 
 /// The `es_id` header.
@@ -302,9 +343,54 @@ pub fn credentials() -> (String, String) {
     )
 }
 
+/// A client of the Iggy server at `iggy` (as [`credentials`]), connected.
+#[cfg(feature = "iggy")]
+pub async fn iggy_client(iggy: &str) -> iggy::prelude::IggyClient {
+    use iggy::prelude::Client as _;
+    let (user, password) = credentials();
+    let client = iggy::prelude::IggyClient::from_connection_string(&format!(
+        "iggy://{user}:{password}@{iggy}"
+    ))
+    .unwrap();
+    client.connect().await.unwrap();
+    client
+}
+
+/// Creates `stream/docs` through the Iggy output, which copes with servers
+/// refusing this client's default topic options; `options`: more `[output]` lines.
+#[cfg(feature = "iggy")]
+pub async fn create_topic_through_output(iggy: &str, stream: &str, options: &str) {
+    let (user, password) = credentials();
+    let cfg = ConnectorConfig::from_toml(&format!(
+        "[[streams]]\nstream = \"{stream}\"\ntopic = \"docs\"\n[plugin_config]\nurl = \"http://127.0.0.1:1\"\nindex = \"x\"\n\
+         [output]\nkind = \"iggy\"\naddress = \"{iggy}\"\nusername = \"{user}\"\npassword = \"{password}\"\n{options}"
+    ))
+    .unwrap();
+    let mut out = cfg.output.open(&cfg.streams).unwrap();
+    out.recently_delivered(1).await.unwrap();
+    out.close().await.unwrap();
+}
+
+/// A message of `payload` with the `es_id` header the source gives its messages.
+#[cfg(feature = "iggy")]
+pub fn message_with_es_id(es_id: &str, payload: String) -> iggy::prelude::IggyMessage {
+    use iggy::prelude::{HeaderKey, HeaderValue, IggyMessage};
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert(
+        HeaderKey::try_from("es_id").unwrap(),
+        HeaderValue::try_from(es_id).unwrap(),
+    );
+    IggyMessage::builder()
+        .payload(bytes::Bytes::from(payload))
+        .user_headers(headers)
+        .build()
+        .unwrap()
+}
+
 /// An index that refreshes only when asked: a document indexed without a refresh
-/// stays invisible to searches, like one waiting for its shard's refresh.
-pub async fn index_without_refresh(url: &str, tag: &str) -> TestIndex {
+/// stays invisible to searches, like one waiting for its shard's refresh. It
+/// holds `head`, searchable.
+pub async fn index_without_refresh(url: &str, tag: &str, head: &[Value]) -> TestIndex {
     let index = TestIndex::standard(url, tag).await;
     let r = index
         .http()
@@ -314,6 +400,7 @@ pub async fn index_without_refresh(url: &str, tag: &str) -> TestIndex {
         .await
         .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    index.load(head).await;
     index
 }
 
