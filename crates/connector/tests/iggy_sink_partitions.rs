@@ -16,9 +16,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -99,23 +98,12 @@ struct Sink {
 
 impl Sink {
     fn spawn(cfg: &Path) -> Sink {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_es-connector"))
-            .args(["sink", "--config"])
-            .arg(cfg)
-            .env("ES_CONNECTOR_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, lines) = common::child::spawn_reading_stderr(
+            Command::new(env!("CARGO_BIN_EXE_es-connector"))
+                .args(["sink", "--config"])
+                .arg(cfg)
+                .env("ES_CONNECTOR_LOG", "info"),
+        );
         Sink { child, lines }
     }
 

@@ -73,6 +73,14 @@ fn assert_samples(text: &str, expected: &[(&str, f64)]) {
     }
 }
 
+/// Scrapes `server`: the state load or save `outcome` (a series) counted once,
+/// and `errors` state errors in all, none of them retried.
+async fn assert_state_failure_counted(server: &MetricsServer, outcome: &str, errors: f64) {
+    let (_, text) = scrape(server).await;
+    let state_errors = "es_connector_errors_total{kind=\"state\",retryable=\"false\"}";
+    assert_samples(&text, &[(outcome, 1.0), (state_errors, errors)]);
+}
+
 /// A metrics endpoint serving `metrics` on a free local port.
 async fn serve(metrics: &Metrics) -> MetricsServer {
     MetricsServer::bind("127.0.0.1:0".parse().unwrap(), metrics.clone())
@@ -693,32 +701,14 @@ async fn state_loads_saves_store_size_and_failures_are_counted_by_outcome() {
     let mut out2 = connector::FileOutput::open(dir.path().join("out2.jsonl")).unwrap();
     let lost = connector::run(&mut second, &mut out2, options.clone()).await;
     assert!(lost.is_err(), "{lost:?}");
-    let (_, text) = scrape(&server).await;
-    assert_samples(
-        &text,
-        &[
-            ("es_connector_state_saves_total{outcome=\"conflict\"}", 1.0),
-            (
-                "es_connector_errors_total{kind=\"state\",retryable=\"false\"}",
-                1.0,
-            ),
-        ],
-    );
+    let conflict = "es_connector_state_saves_total{outcome=\"conflict\"}";
+    assert_state_failure_counted(&server, conflict, 1.0).await;
 
     // A corrupt state: counted as such when loaded, and the open fails for good.
     std::fs::write(dir.path().join("outcomes.json"), b"{ not a state").unwrap();
     let mut third = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
     let opened = connector::open_with_retry(&mut third, &mut options).await;
     assert!(opened.is_err(), "{opened:?}");
-    let (_, text) = scrape(&server).await;
-    assert_samples(
-        &text,
-        &[
-            ("es_connector_state_loads_total{outcome=\"corrupt\"}", 1.0),
-            (
-                "es_connector_errors_total{kind=\"state\",retryable=\"false\"}",
-                2.0,
-            ),
-        ],
-    );
+    let corrupt = "es_connector_state_loads_total{outcome=\"corrupt\"}";
+    assert_state_failure_counted(&server, corrupt, 2.0).await;
 }

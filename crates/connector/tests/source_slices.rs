@@ -258,20 +258,7 @@ async fn slices_keep_their_documents_across_points_in_time() {
     let mut delivered = drain(&mut source).await;
     // New documents after every cursor, then one segment: document ids change.
     index.load(&docs(500, 1000, minute)).await;
-    let merged = index
-        .http()
-        .post(format!(
-            "{url}/{}/_forcemerge?max_num_segments=1",
-            index.name
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        merged.status().is_success(),
-        "{}",
-        merged.text().await.unwrap()
-    );
+    index.post_action("_forcemerge?max_num_segments=1").await;
     index.refresh().await;
     delivered.extend(drain(&mut source).await);
     source.close().await.unwrap();

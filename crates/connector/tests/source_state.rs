@@ -9,6 +9,26 @@ use common::*;
 use connector::{ConnectorError, ElasticsearchSource};
 use serde_json::json;
 
+/// A fresh index of `n` documents stamped by `ts`, and the `[plugin_config]`
+/// lines of a source reading it 100 at a time by `id`, its state `state_id` a
+/// file in the temporary directory returned.
+async fn with_file_state(
+    url: &str,
+    state_id: &str,
+    n: usize,
+    ts: impl Fn(usize) -> serde_json::Value,
+) -> (tempfile::TempDir, TestIndex, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::holding(url, state_id, n, ts).await;
+    let extra = by_id(100) + &file_state(dir.path(), state_id);
+    (dir, index, extra)
+}
+
+/// Every document at one instant.
+fn one_instant(_: usize) -> serde_json::Value {
+    json!("2024-01-15T10:30:00Z")
+}
+
 /// Opens `source`, polls and commits `batches` batches, polls one more that is
 /// "sent" but never acknowledged, then drops it (the process dies, no close).
 /// Returns every delivered `_id`, in order.
@@ -28,9 +48,7 @@ async fn commit_then_crash(mut source: ElasticsearchSource, batches: usize) -> V
 #[tokio::test]
 async fn a_restart_rereads_at_most_the_unacknowledged_batch() {
     let Some(url) = es_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::holding(&url, "resume", 1000, cycling_seconds(5)).await;
-    let extra = by_id(100) + &file_state(dir.path(), "resume");
+    let (dir, index, extra) = with_file_state(&url, "resume", 1000, cycling_seconds(5)).await;
     let mut delivered = commit_then_crash(
         ElasticsearchSource::new(7, plugin_config(&url, &index.name, &extra)),
         3,
@@ -54,9 +72,7 @@ async fn a_restart_rereads_at_most_the_unacknowledged_batch() {
 #[tokio::test]
 async fn the_documented_poll_commits_the_previous_batch_and_close_saves() {
     let Some(url) = es_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::holding(&url, "poll", 250, |_| json!("2024-01-15T10:30:00Z")).await;
-    let extra = by_id(100) + &file_state(dir.path(), "poll");
+    let (_dir, index, extra) = with_file_state(&url, "poll", 250, one_instant).await;
     let mut source = open_source(1, &url, &index.name, &extra).await;
     let mut seen = 0;
     for _ in 0..3 {
@@ -106,9 +122,7 @@ async fn the_documented_poll_commits_the_previous_batch_and_close_saves() {
 #[tokio::test]
 async fn two_instances_with_one_state_id_cannot_both_advance_it() {
     let Some(url) = es_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::holding(&url, "conflict", 300, |_| json!("2024-01-15T10:30:00Z")).await;
-    let extra = by_id(100) + &file_state(dir.path(), "shared");
+    let (dir, index, extra) = with_file_state(&url, "shared", 300, one_instant).await;
     let mut a = open_source(1, &url, &index.name, &extra).await;
     let mut b = open_source(2, &url, &index.name, &extra).await;
     let batch_a = a.poll_batch().await.unwrap();
@@ -130,9 +144,7 @@ async fn two_instances_with_one_state_id_cannot_both_advance_it() {
 #[tokio::test]
 async fn the_run_loop_delivers_everything_and_stops_once_caught_up() {
     let Some(url) = es_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::holding(&url, "runloop", 450, cycling_seconds(9)).await;
-    let extra = by_id(100) + &file_state(dir.path(), "runloop");
+    let (dir, index, extra) = with_file_state(&url, "runloop", 450, cycling_seconds(9)).await;
     let mut source = open_source(1, &url, &index.name, &extra).await;
     let path = dir.path().join("out.jsonl");
     let mut out = connector::FileOutput::open(&path).unwrap();

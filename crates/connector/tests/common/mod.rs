@@ -8,6 +8,8 @@
     clippy::print_stderr
 )]
 
+pub mod child;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,17 +51,10 @@ impl TestIndex {
     /// Creates `name` with the `properties` mapping.
     pub async fn create_named(url: &str, name: String, properties: Value) -> TestIndex {
         let http = reqwest::Client::new();
-        let r = http
+        let create = http
             .put(format!("{url}/{name}"))
-            .json(&json!({"mappings": {"properties": properties}}))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("ES_URL={url} is set but the server is down: {e}"));
-        assert!(
-            r.status().is_success(),
-            "create {name}: {}",
-            r.text().await.unwrap_or_default()
-        );
+            .json(&json!({"mappings": {"properties": properties}}));
+        succeeds(create, &format!("create {name} (ES_URL={url})")).await;
         TestIndex {
             url: url.to_owned(),
             name,
@@ -110,18 +105,15 @@ impl TestIndex {
 
     /// Makes everything indexed so far searchable (`_refresh`).
     pub async fn refresh(&self) {
-        let r = self
+        self.post_action("_refresh").await;
+    }
+
+    /// POSTs `<url>/<index>/<action>` (e.g. `_refresh`), asserting it succeeds.
+    pub async fn post_action(&self, action: &str) {
+        let post = self
             .http
-            .post(format!("{}/{}/_refresh", self.url, self.name))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("refresh {}: {e}", self.name));
-        assert!(
-            r.status().is_success(),
-            "refresh {}: {}",
-            self.name,
-            r.status()
-        );
+            .post(format!("{}/{}/{action}", self.url, self.name));
+        succeeds(post, &format!("{action} {}", self.name)).await;
     }
 
     /// Every `_id` the index holds (a scroll; call [`Self::refresh`] first).
@@ -392,14 +384,11 @@ pub fn message_with_es_id(es_id: &str, payload: String) -> iggy::prelude::IggyMe
 /// holds `head`, searchable.
 pub async fn index_without_refresh(url: &str, tag: &str, head: &[Value]) -> TestIndex {
     let index = TestIndex::standard(url, tag).await;
-    let r = index
+    let settings = index
         .http()
         .put(format!("{url}/{}/_settings", index.name))
-        .json(&json!({"index": {"refresh_interval": "-1"}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        .json(&json!({"index": {"refresh_interval": "-1"}}));
+    succeeds(settings, "refresh_interval = -1").await;
     index.load(head).await;
     index
 }
@@ -407,14 +396,11 @@ pub async fn index_without_refresh(url: &str, tag: &str, head: &[Value]) -> Test
 /// Indexes `doc` without making it searchable.
 pub async fn index_unrefreshed(index: &TestIndex, doc: &Value) {
     let id = doc["id"].as_str().unwrap();
-    let r = index
+    let put = index
         .http()
         .put(format!("{}/{}/_doc/{id}", index.url, index.name))
-        .json(doc)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        .json(doc);
+    succeeds(put, &format!("index {id}")).await;
 }
 
 /// `minutes` before now, as an RFC 3339 timestamp (negative: in the future).
@@ -433,6 +419,21 @@ pub async fn opened_source(url: &str, index: &str, extra: &str) -> Elasticsearch
     let mut source = ElasticsearchSource::new(1, config);
     source.open().await.unwrap();
     source
+}
+
+/// Sends `request` to the test server and asserts it succeeds; a failure (the
+/// server down, or its answer) names `what`.
+pub async fn succeeds(request: reqwest::RequestBuilder, what: &str) {
+    let r = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: is the server down? {e}"));
+    let status = r.status();
+    assert!(
+        status.is_success(),
+        "{what}: {status} {}",
+        r.text().await.unwrap_or_default()
+    );
 }
 
 /// POSTs `body` to `url` and reads the answer as JSON.
