@@ -83,17 +83,10 @@ fn create_venv(venv: &PathBuf) -> Result<()> {
              OSMEM_SERVER_BIN to an osmem-server binary"
         );
     }
-    let pip = util::status(
-        Command::new(venv.join("bin").join("python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--quiet",
-            ])
-            .arg(OSMEM_PACKAGE),
-    );
+    let pip = util::status(&mut util::pip_install(
+        venv.join("bin").join("python"),
+        OSMEM_PACKAGE,
+    ));
     if !pip.as_ref().is_ok_and(|s| s.success()) {
         bail!(
             "`pip install {OSMEM_PACKAGE}` failed (is PyPI reachable? a proxy may need \

@@ -160,6 +160,21 @@ pub fn status(cmd: &mut Command) -> Result<ExitStatus> {
         .with_context(|| format!("could not start `{}`", display(cmd)))
 }
 
+/// `python -m pip install` of `package`, quietly (no version nag): a command to
+/// run, e.g. with [`status`].
+pub fn pip_install(python: impl AsRef<std::ffi::OsStr>, package: &str) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--quiet",
+        package,
+    ]);
+    cmd
+}
+
 /// What a finished command printed.
 #[derive(Debug)]
 pub struct Captured {

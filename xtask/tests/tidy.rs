@@ -108,36 +108,34 @@ impl Workspace {
     }
 }
 
+/// Asserts that none of `deps` is `forbidden`; the failure states the Architecture
+/// Invariant `invariant` and the dependencies that break it.
+fn assert_none(deps: Vec<Dep>, forbidden: impl Fn(&Dep) -> bool, invariant: &str) {
+    let breaking: Vec<Dep> = deps.into_iter().filter(forbidden).collect();
+    assert!(
+        breaking.is_empty(),
+        "Architecture Invariant: {invariant}; it depends on {breaking:?}"
+    );
+}
+
 #[test]
 fn state_core_depends_on_no_crate_of_the_workspace_but_the_endpoint_types() {
-    let ws = workspace();
-    let deps: Vec<Dep> = ws
-        .internal_deps("state-core")
-        .into_iter()
-        .filter(|d| d.name != "es-endpoint")
-        .collect();
-    assert!(
-        deps.is_empty(),
-        "Architecture Invariant: `state-core` depends on no backend and on no other crate of \
-         this workspace but `es-endpoint`; it depends on {deps:?}"
+    assert_none(
+        workspace().internal_deps("state-core"),
+        |d| d.name != "es-endpoint",
+        "`state-core` depends on no backend and on no other crate of this workspace but \
+         `es-endpoint`",
     );
 }
 
 #[test]
 fn es_endpoint_is_a_leaf_without_io() {
     let ws = workspace();
-    let deps: Vec<Dep> = ws
-        .deps("es-endpoint")
-        .into_iter()
-        .filter(|d| {
-            ws.names().contains(&d.name) || (IO_CRATES.contains(&d.name.as_str()) && !d.optional)
-        })
-        .collect();
-    assert!(
-        deps.is_empty(),
-        "Architecture Invariant: `es-endpoint` (the URL, secret, access and index-name types) \
-         depends on no crate of this workspace and does no IO (a client only behind its optional \
-         `reqwest` feature); it depends on {deps:?}"
+    assert_none(
+        ws.deps("es-endpoint"),
+        |d| ws.names().contains(&d.name) || (IO_CRATES.contains(&d.name.as_str()) && !d.optional),
+        "`es-endpoint` (the URL, secret, access and index-name types) depends on no crate of \
+         this workspace and does no IO (a client only behind its optional `reqwest` feature)",
     );
 }
 
@@ -163,31 +161,19 @@ fn a_backend_depends_on_state_core_only() {
 
 #[test]
 fn bulk_knows_nothing_of_state_or_the_connector() {
-    let ws = workspace();
-    let deps: Vec<Dep> = ws
-        .internal_deps("bulk")
-        .into_iter()
-        .filter(|d| d.name.starts_with("state-") || d.name == "connector")
-        .collect();
-    assert!(
-        deps.is_empty(),
-        "Architecture Invariant: `bulk` depends on no state crate and not on `connector`; it \
-         depends on {deps:?}"
+    assert_none(
+        workspace().internal_deps("bulk"),
+        |d| d.name.starts_with("state-") || d.name == "connector",
+        "`bulk` depends on no state crate and not on `connector`",
     );
 }
 
 #[test]
 fn es_query_does_no_io() {
-    let ws = workspace();
-    let io: Vec<Dep> = ws
-        .deps("es-query")
-        .into_iter()
-        .filter(|d| IO_CRATES.contains(&d.name.as_str()) && !d.optional)
-        .collect();
-    assert!(
-        io.is_empty(),
-        "Architecture Invariant: `es-query` does no IO (a client may only come behind an \
-         optional feature); it depends on {io:?}"
+    assert_none(
+        workspace().deps("es-query"),
+        |d| IO_CRATES.contains(&d.name.as_str()) && !d.optional,
+        "`es-query` does no IO (a client may only come behind an optional feature)",
     );
 }
 
@@ -195,23 +181,19 @@ fn es_query_does_no_io() {
 fn only_the_connector_wires_backends_and_only_behind_features() {
     let ws = workspace();
     for name in ws.names() {
-        let backends: Vec<Dep> = ws
-            .internal_deps(&name)
-            .into_iter()
-            .filter(|d| BACKENDS.contains(&d.name.as_str()))
-            .collect();
+        let backend = |d: &Dep| BACKENDS.contains(&d.name.as_str());
         if name == "connector" {
-            let required: Vec<&Dep> = backends.iter().filter(|d| !d.optional).collect();
-            assert!(
-                required.is_empty(),
-                "Architecture Invariant: only `connector` wires backends together, and only \
-                 through its optional `dep:` features; it requires {required:?}"
+            assert_none(
+                ws.internal_deps(&name),
+                |d| backend(d) && !d.optional,
+                "only `connector` wires backends together, and only through its optional `dep:` \
+                 features",
             );
         } else {
-            assert!(
-                backends.is_empty(),
-                "Architecture Invariant: only `connector` wires backends together; `{name}` \
-                 depends on {backends:?}"
+            assert_none(
+                ws.internal_deps(&name),
+                backend,
+                &format!("only `connector` wires backends together; `{name}` must not"),
             );
         }
     }

@@ -14,17 +14,7 @@ pub fn adopt_state(state: &ConnectorState, slices: usize, late_window: Duration)
     crate::source::fuzzing::adopt(state, slices, late_window)
 }
 
-/// What `late_window`'s look behind cursors at `nearest_ms` and `furthest_ms`
-/// makes of an answer to its histogram: the time ranges it reads again.
-pub fn look_behind(
-    late_window: Duration,
-    nearest_ms: i64,
-    furthest_ms: i64,
-    status: u16,
-    body: &[u8],
-) -> es_query::Result<Vec<(i64, i64)>> {
-    crate::source::fuzzing::look_behind(late_window, nearest_ms, furthest_ms, status, body)
-}
+pub use crate::source::fuzzing::look_behind;
 
 /// What the sink (`es-connector sink`) makes of a polled Iggy message.
 #[cfg(feature = "iggy")]

@@ -86,8 +86,7 @@ async fn refresh(index: &TestIndex, target: &str) {
 async fn the_audit_names_missed_duplicated_and_deleted_documents_of_the_file_output() {
     let Some(url) = es_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "audit-file").await;
-    index.load(&docs(300, 0, second)).await;
+    let index = TestIndex::holding(&url, "audit-file", 300, second).await;
     let out = dir.path().join("out.jsonl");
     let output = format!("[output]\nkind = \"file\"\npath = \"{}\"\n", out.display());
     let cfg = config_file(dir.path(), &url, &index.name, &output);
@@ -157,8 +156,7 @@ async fn the_audit_names_missed_duplicated_and_deleted_documents_of_the_file_out
 async fn the_audit_reads_the_elasticsearch_output_back_from_its_target_index() {
     let Some(url) = es_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "audit-src").await;
-    index.load(&docs(150, 0, second)).await;
+    let index = TestIndex::holding(&url, "audit-src", 150, second).await;
     let target = unique_index("audit-dst");
     let output =
         format!("[output]\nkind = \"elasticsearch\"\nurl = \"{url}\"\nindex = \"{target}\"\n");
@@ -200,8 +198,7 @@ async fn late_documents_reach_the_stdout_and_elasticsearch_outputs_once() {
         format!("[output]\nkind = \"elasticsearch\"\nurl = \"{url}\"\nindex = \"{target}\"\n"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let index = TestIndex::standard(&url, "late-out").await;
-        index.load(&docs(150, 0, second)).await;
+        let index = TestIndex::holding(&url, "late-out", 150, second).await;
         let cfg = config_file(dir.path(), &url, &index.name, &output);
         let text = std::fs::read_to_string(&cfg).unwrap();
         std::fs::write(

@@ -24,10 +24,25 @@ fn config_file(dir: &Path, url: &str, index: &str, extra: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Creates a test index (`TestIndex::holding`) from this synchronous test: the
+/// binary under test runs as a process of its own, no runtime is needed after.
+fn blocking_index(create: impl std::future::Future<Output = TestIndex>) -> TestIndex {
+    tokio::runtime::Runtime::new().unwrap().block_on(create)
+}
+
 fn es_connector(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_es-connector"));
     cmd.args(args).env("ES_CONNECTOR_LOG", "info");
     cmd
+}
+
+/// Runs `cmd` to its end and asserts it succeeded (the failure shows its
+/// stderr); its stdout and stderr.
+fn succeeded(cmd: &mut Command) -> (String, String) {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{cmd:?}: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
 fn output_ids(dir: &Path) -> Vec<String> {
@@ -91,22 +106,16 @@ fn spawn_until_progress(
 #[test]
 fn sigkill_at_any_moment_then_restart_delivers_every_document() {
     let Some(url) = es_url() else { return };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let index = rt.block_on(TestIndex::standard(&url, "sigkill"));
-    rt.block_on(index.load(&docs(3000, 0, |i| {
+    let index = blocking_index(TestIndex::holding(&url, "sigkill", 3000, |i| {
         json!(format!("2024-01-15T10:{:02}:00Z", i % 60))
-    })));
+    }));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), &url, &index.name, "polling_interval = \"1h\"\n");
     let (mut child, _stderr) = spawn_until_progress(&cfg, &[], 300);
     child.0.kill().unwrap(); // SIGKILL
     child.0.wait().unwrap();
     let before = output_ids(dir.path()).len();
-    let out = es_connector(&["run", "--config", &cfg, "--once"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (_, stderr) = succeeded(&mut es_connector(&["run", "--config", &cfg, "--once"]));
     assert!(
         stderr.contains("done:") && stderr.contains("docs/s") && stderr.contains("cursor"),
         "{stderr}"
@@ -131,9 +140,9 @@ fn sigkill_at_any_moment_then_restart_delivers_every_document() {
 #[test]
 fn sigterm_finishes_the_batch_saves_and_exits_zero() {
     let Some(url) = es_url() else { return };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let index = rt.block_on(TestIndex::standard(&url, "sigterm"));
-    rt.block_on(index.load(&docs(500, 0, |_| json!("2024-01-15T10:30:00Z"))));
+    let index = blocking_index(TestIndex::holding(&url, "sigterm", 500, |_| {
+        json!("2024-01-15T10:30:00Z")
+    }));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), &url, &index.name, "polling_interval = \"1h\"\n");
     let (mut child, mut stderr) = spawn_until_progress(&cfg, &[], 500);
@@ -147,9 +156,7 @@ fn sigterm_finishes_the_batch_saves_and_exits_zero() {
     let status = child.0.wait().unwrap();
     assert!(status.success(), "exit {status:?}: {rest}");
     assert!(rest.contains("stopped: 500 documents"), "{rest}");
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("states/bin.json")).unwrap())
-            .unwrap();
+    let state = stored_state(&dir.path().join("states"), "bin");
     assert_eq!(state["data"]["total_documents_fetched"], 500);
     assert_eq!(output_ids(dir.path()).len(), 500);
 }
@@ -157,9 +164,9 @@ fn sigterm_finishes_the_batch_saves_and_exits_zero() {
 #[test]
 fn secrets_never_appear_in_output_logs_state_or_check() {
     let Some(url) = es_url() else { return };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let index = rt.block_on(TestIndex::standard(&url, "secrets"));
-    rt.block_on(index.load(&docs(150, 0, |_| json!("2024-01-15T10:30:00Z"))));
+    let index = blocking_index(TestIndex::holding(&url, "secrets", 150, |_| {
+        json!("2024-01-15T10:30:00Z")
+    }));
     let with_password = url.replacen("://", "://elastic:Pw-hunter2-secret@", 1);
     for (n, (url, extra, secret)) in [
         (with_password.as_str(), "", "Pw-hunter2-secret"),
@@ -180,17 +187,9 @@ fn secrets_never_appear_in_output_logs_state_or_check() {
             vec!["run", "--config", &cfg, "--once"],
             vec!["state", "show", "--config", &cfg],
         ] {
-            let out = es_connector(&args)
-                .env("ES_CONNECTOR_LOG", "debug")
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            everything.push_str(&String::from_utf8_lossy(&out.stdout));
-            everything.push_str(&String::from_utf8_lossy(&out.stderr));
+            let (stdout, stderr) = succeeded(es_connector(&args).env("ES_CONNECTOR_LOG", "debug"));
+            everything.push_str(&stdout);
+            everything.push_str(&stderr);
         }
         assert!(
             everything.contains("OpenSearch") || everything.contains("Elasticsearch"),
@@ -256,13 +255,7 @@ fn check_names_a_bad_key_and_reports_the_server() {
     assert!(text.contains("plugin_config.paginaton"), "{text}");
     let Some(url) = es_url() else { return };
     let cfg = config_file(dir.path(), &url, "logs-*", "");
-    let out = es_connector(&["check", "--config", &cfg]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (text, _) = succeeded(&mut es_connector(&["check", "--config", &cfg]));
     assert!(
         text.contains("is OpenSearch") || text.contains("is Elasticsearch"),
         "{text}"

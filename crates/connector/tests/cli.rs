@@ -23,6 +23,12 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Asserts that `out` is a failure saying `says`.
+fn assert_fails_saying(out: &Output, says: &str) {
+    assert!(!out.status.success(), "{}", text(out));
+    assert!(text(out).contains(says), "{}", text(out));
+}
+
 fn write_config(dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
@@ -48,12 +54,7 @@ fn import_show_export_stats_reset_round_trip() {
     std::fs::write(&fixture, FIXTURE).unwrap_or_else(|e| panic!("{e}"));
 
     let show = es_connector(&["state", "show", "--config", &cfg], dir.path());
-    assert!(!show.status.success());
-    assert!(
-        text(&show).contains("no state is stored"),
-        "{}",
-        text(&show)
-    );
+    assert_fails_saying(&show, "no state is stored");
 
     let import = es_connector(
         &[
@@ -112,12 +113,7 @@ fn bad_input_is_named() {
         &format!("{FILE_CONFIG}bogus_key = 1\n"),
     );
     let out = es_connector(&["state", "show", "--config", &cfg], dir.path());
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("plugin_config.state.storage_config.bogus_key"),
-        "{}",
-        text(&out)
-    );
+    assert_fails_saying(&out, "plugin_config.state.storage_config.bogus_key");
 
     let cfg = write_config(dir.path(), "c.toml", FILE_CONFIG);
     let bad_json = dir.path().join("bad.json");
@@ -136,8 +132,7 @@ fn bad_input_is_named() {
         ],
         dir.path(),
     );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("version 7"), "{}", text(&out));
+    assert_fails_saying(&out, "version 7");
 
     let out = es_connector(&["state", "show", "--config", "missing.toml"], dir.path());
     assert!(text(&out).contains("missing.toml"), "{}", text(&out));
@@ -147,12 +142,7 @@ fn bad_input_is_named() {
     let state_file = dir.path().join("states/elasticsearch_logs_connector.json");
     std::fs::write(&state_file, "{\"id\": \"elastic").unwrap_or_else(|e| panic!("{e}"));
     let out = es_connector(&["state", "reset", "--config", &cfg], dir.path());
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("elasticsearch_logs_connector.json"),
-        "{}",
-        text(&out)
-    );
+    assert_fails_saying(&out, "elasticsearch_logs_connector.json");
     assert_eq!(
         std::fs::read_to_string(&state_file).ok().as_deref(),
         Some("{\"id\": \"elastic")

@@ -4,12 +4,7 @@
 //! installable from the registries; `cargo xtask test` says so in one line).
 
 #![cfg(feature = "iggy")]
-#![allow(
-    clippy::panic,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stderr
-)]
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -18,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use common::*;
 use connector::iggy::IggyOutput;
 use connector::{ConnectorConfig, ElasticsearchSource, Output, OutputConfig, RunOptions, run};
-use iggy::prelude::{Client, Identifier, IggyClient, MessageClient, TopicClient};
+use iggy::prelude::{Identifier, MessageClient, TopicClient};
 use serde_json::json;
 
 /// A config sending `index` to `stream/topic` with `partitioning`.
@@ -91,8 +86,58 @@ async fn topic_messages(iggy: &str, stream: &str) -> Vec<(u32, u128, String)> {
     all
 }
 
+/// The timestamp `2024-01-15T10:30:SSZ` of second `s`.
+fn second(s: usize) -> serde_json::Value {
+    json!(format!("2024-01-15T10:30:{s:02}Z"))
+}
+
 fn unique_stream(tag: &str) -> String {
     format!("{}-{}", unique_index(tag), std::process::id())
+}
+
+/// What the crash tests start from: 1000 documents, a hundred a second, and a
+/// config sending them to a fresh stream (balanced over one partition).
+struct Crash {
+    iggy: String,
+    index: TestIndex,
+    stream: String,
+    cfg: ConnectorConfig,
+    /// Holds the state files until the test ends.
+    _dir: tempfile::TempDir,
+}
+
+impl Crash {
+    /// `None` without `ES_URL` or `IGGY_TCP_ADDRESS` (the test then does nothing).
+    async fn new(tag: &str) -> Option<Crash> {
+        let (Some(es), Some(iggy)) = (es_url(), iggy_address()) else {
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let index =
+            TestIndex::holding(&es, &format!("iggy-{tag}"), 1000, |i| second(i / 100)).await;
+        let stream = unique_stream(tag);
+        let cfg = config(&es, &index.name, &iggy, &stream, "balanced", 1, dir.path());
+        Some(Crash {
+            iggy,
+            index,
+            stream,
+            cfg,
+            _dir: dir,
+        })
+    }
+
+    /// A source and the output of `cfg`, three batches sent and committed.
+    async fn three_batches_delivered(&self) -> (ElasticsearchSource, Box<dyn Output>) {
+        let mut source = ElasticsearchSource::new(1, self.cfg.plugin_config.clone());
+        source.open().await.unwrap();
+        let mut out = output(&self.cfg).await;
+        for _ in 0..3 {
+            let batch = source.poll_batch().await.unwrap();
+            out.send(&batch.messages).await.unwrap();
+            commit(&mut source, batch.ack.as_ref().unwrap()).await;
+        }
+        (source, out)
+    }
 }
 
 /// A crash after the send and before the state save: the restarted run reads
@@ -100,28 +145,12 @@ fn unique_stream(tag: &str) -> String {
 /// its deterministic id and headers.
 #[tokio::test]
 async fn a_crash_between_send_and_save_adds_no_duplicates() {
-    let (Some(es), Some(iggy)) = (es_url(), iggy_address()) else {
+    let Some(mut crash) = Crash::new("tail").await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&es, "iggy-tail").await;
-    index
-        .load(&docs(1000, 0, |i| {
-            json!(format!("2024-01-15T10:30:{:02}Z", i / 100))
-        }))
-        .await;
-    let stream = unique_stream("tail");
-    let mut cfg = config(&es, &index.name, &iggy, &stream, "balanced", 1, dir.path());
-    tiebreaker_where_needed(&mut cfg.plugin_config).await;
+    tiebreaker_where_needed(&mut crash.cfg.plugin_config).await;
     {
-        let mut source = ElasticsearchSource::new(1, cfg.plugin_config.clone());
-        source.open().await.unwrap();
-        let mut out = output(&cfg).await;
-        for _ in 0..3 {
-            let batch = source.poll_batch().await.unwrap();
-            out.send(&batch.messages).await.unwrap();
-            commit(&mut source, batch.ack.as_ref().unwrap()).await;
-        }
+        let (mut source, mut out) = crash.three_batches_delivered().await;
         // Sent, then the process dies before the state is saved.
         let batch = source.poll_batch().await.unwrap();
         out.send(&batch.messages).await.unwrap();
@@ -129,18 +158,18 @@ async fn a_crash_between_send_and_save_adds_no_duplicates() {
         let batch = source.poll_batch().await.unwrap();
         out.send(&batch.messages[..50]).await.unwrap();
     }
-    let summary = run_once(&cfg).await.unwrap();
+    let summary = run_once(&crash.cfg).await.unwrap();
     assert_eq!(summary.documents, 700, "{summary:?}");
     assert_eq!(summary.skipped, 150, "{summary:?}");
 
-    let messages = topic_messages(&iggy, &stream).await;
+    let messages = topic_messages(&crash.iggy, &crash.stream).await;
     assert_eq!(messages.len(), 1000, "exactly one message per document");
     let es_ids: HashSet<_> = messages.iter().map(|(_, _, e)| e.clone()).collect();
     assert_eq!(es_ids.len(), 1000);
     let ids: HashSet<_> = messages.iter().map(|(_, id, _)| *id).collect();
     assert_eq!(ids.len(), 1000);
     // The ids are the source's deterministic ones.
-    let expected = connector::MessageId::of(&index.name, "d000000", Some(0)).0;
+    let expected = connector::MessageId::of(&crash.index.name, "d000000", Some(0)).0;
     assert!(
         ids.contains(&expected) || messages.iter().any(|(_, _, e)| e == "d000000"),
         "document d000000 is in the topic"
@@ -153,27 +182,14 @@ async fn a_crash_between_send_and_save_adds_no_duplicates() {
 /// delivered: nothing twice in the topic.
 #[tokio::test]
 async fn documents_arriving_inside_the_in_flight_range_add_no_duplicates() {
-    let (Some(es), Some(iggy)) = (es_url(), iggy_address()) else {
+    let Some(mut crash) = Crash::new("inflight").await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&es, "iggy-inflight").await;
-    let ts = |second: usize| json!(format!("2024-01-15T10:30:{second:02}Z"));
-    index.load(&docs(1000, 0, |i| ts(i / 100))).await;
-    let stream = unique_stream("inflight");
-    let mut cfg = config(&es, &index.name, &iggy, &stream, "balanced", 1, dir.path());
     // Ordered by `id` within a timestamp, so the late `c…` documents sort
     // before the `d…` ones that were in flight.
-    cfg.plugin_config.tiebreaker_field = Some("id".to_owned());
+    crash.cfg.plugin_config.tiebreaker_field = Some("id".to_owned());
     {
-        let mut source = ElasticsearchSource::new(1, cfg.plugin_config.clone());
-        source.open().await.unwrap();
-        let mut out = output(&cfg).await;
-        for _ in 0..3 {
-            let batch = source.poll_batch().await.unwrap();
-            out.send(&batch.messages).await.unwrap();
-            commit(&mut source, batch.ack.as_ref().unwrap()).await;
-        }
+        let (mut source, mut out) = crash.three_batches_delivered().await;
         // Two batches sent (d000300..d000499), then the process dies before
         // the state is saved.
         for _ in 0..2 {
@@ -183,12 +199,12 @@ async fn documents_arriving_inside_the_in_flight_range_add_no_duplicates() {
     }
     // Meanwhile 30 documents arrive at each of the in-flight timestamps.
     let late: Vec<_> = (0..60)
-        .map(|i| json!({"id": format!("c{i:06}"), "@timestamp": ts(3 + i / 30), "n": i}))
+        .map(|i| json!({"id": format!("c{i:06}"), "@timestamp": second(3 + i / 30), "n": i}))
         .collect();
-    index.load(&late).await;
+    crash.index.load(&late).await;
 
-    let summary = run_once(&cfg).await.unwrap();
-    let messages = topic_messages(&iggy, &stream).await;
+    let summary = run_once(&crash.cfg).await.unwrap();
+    let messages = topic_messages(&crash.iggy, &crash.stream).await;
     let mut seen = HashMap::new();
     for (_, _, es_id) in &messages {
         *seen.entry(es_id.clone()).or_insert(0) += 1;
@@ -215,12 +231,7 @@ async fn partitioning_by_field_and_balanced() {
     let (Some(es), Some(iggy)) = (es_url(), iggy_address()) else {
         return;
     };
-    let index = TestIndex::standard(&es, "iggy-part").await;
-    index
-        .load(&docs(600, 0, |i| {
-            json!(format!("2024-01-15T10:30:{:02}Z", i / 60))
-        }))
-        .await;
+    let index = TestIndex::holding(&es, "iggy-part", 600, |i| second(i / 60)).await;
     for partitioning in ["field:n", "balanced"] {
         let dir = tempfile::tempdir().unwrap();
         let stream = unique_stream("part");
@@ -311,13 +322,8 @@ fn bad_iggy_output_config_names_the_key() {
 
 /// Sends raw payloads (with an `es_id` header each) into `stream/docs`.
 async fn produce(iggy: &str, stream: &str, payloads: &[(String, String)]) {
-    use iggy::prelude::{
-        HeaderKey, HeaderValue, IggyMessage, Partitioning, StreamClient, TopicCreateOptions,
-    };
-    let (user, password) = credentials();
-    let client =
-        IggyClient::from_connection_string(&format!("iggy://{user}:{password}@{iggy}")).unwrap();
-    client.connect().await.unwrap();
+    use iggy::prelude::{IggyMessage, Partitioning, StreamClient, TopicCreateOptions};
+    let client = iggy_client(iggy).await;
     client.create_stream(stream).await.unwrap();
     let s = Identifier::named(stream).unwrap();
     // Servers refusing this client's default topic options are handled by the
@@ -327,29 +333,12 @@ async fn produce(iggy: &str, stream: &str, payloads: &[(String, String)]) {
         .await
         .is_err()
     {
-        let cfg = ConnectorConfig::from_toml(&format!(
-            "[[streams]]\nstream = \"{stream}\"\ntopic = \"docs\"\n[plugin_config]\nurl = \"http://127.0.0.1:1\"\nindex = \"x\"\n\
-             [output]\nkind = \"iggy\"\naddress = \"{iggy}\"\nusername = \"{user}\"\npassword = \"{password}\"\ntail_resume = true\n"
-        ))
-        .unwrap();
-        let mut out = cfg.output.open(&cfg.streams).unwrap();
-        out.recently_delivered(1).await.unwrap();
+        create_topic_through_output(iggy, stream, "tail_resume = true\n").await;
     }
     let t = Identifier::named("docs").unwrap();
     let mut messages: Vec<IggyMessage> = payloads
         .iter()
-        .map(|(es_id, payload)| {
-            let mut headers = std::collections::BTreeMap::new();
-            headers.insert(
-                HeaderKey::try_from("es_id").unwrap(),
-                HeaderValue::try_from(es_id.as_str()).unwrap(),
-            );
-            IggyMessage::builder()
-                .payload(bytes::Bytes::from(payload.clone()))
-                .user_headers(headers)
-                .build()
-                .unwrap()
-        })
+        .map(|(es_id, payload)| message_with_es_id(es_id, payload.clone()))
         .collect();
     client
         .send_messages(&s, &t, &Partitioning::balanced(), &mut messages)
@@ -439,10 +428,7 @@ async fn a_personal_access_token_delivers() {
     let (Some(es), Some(iggy)) = (es_url(), iggy_address()) else {
         return;
     };
-    let (user, password) = credentials();
-    let admin =
-        IggyClient::from_connection_string(&format!("iggy://{user}:{password}@{iggy}")).unwrap();
-    admin.connect().await.unwrap();
+    let admin = iggy_client(&iggy).await;
     let token_name = format!(
         "t{}",
         unique_index("pat").len() + std::process::id() as usize
@@ -452,12 +438,7 @@ async fn a_personal_access_token_delivers() {
         .await
         .unwrap()
         .token;
-    let index = TestIndex::standard(&es, "iggy-transports").await;
-    index
-        .load(&docs(120, 0, |i| {
-            json!(format!("2024-01-15T10:30:{:02}Z", i / 10))
-        }))
-        .await;
+    let index = TestIndex::holding(&es, "iggy-transports", 120, |i| second(i / 10)).await;
     let cases = vec![(
         "tcp + token".to_owned(),
         format!("address = \"{iggy}\"\ntoken = \"{token}\"\n"),

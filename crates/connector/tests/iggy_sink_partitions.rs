@@ -16,18 +16,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
-use connector::ConnectorConfig;
-use iggy::prelude::{
-    Client, HeaderKey, HeaderValue, Identifier, IggyClient, IggyMessage, MessageClient,
-    Partitioning,
-};
+use iggy::prelude::{Identifier, IggyMessage, MessageClient, Partitioning};
 use serde_json::{Value, json};
 
 const PARTITIONS: u32 = 3;
@@ -66,37 +61,15 @@ fn payload(k: u64) -> String {
 /// sends `SENDS` sends of `PER_SEND` messages, balanced: each send lands in one
 /// partition, in turn.
 async fn fill(iggy: &str, stream: &str) {
-    let (user, password) = credentials();
-    let cfg = ConnectorConfig::from_toml(&format!(
-        "[[streams]]\nstream = \"{stream}\"\ntopic = \"docs\"\n[plugin_config]\nurl = \"http://127.0.0.1:1\"\nindex = \"x\"\n\
-         [output]\nkind = \"iggy\"\naddress = \"{iggy}\"\nusername = \"{user}\"\npassword = \"{password}\"\npartitions = {PARTITIONS}\n"
-    ))
-    .unwrap();
-    let mut out = cfg.output.open(&cfg.streams).unwrap();
-    out.recently_delivered(1).await.unwrap();
-    out.close().await.unwrap();
-
-    let client =
-        IggyClient::from_connection_string(&format!("iggy://{user}:{password}@{iggy}")).unwrap();
-    client.connect().await.unwrap();
+    create_topic_through_output(iggy, stream, &format!("partitions = {PARTITIONS}\n")).await;
+    let client = iggy_client(iggy).await;
     let (s, t) = (
         Identifier::named(stream).unwrap(),
         Identifier::named("docs").unwrap(),
     );
     for send in 0..SENDS {
         let mut messages: Vec<IggyMessage> = (send * PER_SEND..(send + 1) * PER_SEND)
-            .map(|k| {
-                let mut headers = BTreeMap::new();
-                headers.insert(
-                    HeaderKey::try_from("es_id").unwrap(),
-                    HeaderValue::try_from(format!("m{k}").as_str()).unwrap(),
-                );
-                IggyMessage::builder()
-                    .payload(bytes::Bytes::from(payload(k)))
-                    .user_headers(headers)
-                    .build()
-                    .unwrap()
-            })
+            .map(|k| message_with_es_id(&format!("m{k}"), payload(k)))
             .collect();
         client
             .send_messages(&s, &t, &Partitioning::balanced(), &mut messages)
@@ -125,23 +98,12 @@ struct Sink {
 
 impl Sink {
     fn spawn(cfg: &Path) -> Sink {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_es-connector"))
-            .args(["sink", "--config"])
-            .arg(cfg)
-            .env("ES_CONNECTOR_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, lines) = common::child::spawn_reading_stderr(
+            Command::new(env!("CARGO_BIN_EXE_es-connector"))
+                .args(["sink", "--config"])
+                .arg(cfg)
+                .env("ES_CONNECTOR_LOG", "info"),
+        );
         Sink { child, lines }
     }
 

@@ -32,7 +32,6 @@ async fn a_document_searchable_behind_the_cursor_is_delivered_once() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let state = file_state(dir.path(), "late");
-        let index = index_without_refresh(&url, "late").await;
         // Forty documents 15 to 5 minutes old, each at its own instant: slices are
         // cut by timestamp, so every slice's cursor ends up after the late
         // documents below (all forty in one slice: one chance in 2^39).
@@ -46,7 +45,7 @@ async fn a_document_searchable_behind_the_cursor_is_delivered_once() {
             json!({"id": "b", "@timestamp": ago(20), "n": 2}),
             json!({"id": "old", "@timestamp": ago(120), "n": 3}),
         ]);
-        index.load(&head).await;
+        let index = index_without_refresh(&url, "late", &head).await;
         // 25 minutes old, behind where the cursor will be, not searchable yet.
         index_unrefreshed(&index, &json!({"id": "l1", "@timestamp": ago(25), "n": 4})).await;
 
@@ -89,8 +88,7 @@ async fn a_document_searchable_behind_the_cursor_is_delivered_once() {
         );
         assert!(drain(&mut source).await.is_empty(), "{slices}");
         source.close().await.unwrap();
-        let stored: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("late.json")).unwrap()).unwrap();
+        let stored = stored_state(dir.path(), "late");
         assert_eq!(stored["data"][LATE_COUNT_FIELD], 2, "{slices}: {stored}");
         assert_eq!(stored["data"]["total_documents_fetched"], 45, "{slices}");
     }
@@ -106,7 +104,6 @@ async fn documents_between_the_slices_cursors_are_delivered_once() {
     for slices in ["slices = 2", "slices = 2\ntiebreaker_field = \"id\""] {
         let dir = tempfile::tempdir().unwrap();
         let state = file_state(dir.path(), "between");
-        let index = index_without_refresh(&url, "between").await;
         let now = chrono::Utc::now();
         let stamp = |t: chrono::DateTime<chrono::Utc>| {
             json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -115,7 +112,8 @@ async fn documents_between_the_slices_cursors_are_delivered_once() {
         // end at or before the 39th, one of them at the 40th.
         let head_at =
             |i: usize| now - chrono::Duration::seconds(900 - 15 * i64::try_from(i).unwrap());
-        index.load(&docs(40, 0, |i| stamp(head_at(i)))).await;
+        let index =
+            index_without_refresh(&url, "between", &docs(40, 0, |i| stamp(head_at(i)))).await;
         let mut source = open(&url, &index, &state, slices).await;
         let mut delivered = drain(&mut source).await;
         assert_exactly_once(&delivered, 40);
@@ -145,13 +143,11 @@ async fn without_a_late_window_the_document_behind_the_cursor_is_lost() {
     let Some(url) = es_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     let state = file_state(dir.path(), "nolate");
-    let index = index_without_refresh(&url, "nolate").await;
-    index
-        .load(&[
-            json!({"id": "a", "@timestamp": ago(30), "n": 1}),
-            json!({"id": "b", "@timestamp": ago(20), "n": 2}),
-        ])
-        .await;
+    let head = [
+        json!({"id": "a", "@timestamp": ago(30), "n": 1}),
+        json!({"id": "b", "@timestamp": ago(20), "n": 2}),
+    ];
+    let index = index_without_refresh(&url, "nolate", &head).await;
     index_unrefreshed(&index, &json!({"id": "l1", "@timestamp": ago(25), "n": 4})).await;
     let mut source = opened_source(&url, &index.name, &format!("settle = \"0s\"\n{state}")).await;
     assert_eq!(drain(&mut source).await, ["a", "b"]);

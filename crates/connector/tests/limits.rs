@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use connector::{ConnectorError, ElasticsearchSource};
+use connector::ConnectorError;
 use serde_json::json;
 
 /// A page larger than `max_response_bytes` is refused naming the key, before it
@@ -21,13 +21,8 @@ async fn an_answer_over_max_response_bytes_is_refused_naming_the_key() {
     index.load(&docs).await;
 
     // 100 documents of about 1 kB: over 100 kB per page.
-    let small = plugin_config(
-        &url,
-        &index.name,
-        "batch_size = 100\ntiebreaker_field = \"id\"\nmax_response_bytes = 20000\n",
-    );
-    let mut source = ElasticsearchSource::new(1, small);
-    source.open().await.unwrap();
+    let small = by_id(100) + "max_response_bytes = 20000\n";
+    let mut source = open_source(1, &url, &index.name, &small).await;
     let err = source
         .poll_batch()
         .await
@@ -39,12 +34,7 @@ async fn an_answer_over_max_response_bytes_is_refused_naming_the_key() {
     assert!(!err.is_retryable(), "{err}");
     assert!(err.to_string().contains("batch_size"), "{err}");
 
-    let roomy = plugin_config(
-        &url,
-        &index.name,
-        "batch_size = 100\ntiebreaker_field = \"id\"\nmax_response_bytes = 1000000\n",
-    );
-    let mut source = ElasticsearchSource::new(1, roomy);
-    source.open().await.unwrap();
+    let roomy = by_id(100) + "max_response_bytes = 1000000\n";
+    let mut source = open_source(1, &url, &index.name, &roomy).await;
     assert_eq!(source.poll_batch().await.unwrap().len(), 100);
 }

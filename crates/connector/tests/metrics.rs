@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{TestIndex, docs, es_url, file_state, plugin_config};
+use common::{TestIndex, by_id, docs, es_url, file_state, open_source, plugin_config};
 use connector::metrics::{ErrorKind, ServeLimits, StoreOutcome};
 use connector::{ElasticsearchSource, Metrics, MetricsServer, RunObserver, RunOptions};
 use serde_json::json;
@@ -65,6 +65,47 @@ fn sample(text: &str, name: &str) -> Option<f64> {
     found
 }
 
+/// Asserts that the scrape `text` holds each `(name, value)` of `expected`, as
+/// [`sample`] reads it.
+fn assert_samples(text: &str, expected: &[(&str, f64)]) {
+    for (name, value) in expected {
+        assert_eq!(sample(text, name), Some(*value), "{name}: {text}");
+    }
+}
+
+/// Scrapes `server`: the state load or save `outcome` (a series) counted once,
+/// and `errors` state errors in all, none of them retried.
+async fn assert_state_failure_counted(server: &MetricsServer, outcome: &str, errors: f64) {
+    let (_, text) = scrape(server).await;
+    let state_errors = "es_connector_errors_total{kind=\"state\",retryable=\"false\"}";
+    assert_samples(&text, &[(outcome, 1.0), (state_errors, errors)]);
+}
+
+/// A metrics endpoint serving `metrics` on a free local port.
+async fn serve(metrics: &Metrics) -> MetricsServer {
+    MetricsServer::bind("127.0.0.1:0".parse().unwrap(), metrics.clone())
+        .await
+        .unwrap()
+}
+
+/// A source (batches of `batch_size`, by `id`, state `state_id` in `dir`) on a
+/// fresh index of `n` documents a second apart from 2024-05-01T10:00:00Z, opened.
+async fn metered_source(
+    url: &str,
+    dir: &std::path::Path,
+    state_id: &str,
+    n: usize,
+    batch_size: usize,
+) -> (TestIndex, String, ElasticsearchSource) {
+    let index = TestIndex::holding(url, &format!("metrics-{state_id}"), n, |i| {
+        json!(format!("2024-05-01T10:00:{i:02}Z"))
+    })
+    .await;
+    let extra = by_id(batch_size) + &file_state(dir, state_id);
+    let source = ElasticsearchSource::new(1, plugin_config(url, &index.name, &extra));
+    (index, extra, source)
+}
+
 async fn scrape(server: &MetricsServer) -> (String, String) {
     let r = reqwest::get(format!("http://{}/metrics", server.local_addr()))
         .await
@@ -82,9 +123,7 @@ async fn scrape(server: &MetricsServer) -> (String, String) {
 #[tokio::test]
 async fn the_endpoint_serves_every_metric_in_prometheus_text_format() {
     let metrics = Metrics::new();
-    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), metrics.clone())
-        .await
-        .unwrap();
+    let server = serve(&metrics).await;
     assert_ne!(server.local_addr().port(), 0);
 
     let (content_type, before) = scrape(&server).await;
@@ -125,25 +164,18 @@ async fn the_endpoint_serves_every_metric_in_prometheus_text_format() {
             "{name}: {text}"
         );
     }
-    assert_eq!(sample(&text, "es_connector_documents_total"), Some(1500.0));
-    assert_eq!(sample(&text, "es_connector_bytes_total"), Some(375_000.0));
-    assert_eq!(sample(&text, "es_connector_batches_total"), Some(2.0));
-    assert_eq!(sample(&text, "es_connector_errors_total"), Some(1.0));
-    assert_eq!(sample(&text, "es_connector_state_saves_total"), Some(2.0));
-    assert_eq!(
-        sample(&text, "es_connector_state_save_seconds_count"),
-        Some(2.0)
-    );
-    assert_eq!(
-        sample(
-            &text,
-            "es_connector_state_save_seconds_bucket{le=\"0.0025\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "es_connector_state_save_seconds_bucket{le=\"+Inf\"}"),
-        Some(2.0)
+    assert_samples(
+        &text,
+        &[
+            ("es_connector_documents_total", 1500.0),
+            ("es_connector_bytes_total", 375_000.0),
+            ("es_connector_batches_total", 2.0),
+            ("es_connector_errors_total", 1.0),
+            ("es_connector_state_saves_total", 2.0),
+            ("es_connector_state_save_seconds_count", 2.0),
+            ("es_connector_state_save_seconds_bucket{le=\"0.0025\"}", 1.0),
+            ("es_connector_state_save_seconds_bucket{le=\"+Inf\"}", 2.0),
+        ],
     );
     let sum = sample(&text, "es_connector_state_save_seconds_sum").unwrap();
     assert!((sum - 0.042).abs() < 1e-9, "{sum}");
@@ -179,26 +211,18 @@ impl RunObserver for Counting {
 async fn the_run_loop_updates_the_metrics_and_the_observer() {
     let Some(url) = es_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "metrics").await;
     let base = chrono::Utc::now() - chrono::Duration::hours(1);
-    index
-        .load(&docs(300, 0, |i| {
-            json!((base + chrono::Duration::seconds(i as i64)).to_rfc3339())
-        }))
-        .await;
+    let index = TestIndex::holding(&url, "metrics", 300, |i| {
+        json!((base + chrono::Duration::seconds(i as i64)).to_rfc3339())
+    })
+    .await;
     // A field tiebreaker: every server line has one (not every line has `_shard_doc`).
-    let extra = format!(
-        "batch_size = 100\ntiebreaker_field = \"id\"\n{}",
-        file_state(dir.path(), "metrics")
-    );
-    let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
-    source.open().await.unwrap();
+    let extra = by_id(100) + &file_state(dir.path(), "metrics");
+    let mut source = open_source(1, &url, &index.name, &extra).await;
     assert_eq!(source.count_remaining().await.unwrap(), 300);
 
     let metrics = Metrics::new();
-    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), metrics.clone())
-        .await
-        .unwrap();
+    let server = serve(&metrics).await;
     let observer = Arc::new(Counting::default());
     let mut out = connector::FileOutput::open(dir.path().join("out.jsonl")).unwrap();
     let summary = connector::run(
@@ -214,17 +238,19 @@ async fn the_run_loop_updates_the_metrics_and_the_observer() {
     assert_eq!(summary.documents, 300);
 
     let (_, text) = scrape(&server).await;
-    assert_eq!(sample(&text, "es_connector_documents_total"), Some(300.0));
-    assert_eq!(sample(&text, "es_connector_batches_total"), Some(3.0));
-    assert_eq!(sample(&text, "es_connector_errors_total"), Some(0.0));
+    assert_samples(
+        &text,
+        &[
+            ("es_connector_documents_total", 300.0),
+            ("es_connector_batches_total", 3.0),
+            ("es_connector_errors_total", 0.0),
+            ("es_connector_state_saves_total", 3.0),
+            ("es_connector_state_save_seconds_count", 3.0),
+        ],
+    );
     assert!(
         sample(&text, "es_connector_bytes_total").unwrap() > 300.0 * 30.0,
         "{text}"
-    );
-    assert_eq!(sample(&text, "es_connector_state_saves_total"), Some(3.0));
-    assert_eq!(
-        sample(&text, "es_connector_state_save_seconds_count"),
-        Some(3.0)
     );
     // The last document is 1 h − 299 s old.
     let lag = sample(&text, "es_connector_lag_seconds").unwrap();
@@ -284,20 +310,10 @@ impl connector::Output for Flaky {
 async fn every_retried_output_failure_is_counted_once_everywhere() {
     let Some(url) = es_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "metrics-errors").await;
-    index
-        .load(&docs(50, 0, |i| json!(format!("2024-05-01T10:00:{i:02}Z"))))
-        .await;
-    let extra = format!(
-        "batch_size = 20\ntiebreaker_field = \"id\"\n{}",
-        file_state(dir.path(), "errors")
-    );
-    let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
+    let (_index, _, mut source) = metered_source(&url, dir.path(), "errors", 50, 20).await;
     source.open().await.unwrap();
     let metrics = Metrics::new();
-    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), metrics.clone())
-        .await
-        .unwrap();
+    let server = serve(&metrics).await;
     let mut out = Flaky {
         inner: connector::FileOutput::open(dir.path().join("out.jsonl")).unwrap(),
         fail_asks: 2,
@@ -372,9 +388,7 @@ fn status_line(answer: &str) -> &str {
 async fn the_endpoint_answers_properly_despite_malformed_and_slow_requests() {
     let metrics = Metrics::new();
     metrics.record_batch(7, 700);
-    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), metrics.clone())
-        .await
-        .unwrap();
+    let server = serve(&metrics).await;
     // Slow clients: half a request head each, held open for the whole test.
     let mut slow = Vec::new();
     for _ in 0..8 {
@@ -519,9 +533,7 @@ fn families(text: &str) -> Vec<(String, String)> {
 /// and type), and every metric documented there is served from the start.
 #[tokio::test]
 async fn every_served_metric_is_documented_and_every_documented_one_served() {
-    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), Metrics::new())
-        .await
-        .unwrap();
+    let server = serve(&Metrics::new()).await;
     let (_, text) = scrape(&server).await;
     let doc = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -592,9 +604,7 @@ fn exprs(panels: &serde_json::Value, out: &mut Vec<String>) {
 /// one the endpoint serves (a fresh registry lists every series).
 #[tokio::test]
 async fn the_dashboard_queries_only_metrics_the_endpoint_serves() {
-    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), Metrics::new())
-        .await
-        .unwrap();
+    let server = serve(&Metrics::new()).await;
     let (_, text) = scrape(&server).await;
     let served: std::collections::BTreeSet<&str> = text
         .lines()
@@ -640,23 +650,13 @@ async fn the_dashboard_queries_only_metrics_the_endpoint_serves() {
 async fn state_loads_saves_store_size_and_failures_are_counted_by_outcome() {
     let Some(url) = es_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "metrics-state").await;
-    index
-        .load(&docs(30, 0, |i| json!(format!("2024-05-01T10:00:{i:02}Z"))))
-        .await;
-    let extra = format!(
-        "batch_size = 10\ntiebreaker_field = \"id\"\n{}",
-        file_state(dir.path(), "outcomes")
-    );
+    let (index, extra, mut first) = metered_source(&url, dir.path(), "outcomes", 30, 10).await;
     let metrics = Metrics::new();
-    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), metrics.clone())
-        .await
-        .unwrap();
+    let server = serve(&metrics).await;
     let mut options = RunOptions::default()
         .once(true)
         .with_backoff(Duration::from_millis(1), Duration::from_millis(4))
         .with_metrics(metrics.clone());
-    let mut first = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
     assert!(
         connector::open_with_retry(&mut first, &mut options)
             .await
@@ -668,32 +668,19 @@ async fn state_loads_saves_store_size_and_failures_are_counted_by_outcome() {
         .unwrap();
     assert_eq!((summary.documents, summary.batches), (30, 3));
     let (_, text) = scrape(&server).await;
-    assert_eq!(
-        sample(&text, "es_connector_state_loads_total{outcome=\"ok\"}"),
-        Some(1.0),
-        "{text}"
-    );
-    assert_eq!(
-        sample(
-            &text,
-            "es_connector_state_load_seconds_count{outcome=\"ok\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "es_connector_state_saves_total{outcome=\"ok\"}"),
-        Some(3.0),
-        "{text}"
-    );
-    assert_eq!(sample(&text, "es_connector_empty_polls_total"), Some(1.0));
-    assert_eq!(sample(&text, "es_connector_state_store_states"), Some(1.0));
     let bytes = std::fs::metadata(dir.path().join("outcomes.json"))
         .unwrap()
         .len();
-    assert_eq!(
-        sample(&text, "es_connector_state_store_bytes"),
-        Some(bytes as f64),
-        "{text}"
+    assert_samples(
+        &text,
+        &[
+            ("es_connector_state_loads_total{outcome=\"ok\"}", 1.0),
+            ("es_connector_state_load_seconds_count{outcome=\"ok\"}", 1.0),
+            ("es_connector_state_saves_total{outcome=\"ok\"}", 3.0),
+            ("es_connector_empty_polls_total", 1.0),
+            ("es_connector_state_store_states", 1.0),
+            ("es_connector_state_store_bytes", bytes as f64),
+        ],
     );
     assert!(sample(&text, "es_connector_state_store_sampled_timestamp_seconds").unwrap() > 0.0);
 
@@ -714,41 +701,14 @@ async fn state_loads_saves_store_size_and_failures_are_counted_by_outcome() {
     let mut out2 = connector::FileOutput::open(dir.path().join("out2.jsonl")).unwrap();
     let lost = connector::run(&mut second, &mut out2, options.clone()).await;
     assert!(lost.is_err(), "{lost:?}");
-    let (_, text) = scrape(&server).await;
-    assert_eq!(
-        sample(
-            &text,
-            "es_connector_state_saves_total{outcome=\"conflict\"}"
-        ),
-        Some(1.0),
-        "{text}"
-    );
-    assert_eq!(
-        sample(
-            &text,
-            "es_connector_errors_total{kind=\"state\",retryable=\"false\"}"
-        ),
-        Some(1.0),
-        "{text}"
-    );
+    let conflict = "es_connector_state_saves_total{outcome=\"conflict\"}";
+    assert_state_failure_counted(&server, conflict, 1.0).await;
 
     // A corrupt state: counted as such when loaded, and the open fails for good.
     std::fs::write(dir.path().join("outcomes.json"), b"{ not a state").unwrap();
     let mut third = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
     let opened = connector::open_with_retry(&mut third, &mut options).await;
     assert!(opened.is_err(), "{opened:?}");
-    let (_, text) = scrape(&server).await;
-    assert_eq!(
-        sample(&text, "es_connector_state_loads_total{outcome=\"corrupt\"}"),
-        Some(1.0),
-        "{text}"
-    );
-    assert_eq!(
-        sample(
-            &text,
-            "es_connector_errors_total{kind=\"state\",retryable=\"false\"}"
-        ),
-        Some(2.0),
-        "{text}"
-    );
+    let corrupt = "es_connector_state_loads_total{outcome=\"corrupt\"}";
+    assert_state_failure_counted(&server, corrupt, 2.0).await;
 }

@@ -23,22 +23,17 @@ fn closed_url() -> String {
 
 async fn read_through_the_official_client(pagination: &str, expected: ReadMode) {
     let Some(url) = es_url() else { return };
-    let index = TestIndex::standard(&url, "official").await;
     // Ten documents per timestamp: the tiebreaker keeps every one.
-    index
-        .load(&docs(2000, 0, |i| {
-            json!(format!(
-                "2024-01-15T10:{:02}:{:02}Z",
-                i / 600,
-                (i / 10) % 60
-            ))
-        }))
-        .await;
-    let config = plugin_config(
-        &closed_url(),
-        &index.name,
-        &format!("batch_size = 150\ntiebreaker_field = \"id\"\npagination = \"{pagination}\"\n"),
-    );
+    let index = TestIndex::holding(&url, "official", 2000, |i| {
+        json!(format!(
+            "2024-01-15T10:{:02}:{:02}Z",
+            i / 600,
+            (i / 10) % 60
+        ))
+    })
+    .await;
+    let extra = format!("{}pagination = \"{pagination}\"\n", by_id(150));
+    let config = plugin_config(&closed_url(), &index.name, &extra);
     let client = Elasticsearch::new(Transport::single_node(&url).unwrap());
     let mut source =
         ElasticsearchSource::with_official_client(1, client, config.validate().unwrap());

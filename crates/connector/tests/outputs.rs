@@ -4,6 +4,7 @@
 
 use connector::output::{ElasticsearchOutput, ElasticsearchOutputOptions};
 use connector::{Message, Output};
+use serde_json::json;
 use serde_json::value::RawValue;
 use state_core::conformance::service_endpoint;
 
@@ -18,93 +19,108 @@ fn msg(i: u32) -> Message {
     )
 }
 
-/// A target index name of its own for this test run.
-fn target_index(tag: &str) -> String {
-    format!(
-        "out-{tag}-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    )
+/// A target index of the test's own on the server of `ES_URL`.
+struct Target {
+    url: String,
+    index: String,
 }
 
-async fn delete_index(url: &str, index: &str) {
-    let _ = reqwest::Client::new()
-        .delete(format!("{url}/{index}"))
-        .send()
-        .await;
-}
+impl Target {
+    /// A fresh index name tagged `tag`; `None` without `ES_URL` (the test then
+    /// does nothing, as `service_endpoint` reports).
+    fn new(tag: &str) -> Option<Target> {
+        let url = service_endpoint("ES_URL")?;
+        let index = format!(
+            "out-{tag}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_micros()
+        );
+        Some(Target { url, index })
+    }
 
-/// The `_source` of document `id` of `index` (`/` in the id URL-encoded).
-async fn source_of(url: &str, index: &str, id: &str) -> serde_json::Value {
-    let id = id.replace('/', "%2F");
-    let doc: serde_json::Value = reqwest::get(format!("{url}/{index}/_doc/{id}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    doc["_source"].clone()
-}
+    /// An output into the index with `workers` workers.
+    fn output(&self, workers: usize) -> ElasticsearchOutput {
+        ElasticsearchOutput::new(&self.url, &self.index, workers).unwrap()
+    }
 
-/// The number of documents in `index`, after an explicit `_refresh`.
-async fn count(url: &str, index: &str) -> u64 {
-    let refreshed = reqwest::Client::new()
-        .post(format!("{url}/{index}/_refresh"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        refreshed.status().is_success(),
-        "_refresh {index}: {refreshed:?}"
-    );
-    let v: serde_json::Value = reqwest::get(format!("{url}/{index}/_count"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["count"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count in {v}"))
+    /// The `_source` of document `id` (`/` in the id URL-encoded).
+    async fn source_of(&self, id: &str) -> serde_json::Value {
+        let id = id.replace('/', "%2F");
+        let doc: serde_json::Value = reqwest::get(format!("{}/{}/_doc/{id}", self.url, self.index))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        doc["_source"].clone()
+    }
+
+    /// The number of documents, after an explicit `_refresh`.
+    async fn count(&self) -> u64 {
+        let (url, index) = (&self.url, &self.index);
+        let refreshed = reqwest::Client::new()
+            .post(format!("{url}/{index}/_refresh"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            refreshed.status().is_success(),
+            "_refresh {index}: {refreshed:?}"
+        );
+        let v: serde_json::Value = reqwest::get(format!("{url}/{index}/_count"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no count in {v}"))
+    }
+
+    /// Closes `out`, then deletes the index.
+    async fn finish(self, mut out: ElasticsearchOutput) {
+        out.close().await.unwrap();
+        let _ = reqwest::Client::new()
+            .delete(format!("{}/{}", self.url, self.index))
+            .send()
+            .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elasticsearch_output_is_idempotent_by_id() {
-    let Some(url) = service_endpoint("ES_URL") else {
+    let Some(target) = Target::new("plain") else {
         return;
     };
-    let index = target_index("plain");
-    let mut out = ElasticsearchOutput::new(&url, &index, 1).unwrap();
+    let mut out = target.output(1);
     let batch: Vec<Message> = (0..50).map(msg).collect();
     out.send(&batch).await.unwrap();
-    assert_eq!(count(&url, &index).await, 50);
+    assert_eq!(target.count().await, 50);
     // The same batch again (a replay after a crash) adds nothing.
     out.send(&batch[10..30]).await.unwrap();
-    assert_eq!(count(&url, &index).await, 50);
+    assert_eq!(target.count().await, 50);
     // `{source index}/{source _id}`.
     assert_eq!(
-        source_of(&url, &index, "source-index/doc-7").await,
+        target.source_of("source-index/doc-7").await,
         serde_json::json!({"n": 7, "msg": "doc 7"})
     );
-    out.close().await.unwrap();
-    delete_index(&url, &index).await;
+    target.finish(out).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elasticsearch_output_reports_refused_documents() {
-    let Some(url) = service_endpoint("ES_URL") else {
+    let Some(target) = Target::new("bad") else {
         return;
     };
-    let index = target_index("bad");
-    let client = reqwest::Client::new();
     let mapping = serde_json::json!({"mappings": {"properties": {"n": {"type": "integer"}}}});
-    client
-        .put(format!("{url}/{index}"))
+    reqwest::Client::new()
+        .put(format!("{}/{}", target.url, target.index))
         .json(&mapping)
         .send()
         .await
         .unwrap();
-    let mut out = ElasticsearchOutput::new(&url, &index, 1).unwrap();
+    let mut out = target.output(1);
     let bad = Message::new(
         "s",
         "bad",
@@ -119,8 +135,7 @@ async fn elasticsearch_output_reports_refused_documents() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(err.contains("1 of 2") && err.contains("bad"), "{err}");
-    out.close().await.unwrap();
-    let _ = client.delete(format!("{url}/{index}")).send().await;
+    target.finish(out).await;
 }
 
 /// A document larger than the bulk processor's memory bound can never be sent:
@@ -129,17 +144,16 @@ async fn elasticsearch_output_reports_refused_documents() {
 /// which the run loop and the sink retry for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_larger_than_the_memory_bound_is_refused_alone() {
-    let Some(url) = service_endpoint("ES_URL") else {
+    let Some(target) = Target::new("huge") else {
         return;
     };
-    let index = target_index("huge");
     let options = ElasticsearchOutputOptions {
         // The smallest bound the processor takes: one full `_bulk` body.
         max_buffered_bytes: Some(bulk::DEFAULT_BULK_SIZE),
         ..ElasticsearchOutputOptions::default()
     };
-    let endpoint = connector::config::Endpoint::from_url(url.parse().unwrap());
-    let mut out = ElasticsearchOutput::with_options(&endpoint, &index, options).unwrap();
+    let endpoint = connector::config::Endpoint::from_url(target.url.parse().unwrap());
+    let mut out = ElasticsearchOutput::with_options(&endpoint, &target.index, options).unwrap();
     let huge = Message::new(
         "s",
         "huge",
@@ -161,9 +175,8 @@ async fn a_document_larger_than_the_memory_bound_is_refused_alone() {
         "the huge document, by position: {refused:?}"
     );
     assert!(refused[0].1.contains("max_buffered_bytes"), "{refused:?}");
-    assert_eq!(count(&url, &index).await, 2, "the others are indexed");
-    out.close().await.unwrap();
-    delete_index(&url, &index).await;
+    assert_eq!(target.count().await, 2, "the others are indexed");
+    target.finish(out).await;
 }
 
 fn versioned(index: &str, id: &str, seq_no: i64, n: u32) -> Message {
@@ -175,11 +188,10 @@ fn versioned(index: &str, id: &str, seq_no: i64, n: u32) -> Message {
 /// documents: neither overwrites the other in the target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_id_in_two_source_indices_is_two_documents() {
-    let Some(url) = service_endpoint("ES_URL") else {
+    let Some(target) = Target::new("two") else {
         return;
     };
-    let index = target_index("two");
-    let mut out = ElasticsearchOutput::new(&url, &index, 1).unwrap();
+    let mut out = target.output(1);
     let batch = [
         versioned("logs-a", "1", 0, 1),
         versioned("logs-b", "1", 0, 2),
@@ -187,44 +199,30 @@ async fn one_id_in_two_source_indices_is_two_documents() {
     out.send(&batch).await.unwrap();
     // Sent again (a replay after a crash): still two.
     out.send(&batch).await.unwrap();
-    assert_eq!(count(&url, &index).await, 2);
-    assert_eq!(
-        source_of(&url, &index, "logs-a/1").await,
-        serde_json::json!({"n": 1})
-    );
-    assert_eq!(
-        source_of(&url, &index, "logs-b/1").await,
-        serde_json::json!({"n": 2})
-    );
-    out.close().await.unwrap();
-    delete_index(&url, &index).await;
+    assert_eq!(target.count().await, 2);
+    for (id, source) in [("logs-a/1", json!({"n": 1})), ("logs-b/1", json!({"n": 2}))] {
+        assert_eq!(target.source_of(id).await, source, "{id}");
+    }
+    target.finish(out).await;
 }
 
 /// Two versions of one document, the newer sent first (two partitions of a
 /// topic, two workers): the older one does not replace it, and is not an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_version_never_replaces_a_newer_one() {
-    let Some(url) = service_endpoint("ES_URL") else {
+    let Some(target) = Target::new("ver") else {
         return;
     };
-    let index = target_index("ver");
-    let mut out = ElasticsearchOutput::new(&url, &index, 2).unwrap();
+    let mut out = target.output(2);
     out.send(&[versioned("logs", "7", 12, 2)]).await.unwrap();
     out.send(&[versioned("logs", "7", 4, 1)]).await.unwrap();
-    assert_eq!(
-        source_of(&url, &index, "logs/7").await,
-        serde_json::json!({"n": 2})
-    );
+    assert_eq!(target.source_of("logs/7").await, json!({"n": 2}));
     // The same version again is accepted (idempotent), a newer one wins.
     out.send(&[versioned("logs", "7", 12, 2)]).await.unwrap();
     out.send(&[versioned("logs", "7", 13, 3)]).await.unwrap();
-    assert_eq!(
-        source_of(&url, &index, "logs/7").await,
-        serde_json::json!({"n": 3})
-    );
-    assert_eq!(count(&url, &index).await, 1);
-    out.close().await.unwrap();
-    delete_index(&url, &index).await;
+    assert_eq!(target.source_of("logs/7").await, json!({"n": 3}));
+    assert_eq!(target.count().await, 1);
+    target.finish(out).await;
 }
 
 /// A bulk request refused as a whole for a reason asking again cannot fix stops
@@ -265,11 +263,10 @@ async fn elasticsearch_output_stops_on_a_whole_request_refusal() {
 /// output used to find a failure's message by document id, which named the first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_names_its_own_message_when_two_share_a_document_id() {
-    let Some(url) = service_endpoint("ES_URL") else {
+    let Some(target) = Target::new("same-id") else {
         return;
     };
-    let index = target_index("same-id");
-    let mut out = ElasticsearchOutput::new(&url, &index, 1).unwrap();
+    let mut out = target.output(1);
     let unmappable = RawValue::from_string(r#"{"n":{"not":"a number"}}"#.to_owned()).unwrap();
     let batch = [
         versioned("logs", "1", 1, 1),
@@ -286,7 +283,6 @@ async fn a_refusal_names_its_own_message_when_two_share_a_document_id() {
         "{refused:?}"
     );
     assert!(refused[0].1.starts_with("HTTP 400"), "{refused:?}");
-    assert_eq!(count(&url, &index).await, 2);
-    out.close().await.unwrap();
-    delete_index(&url, &index).await;
+    assert_eq!(target.count().await, 2);
+    target.finish(out).await;
 }

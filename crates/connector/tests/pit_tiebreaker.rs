@@ -12,7 +12,7 @@
 mod common;
 
 use common::*;
-use connector::{ElasticsearchSource, ReadMode, ServerInfo};
+use connector::{ReadMode, ServerInfo};
 use es_query::Flavor;
 use serde_json::{Value, json};
 
@@ -73,26 +73,23 @@ async fn sort_values_in_a_pit(index: &TestIndex, server: &ServerInfo) -> usize {
 async fn tiebreaker_field_in_a_point_in_time_pages_and_resumes_exactly_once() {
     let Some(url) = es_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "pit-tiebreaker").await;
     // 7 documents per timestamp: pages end inside shared-timestamp groups.
-    index
-        .load(&docs(DOCS, 0, |i| {
-            let second = i / 7;
-            json!(format!(
-                "2024-01-15T10:{:02}:{:02}Z",
-                second / 60,
-                second % 60
-            ))
-        }))
-        .await;
+    let index = TestIndex::holding(&url, "pit-tiebreaker", DOCS, |i| {
+        let second = i / 7;
+        json!(format!(
+            "2024-01-15T10:{:02}:{:02}Z",
+            second / 60,
+            second % 60
+        ))
+    })
+    .await;
     let extra = format!(
-        "batch_size = 100\ntiebreaker_field = \"id\"\npagination = \"search_after\"\n{}",
+        "{}pagination = \"search_after\"\n{}",
+        by_id(100),
         file_state(dir.path(), "pit-tiebreaker")
     );
-    let config = || plugin_config(&url, &index.name, &extra);
 
-    let mut source = ElasticsearchSource::new(5, config());
-    source.open().await.unwrap();
+    let mut source = open_source(5, &url, &index.name, &extra).await;
     assert_eq!(source.read_mode(), Some(ReadMode::PointInTime));
     let server = source.server().unwrap().clone();
     let expected = if appends_implicit_shard_doc(&server) {
@@ -132,8 +129,7 @@ async fn tiebreaker_field_in_a_point_in_time_pages_and_resumes_exactly_once() {
     sort.push(json!(1199));
     std::fs::write(&path, serde_json::to_vec_pretty(&stored).unwrap()).unwrap();
 
-    let mut source = ElasticsearchSource::new(5, config());
-    source.open().await.unwrap();
+    let mut source = open_source(5, &url, &index.name, &extra).await;
     delivered.extend(drain(&mut source).await);
     source.close().await.unwrap();
     assert_exactly_once(&delivered, DOCS);

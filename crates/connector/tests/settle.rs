@@ -25,14 +25,12 @@ async fn a_document_searchable_late_is_delivered_when_it_is_younger_than_settle(
     for (settle, expect_late) in [("0s", false), ("20m", true)] {
         let dir = tempfile::tempdir().unwrap();
         let state = file_state(dir.path(), "settle");
-        let index = index_without_refresh(&url, "settle").await;
-        index
-            .load(&[
-                json!({"id": "old", "@timestamp": ago(120), "n": 1}),
-                json!({"id": "recent", "@timestamp": ago(5), "n": 2}),
-                json!({"id": "future", "@timestamp": ago(-60), "n": 3}),
-            ])
-            .await;
+        let head = [
+            json!({"id": "old", "@timestamp": ago(120), "n": 1}),
+            json!({"id": "recent", "@timestamp": ago(5), "n": 2}),
+            json!({"id": "future", "@timestamp": ago(-60), "n": 3}),
+        ];
+        let index = index_without_refresh(&url, "settle", &head).await;
         // Ten minutes old, but not searchable yet.
         index_unrefreshed(
             &index,

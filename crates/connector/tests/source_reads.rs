@@ -6,22 +6,16 @@
 mod common;
 
 use common::*;
-use connector::{ElasticsearchSource, ReadMode};
+use connector::ReadMode;
 use serde_json::json;
 
 const SAME_TS: &str = "2024-01-15T10:30:00Z";
 
 async fn shared_timestamp_exactly_once(pagination: &str, expected_mode: ReadMode) {
     let Some(url) = es_url() else { return };
-    let index = TestIndex::standard(&url, "shared").await;
-    index.load(&docs(10_000, 0, |_| json!(SAME_TS))).await;
-    let config = plugin_config(
-        &url,
-        &index.name,
-        &format!("batch_size = 100\ntiebreaker_field = \"id\"\npagination = \"{pagination}\"\n"),
-    );
-    let mut source = ElasticsearchSource::new(1, config);
-    source.open().await.unwrap();
+    let index = TestIndex::holding(&url, "shared", 10_000, |_| json!(SAME_TS)).await;
+    let extra = format!("{}pagination = \"{pagination}\"\n", by_id(100));
+    let mut source = open_source(1, &url, &index.name, &extra).await;
     assert_eq!(source.read_mode(), Some(expected_mode));
     let ids = drain(&mut source).await;
     assert_exactly_once(&ids, 10_000);
@@ -62,18 +56,11 @@ async fn ten_thousand_documents_with_one_timestamp_cursor() {
 #[tokio::test]
 async fn shared_timestamps_without_tiebreaker_use_shard_doc_and_skip_nothing() {
     let Some(url) = es_url() else { return };
-    let index = TestIndex::standard(&url, "sharddoc").await;
-    index
-        .load(&docs(1000, 0, |i| {
-            json!(format!("2024-01-15T10:30:0{}Z", i % 3))
-        }))
-        .await;
+    let index = TestIndex::holding(&url, "sharddoc", 1000, cycling_seconds(3)).await;
     if !shard_doc_or_refused(&url, &index.name).await {
         return;
     }
-    let mut source =
-        ElasticsearchSource::new(1, plugin_config(&url, &index.name, "batch_size = 70\n"));
-    source.open().await.unwrap();
+    let mut source = open_source(1, &url, &index.name, "batch_size = 70\n").await;
     let ids = drain(&mut source).await;
     assert_exactly_once(&ids, 1000);
     // A new pass opens a new point in time, re-reads the last timestamp's documents
@@ -89,56 +76,43 @@ async fn shared_timestamps_without_tiebreaker_use_shard_doc_and_skip_nothing() {
     assert_exactly_once(&ids, 10);
 }
 
+/// An index whose `@timestamp` is a `kind` field, holding 250 documents stamped by `ts`.
+async fn stamped(url: &str, kind: &str, ts: impl Fn(usize) -> serde_json::Value) -> TestIndex {
+    let mapping = json!({"id": {"type": "keyword"}, "@timestamp": {"type": kind}});
+    let index = TestIndex::create(url, kind, mapping).await;
+    index.load(&docs(250, 0, ts)).await;
+    index
+}
+
 #[tokio::test]
 async fn epoch_millis_date_nanos_and_mixed_date_formats() {
     let Some(url) = es_url() else { return };
     // A `long` field of epoch milliseconds.
-    let millis = TestIndex::create(
-        &url,
-        "millis",
-        json!({"id": {"type": "keyword"}, "@timestamp": {"type": "long"}}),
-    )
+    let millis = stamped(&url, "long", |i| {
+        json!(1_705_314_600_000_i64 + (i / 10) as i64)
+    })
     .await;
-    millis
-        .load(&docs(250, 0, |i| {
-            json!(1_705_314_600_000_i64 + (i / 10) as i64)
-        }))
-        .await;
     // date_nanos with sub-millisecond differences.
-    let nanos = TestIndex::create(
-        &url,
-        "nanos",
-        json!({"id": {"type": "keyword"}, "@timestamp": {"type": "date_nanos"}}),
-    )
+    let nanos = stamped(&url, "date_nanos", |i| {
+        json!(format!("2024-01-15T10:30:00.000000{:03}Z", i / 2))
+    })
     .await;
-    nanos
-        .load(&docs(250, 0, |i| {
-            json!(format!("2024-01-15T10:30:00.000000{:03}Z", i / 2))
-        }))
-        .await;
     // A `date` field holding RFC 3339 strings and epoch-millis numbers.
-    let mixed = TestIndex::standard(&url, "mixed").await;
-    mixed
-        .load(&docs(250, 0, |i| {
-            if i % 2 == 0 {
-                json!(1_705_314_600_000_i64 + i as i64)
-            } else {
-                json!(format!("2024-01-15T10:30:00.{:03}Z", i))
-            }
-        }))
-        .await;
+    let mixed = stamped(&url, "date", |i| {
+        if i % 2 == 0 {
+            json!(1_705_314_600_000_i64 + i as i64)
+        } else {
+            json!(format!("2024-01-15T10:30:00.{:03}Z", i))
+        }
+    })
+    .await;
     for (index, kind) in [
         (&millis, "epoch_millis"),
         (&nanos, "date_nanos"),
         (&mixed, "date"),
     ] {
-        let config = plugin_config(
-            &url,
-            &index.name,
-            &format!("batch_size = 40\ntiebreaker_field = \"id\"\ntimestamp_type = \"{kind}\"\n"),
-        );
-        let mut source = ElasticsearchSource::new(1, config);
-        source.open().await.unwrap();
+        let extra = format!("{}timestamp_type = \"{kind}\"\n", by_id(40));
+        let mut source = open_source(1, &url, &index.name, &extra).await;
         let ids = drain(&mut source).await;
         assert_exactly_once(&ids, 250);
         if kind == "date" {
@@ -156,21 +130,12 @@ async fn epoch_millis_date_nanos_and_mixed_date_formats() {
 async fn documents_without_the_timestamp_never_make_the_source_loop() {
     let Some(url) = es_url() else { return };
     let index = TestIndex::standard(&url, "missing").await;
-    let mut all = docs(120, 0, |i| {
-        json!(format!("2024-01-15T10:30:{:02}Z", i % 60))
-    });
+    let mut all = docs(120, 0, cycling_seconds(60));
     all.extend((0..30).map(|i| json!({"id": format!("m{i:03}"), "n": i})));
     index.load(&all).await;
     for (policy, expected) in [("skip", 120), ("first", 150)] {
-        let config = plugin_config(
-            &url,
-            &index.name,
-            &format!(
-                "batch_size = 25\ntiebreaker_field = \"id\"\nmissing_timestamp = \"{policy}\"\n"
-            ),
-        );
-        let mut source = ElasticsearchSource::new(1, config);
-        source.open().await.unwrap();
+        let extra = format!("{}missing_timestamp = \"{policy}\"\n", by_id(25));
+        let mut source = open_source(1, &url, &index.name, &extra).await;
         let ids = drain(&mut source).await;
         assert_exactly_once(&ids, expected);
         // Caught up: polling again finds nothing, it does not re-read the undated ones.
@@ -182,19 +147,11 @@ async fn documents_without_the_timestamp_never_make_the_source_loop() {
 #[tokio::test]
 async fn backfill_then_only_new_documents() {
     let Some(url) = es_url() else { return };
-    let index = TestIndex::standard(&url, "incr").await;
-    index
-        .load(&docs(250, 0, |i| {
-            json!(format!("2024-01-15T10:{:02}:00Z", i % 60))
-        }))
-        .await;
-    let config = plugin_config(
-        &url,
-        &index.name,
-        "batch_size = 100\ntiebreaker_field = \"id\"\n",
-    );
-    let mut source = ElasticsearchSource::new(1, config);
-    source.open().await.unwrap();
+    let index = TestIndex::holding(&url, "incr", 250, |i| {
+        json!(format!("2024-01-15T10:{:02}:00Z", i % 60))
+    })
+    .await;
+    let mut source = open_source(1, &url, &index.name, &by_id(100)).await;
     assert_exactly_once(&drain(&mut source).await, 250);
     assert!(source.poll_batch().await.unwrap().is_empty());
     // New documents, with later timestamps and one equal to the cursor's.
@@ -218,24 +175,14 @@ async fn backfill_then_only_new_documents() {
 #[tokio::test]
 async fn an_expired_point_in_time_resumes_from_the_cursor_without_loss() {
     let Some(url) = es_url() else { return };
-    let index = TestIndex::standard(&url, "expire").await;
-    index
-        .load(&docs(500, 0, |i| {
-            json!(format!("2024-01-15T10:30:{:02}Z", i % 7))
-        }))
-        .await;
+    let index = TestIndex::holding(&url, "expire", 500, cycling_seconds(7)).await;
     let shard_doc = shard_doc_or_refused(&url, &index.name).await;
     for tiebreaker in ["tiebreaker_field = \"id\"\n", ""] {
         if tiebreaker.is_empty() && !shard_doc {
             continue;
         }
-        let config = plugin_config(
-            &url,
-            &index.name,
-            &format!("batch_size = 100\n{tiebreaker}"),
-        );
-        let mut source = ElasticsearchSource::new(1, config);
-        source.open().await.unwrap();
+        let extra = format!("batch_size = 100\n{tiebreaker}");
+        let mut source = open_source(1, &url, &index.name, &extra).await;
         let mut ids = Vec::new();
         let first = source.poll_batch().await.unwrap();
         ids.extend(first.messages.iter().map(doc_id));
@@ -270,15 +217,9 @@ async fn an_expired_point_in_time_resumes_from_the_cursor_without_loss() {
 #[tokio::test]
 async fn an_expired_scroll_resumes_from_the_cursor_without_loss() {
     let Some(url) = es_url() else { return };
-    let index = TestIndex::standard(&url, "scrollexp").await;
-    index.load(&docs(300, 0, |_| json!(SAME_TS))).await;
-    let config = plugin_config(
-        &url,
-        &index.name,
-        "batch_size = 100\ntiebreaker_field = \"id\"\npagination = \"scroll\"\n",
-    );
-    let mut source = ElasticsearchSource::new(1, config);
-    source.open().await.unwrap();
+    let index = TestIndex::holding(&url, "scrollexp", 300, |_| json!(SAME_TS)).await;
+    let extra = by_id(100) + "pagination = \"scroll\"\n";
+    let mut source = open_source(1, &url, &index.name, &extra).await;
     let first = source.poll_batch().await.unwrap();
     let mut ids: Vec<String> = first.messages.iter().map(doc_id).collect();
     commit(&mut source, first.ack.as_ref().unwrap()).await;

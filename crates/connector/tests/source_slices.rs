@@ -10,24 +10,17 @@ use std::collections::{HashMap, HashSet};
 
 use common::*;
 use connector::{ConnectorConfig, ConnectorError, ElasticsearchSource, ReadMode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const DOCS: usize = 5000;
 const BATCH: usize = 200;
 
 /// 5000 documents sharing 50 timestamps (100 documents each).
 async fn shared_timestamps(url: &str, tag: &str) -> TestIndex {
-    let index = TestIndex::standard(url, tag).await;
-    index
-        .load(&docs(DOCS, 0, |i| {
-            json!(format!("2024-01-15T10:{:02}:00Z", i % 50))
-        }))
-        .await;
-    index
-}
-
-fn stored(dir: &std::path::Path, state_id: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join(format!("{state_id}.json"))).unwrap()).unwrap()
+    TestIndex::holding(url, tag, DOCS, |i| {
+        json!(format!("2024-01-15T10:{:02}:00Z", i % 50))
+    })
+    .await
 }
 
 /// Drains with slices = 3 under `pagination`; returns the ids and the slices seen.
@@ -38,8 +31,7 @@ async fn drain_sliced(url: &str, tag: &str, settings: &str, mode: ReadMode) {
         "batch_size = {BATCH}\nslices = 3\n{settings}\n{}",
         file_state(dir.path(), tag)
     );
-    let mut source = ElasticsearchSource::new(1, plugin_config(url, &index.name, &extra));
-    source.open().await.unwrap();
+    let mut source = open_source(1, url, &index.name, &extra).await;
     assert_eq!(source.read_mode(), Some(mode));
     let mut ids = Vec::new();
     let mut per_slice: HashMap<usize, usize> = HashMap::new();
@@ -56,7 +48,7 @@ async fn drain_sliced(url: &str, tag: &str, settings: &str, mode: ReadMode) {
     assert_eq!(per_slice.len(), 3, "every slice read: {per_slice:?}");
     // Caught up: nothing more, and nothing again on the next pass.
     assert!(source.poll_batch().await.unwrap().is_empty());
-    let state = stored(dir.path(), tag);
+    let state = stored_state(dir.path(), tag);
     let cursors = state["data"]["slice_cursors"].as_array().cloned().unwrap();
     assert_eq!(cursors.len(), 3, "{state}");
     assert!(cursors.iter().all(|c| c["sort"].is_array()), "{state}");
@@ -105,14 +97,14 @@ async fn a_restart_rereads_at_most_one_batch_per_slice() {
     let dir = tempfile::tempdir().unwrap();
     let index = shared_timestamps(&url, "sl-resume").await;
     let extra = format!(
-        "batch_size = {BATCH}\nslices = 3\ntiebreaker_field = \"id\"\n{}",
+        "slices = 3\n{}{}",
+        by_id(BATCH),
         file_state(dir.path(), "sl-resume")
     );
     let mut committed = Vec::new();
     let mut lost: HashMap<usize, Vec<String>> = HashMap::new();
     {
-        let mut source = ElasticsearchSource::new(2, plugin_config(&url, &index.name, &extra));
-        source.open().await.unwrap();
+        let mut source = open_source(2, &url, &index.name, &extra).await;
         for _ in 0..7 {
             let batch = source.poll_batch().await.unwrap();
             committed.extend(batch.messages.iter().map(doc_id));
@@ -127,11 +119,10 @@ async fn a_restart_rereads_at_most_one_batch_per_slice() {
             lost.insert(ack.slice(), batch.messages.iter().map(doc_id).collect());
         }
     }
-    let state = stored(dir.path(), "sl-resume");
+    let state = stored_state(dir.path(), "sl-resume");
     assert_eq!(state["data"]["total_documents_fetched"], 7 * BATCH);
 
-    let mut source = ElasticsearchSource::new(2, plugin_config(&url, &index.name, &extra));
-    source.open().await.unwrap();
+    let mut source = open_source(2, &url, &index.name, &extra).await;
     let again = drain(&mut source).await;
     source.close().await.unwrap();
 
@@ -204,9 +195,8 @@ async fn a_single_reader_state_is_refused_by_a_sliced_source() {
     let dir = tempfile::tempdir().unwrap();
     let index = shared_timestamps(&url, "sl-single").await;
     let state = file_state(dir.path(), "sl-single");
-    let extra = format!("batch_size = {BATCH}\ntiebreaker_field = \"id\"\n{state}");
-    let mut source = ElasticsearchSource::new(4, plugin_config(&url, &index.name, &extra));
-    source.open().await.unwrap();
+    let extra = by_id(BATCH) + &state;
+    let mut source = open_source(4, &url, &index.name, &extra).await;
     let batch = source.poll_batch().await.unwrap();
     commit(&mut source, batch.ack.as_ref().unwrap()).await;
     source.close().await.unwrap();
@@ -268,20 +258,7 @@ async fn slices_keep_their_documents_across_points_in_time() {
     let mut delivered = drain(&mut source).await;
     // New documents after every cursor, then one segment: document ids change.
     index.load(&docs(500, 1000, minute)).await;
-    let merged = index
-        .http()
-        .post(format!(
-            "{url}/{}/_forcemerge?max_num_segments=1",
-            index.name
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        merged.status().is_success(),
-        "{}",
-        merged.text().await.unwrap()
-    );
+    index.post_action("_forcemerge?max_num_segments=1").await;
     index.refresh().await;
     delivered.extend(drain(&mut source).await);
     source.close().await.unwrap();

@@ -9,6 +9,26 @@ use common::*;
 use connector::{ConnectorError, ElasticsearchSource};
 use serde_json::json;
 
+/// A fresh index of `n` documents stamped by `ts`, and the `[plugin_config]`
+/// lines of a source reading it 100 at a time by `id`, its state `state_id` a
+/// file in the temporary directory returned.
+async fn with_file_state(
+    url: &str,
+    state_id: &str,
+    n: usize,
+    ts: impl Fn(usize) -> serde_json::Value,
+) -> (tempfile::TempDir, TestIndex, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::holding(url, state_id, n, ts).await;
+    let extra = by_id(100) + &file_state(dir.path(), state_id);
+    (dir, index, extra)
+}
+
+/// Every document at one instant.
+fn one_instant(_: usize) -> serde_json::Value {
+    json!("2024-01-15T10:30:00Z")
+}
+
 /// Opens `source`, polls and commits `batches` batches, polls one more that is
 /// "sent" but never acknowledged, then drops it (the process dies, no close).
 /// Returns every delivered `_id`, in order.
@@ -28,41 +48,23 @@ async fn commit_then_crash(mut source: ElasticsearchSource, batches: usize) -> V
 #[tokio::test]
 async fn a_restart_rereads_at_most_the_unacknowledged_batch() {
     let Some(url) = es_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "resume").await;
-    index
-        .load(&docs(1000, 0, |i| {
-            json!(format!("2024-01-15T10:30:{:02}Z", i % 5))
-        }))
-        .await;
-    let extra = format!(
-        "batch_size = 100\ntiebreaker_field = \"id\"\n{}",
-        file_state(dir.path(), "resume")
-    );
+    let (dir, index, extra) = with_file_state(&url, "resume", 1000, cycling_seconds(5)).await;
     let mut delivered = commit_then_crash(
         ElasticsearchSource::new(7, plugin_config(&url, &index.name, &extra)),
         3,
     )
     .await;
-    let stored: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("resume.json")).unwrap()).unwrap();
+    let stored = stored_state(dir.path(), "resume");
     assert_eq!(stored["data"]["total_documents_fetched"], 300);
     assert_eq!(stored["data"]["last_document_id"], json!(delivered[299]));
     assert!(stored["data"]["cursor"]["sort"].is_array(), "{stored}");
     assert_eq!(stored["metadata"]["connector_type"], "elasticsearch_source");
     assert_eq!(stored["metadata"]["connector_id"], 7);
 
-    let mut source = ElasticsearchSource::new(7, plugin_config(&url, &index.name, &extra));
-    source.open().await.unwrap();
+    let mut source = open_source(7, &url, &index.name, &extra).await;
     delivered.extend(drain(&mut source).await);
     source.close().await.unwrap();
-    let distinct: std::collections::HashSet<_> = delivered.iter().collect();
-    assert_eq!(distinct.len(), 1000, "every document delivered");
-    assert_eq!(
-        delivered.len(),
-        1100,
-        "exactly the unacknowledged batch again"
-    );
+    assert_unacknowledged_batch_again(&delivered, 1000, 100);
     let state = source.get_state().await.unwrap();
     assert_eq!(state.data.total_documents_fetched, 1000);
 }
@@ -70,17 +72,8 @@ async fn a_restart_rereads_at_most_the_unacknowledged_batch() {
 #[tokio::test]
 async fn the_documented_poll_commits_the_previous_batch_and_close_saves() {
     let Some(url) = es_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "poll").await;
-    index
-        .load(&docs(250, 0, |_| json!("2024-01-15T10:30:00Z")))
-        .await;
-    let extra = format!(
-        "batch_size = 100\ntiebreaker_field = \"id\"\n{}",
-        file_state(dir.path(), "poll")
-    );
-    let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
-    source.open().await.unwrap();
+    let (_dir, index, extra) = with_file_state(&url, "poll", 250, one_instant).await;
+    let mut source = open_source(1, &url, &index.name, &extra).await;
     let mut seen = 0;
     for _ in 0..3 {
         seen += source.poll().await.unwrap().len();
@@ -129,19 +122,9 @@ async fn the_documented_poll_commits_the_previous_batch_and_close_saves() {
 #[tokio::test]
 async fn two_instances_with_one_state_id_cannot_both_advance_it() {
     let Some(url) = es_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "conflict").await;
-    index
-        .load(&docs(300, 0, |_| json!("2024-01-15T10:30:00Z")))
-        .await;
-    let extra = format!(
-        "batch_size = 100\ntiebreaker_field = \"id\"\n{}",
-        file_state(dir.path(), "shared")
-    );
-    let mut a = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
-    let mut b = ElasticsearchSource::new(2, plugin_config(&url, &index.name, &extra));
-    a.open().await.unwrap();
-    b.open().await.unwrap();
+    let (dir, index, extra) = with_file_state(&url, "shared", 300, one_instant).await;
+    let mut a = open_source(1, &url, &index.name, &extra).await;
+    let mut b = open_source(2, &url, &index.name, &extra).await;
     let batch_a = a.poll_batch().await.unwrap();
     commit(&mut a, batch_a.ack.as_ref().unwrap()).await;
     let batch_b = b.poll_batch().await.unwrap();
@@ -154,41 +137,18 @@ async fn two_instances_with_one_state_id_cannot_both_advance_it() {
     assert!(matches!(err, ConnectorError::State(_)));
     // The run loop stops on it too.
     let mut out = connector::FileOutput::open(dir.path().join("b.jsonl")).unwrap();
-    let err = connector::run(
-        &mut b,
-        &mut out,
-        connector::RunOptions::default().once(true),
-    )
-    .await
-    .unwrap_err();
+    let err = run_once(&mut b, &mut out).await.unwrap_err();
     assert!(err.is_conflict(), "{err}");
 }
 
 #[tokio::test]
 async fn the_run_loop_delivers_everything_and_stops_once_caught_up() {
     let Some(url) = es_url() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "runloop").await;
-    index
-        .load(&docs(450, 0, |i| {
-            json!(format!("2024-01-15T10:30:{:02}Z", i % 9))
-        }))
-        .await;
-    let extra = format!(
-        "batch_size = 100\ntiebreaker_field = \"id\"\n{}",
-        file_state(dir.path(), "runloop")
-    );
-    let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
-    source.open().await.unwrap();
+    let (dir, index, extra) = with_file_state(&url, "runloop", 450, cycling_seconds(9)).await;
+    let mut source = open_source(1, &url, &index.name, &extra).await;
     let path = dir.path().join("out.jsonl");
     let mut out = connector::FileOutput::open(&path).unwrap();
-    let summary = connector::run(
-        &mut source,
-        &mut out,
-        connector::RunOptions::default().once(true),
-    )
-    .await
-    .unwrap();
+    let summary = run_once(&mut source, &mut out).await.unwrap();
     source.close().await.unwrap();
     assert_eq!(summary.documents, 450);
     assert_eq!(summary.batches, 5);
@@ -215,17 +175,15 @@ async fn the_run_loop_delivers_everything_and_stops_once_caught_up() {
 async fn a_restart_inside_a_shared_timestamp_rereads_at_most_one_batch() {
     let Some(url) = es_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "group-restart").await;
     // 1500 documents: 1200 at one instant, then 300 at another.
-    index
-        .load(&docs(1500, 0, |i| {
-            json!(if i < 1200 {
-                "2024-03-01T00:00:00Z"
-            } else {
-                "2024-03-01T00:00:01Z"
-            })
-        }))
-        .await;
+    let index = TestIndex::holding(&url, "group-restart", 1500, |i| {
+        json!(if i < 1200 {
+            "2024-03-01T00:00:00Z"
+        } else {
+            "2024-03-01T00:00:01Z"
+        })
+    })
+    .await;
     if !shard_doc_or_refused(&url, &index.name).await {
         return;
     }
@@ -235,30 +193,21 @@ async fn a_restart_inside_a_shared_timestamp_rereads_at_most_one_batch() {
         5,
     )
     .await;
-    let stored: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("group.json")).unwrap()).unwrap();
+    let stored = stored_state(dir.path(), "group");
     assert_eq!(
         remembered(&stored["data"]["seen_at_cursor"][0]),
         500,
         "the ids committed at the cursor's timestamp are stored"
     );
     {
-        let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
-        source.open().await.unwrap();
+        let mut source = open_source(1, &url, &index.name, &extra).await;
         delivered.extend(drain(&mut source).await);
         source.close().await.unwrap();
     }
-    let distinct: std::collections::HashSet<_> = delivered.iter().collect();
-    assert_eq!(distinct.len(), 1500, "every document delivered");
-    assert_eq!(
-        delivered.len(),
-        1600,
-        "exactly the unacknowledged batch again"
-    );
+    assert_unacknowledged_batch_again(&delivered, 1500, 100);
 
     // Caught up; a restart finds nothing new, then only what is added.
-    let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
-    source.open().await.unwrap();
+    let mut source = open_source(1, &url, &index.name, &extra).await;
     assert!(source.poll_batch().await.unwrap().is_empty());
     index
         .load(&docs(10, 1500, |_| json!("2024-03-01T00:00:01Z")))
@@ -266,6 +215,18 @@ async fn a_restart_inside_a_shared_timestamp_rereads_at_most_one_batch() {
     let again = drain(&mut source).await;
     source.close().await.unwrap();
     assert_eq!(again.len(), 10, "only the new documents: {again:?}");
+}
+
+/// After a crash that lost one unacknowledged batch of `batch` documents: every one
+/// of `documents` documents delivered, and exactly that batch twice.
+fn assert_unacknowledged_batch_again(delivered: &[String], documents: usize, batch: usize) {
+    let distinct: std::collections::HashSet<_> = delivered.iter().collect();
+    assert_eq!(distinct.len(), documents, "every document delivered");
+    assert_eq!(
+        delivered.len(),
+        documents + batch,
+        "exactly the unacknowledged batch again"
+    );
 }
 
 /// How many documents a `seen_at_cursor` entry remembers: 8-byte fingerprints in
@@ -292,16 +253,13 @@ async fn a_commit_inside_a_large_shared_timestamp_writes_a_bounded_state() {
     const DOCS: usize = 20_000;
     const BATCH: usize = 1_000;
     let dir = tempfile::tempdir().unwrap();
-    let index = TestIndex::standard(&url, "group-bytes").await;
-    index
-        .load(&docs(DOCS, 0, |_| json!("2024-03-01T00:00:00Z")))
-        .await;
+    let index =
+        TestIndex::holding(&url, "group-bytes", DOCS, |_| json!("2024-03-01T00:00:00Z")).await;
     if !shard_doc_or_refused(&url, &index.name).await {
         return;
     }
     let extra = format!("batch_size = {BATCH}\n{}", file_state(dir.path(), "bytes"));
-    let mut source = ElasticsearchSource::new(1, plugin_config(&url, &index.name, &extra));
-    source.open().await.unwrap();
+    let mut source = open_source(1, &url, &index.name, &extra).await;
     let mut sizes = Vec::new();
     loop {
         let batch = source.poll_batch().await.unwrap();

@@ -4,12 +4,13 @@
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/child.rs"]
+mod child;
 #[path = "common/fake_server.rs"]
 mod fake_server;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -55,24 +56,12 @@ struct Running {
 
 impl Running {
     fn start(config: &Path) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_es-connector"))
-            .args(["run", "--no-progress", "--config"])
-            .arg(config)
-            .env("ES_CONNECTOR_LOG", "warn,connector=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (line_tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let Ok(line) = line else { return };
-                if line_tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let (mut child, lines) = child::spawn_reading_stderr(
+            Command::new(env!("CARGO_BIN_EXE_es-connector"))
+                .args(["run", "--no-progress", "--config"])
+                .arg(config)
+                .env("ES_CONNECTOR_LOG", "warn,connector=debug"),
+        );
         let (exit_tx, exited) = mpsc::channel();
         let pid = child.id();
         std::thread::spawn(move || {

@@ -474,13 +474,7 @@ pub fn server_restart(cx: &mut Cx) -> Result<()> {
                 |_| fetched(&state),
             )?;
             step!("  {done} acknowledged");
-            running.terminate()?;
-            let (status, lines) = running.wait(Duration::from_secs(60))?;
-            ensure!(
-                status.success(),
-                "SIGTERM exit {status}:\n{}",
-                last(&lines, 10)
-            );
+            running.stop()?;
             let c = census(cx, &cfg)?;
             let _ = iggy_server.kill();
             let _ = iggy_server.wait();

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::e2e::Cx;
 use crate::e2e::source_kit::{
-    Http, Output, Rng, Running, SourceConfig, create_logs_index, event_id, read_output, wait_until,
+    Http, Rng, Running, add_plugin_lines, create_logs_index, event_id, read_output, wait_until,
 };
 use crate::search_server::has_shard_doc;
 use crate::{step, util};
@@ -63,27 +63,10 @@ fn bulk(http: &mut Http, docs: &[(String, u64, u64)]) -> Result<()> {
 
 /// A file-output config reading `pattern`, with `extra` `[plugin_config]` lines.
 fn config(cx: &Cx, name: &str, pattern: &str, extra: &str) -> Result<(String, std::path::PathBuf)> {
-    let out = cx.dir.join(format!("{name}.jsonl"));
-    let tiebreaker = if has_shard_doc(&cx.es_url)? {
-        None
-    } else {
-        Some("event_id".to_owned())
-    };
-    let path = cx.dir.join(format!("{name}.toml"));
-    let cfg = SourceConfig {
-        es_url: cx.es_url.clone(),
-        index: pattern.to_owned(),
-        batch_size: BATCH,
-        pagination: "search_after".into(),
-        tiebreaker,
-        state_dir: cx.dir.join(format!("{name}-states")),
-        state_id: name.into(),
-        output: Output::File(out.clone()),
-    }
-    .write(&path)?;
-    let text = std::fs::read_to_string(&path)?;
-    let text = text.replacen("[plugin_config]\n", &format!("[plugin_config]\n{extra}"), 1);
-    std::fs::write(&path, text)?;
+    let tiebreaker = (!has_shard_doc(&cx.es_url)?).then_some("event_id");
+    let (cfg, out) =
+        cx.source_config(name, &cx.es_url, pattern, BATCH, "search_after", tiebreaker)?;
+    add_plugin_lines(&cfg, extra)?;
     Ok((cfg, out))
 }
 
@@ -262,14 +245,10 @@ pub fn late_window(cx: &mut Cx) -> Result<()> {
                 );
             }
             if let Some(running) = iggy_run {
-                running.terminate()?;
-                let (status, _) = running.wait(Duration::from_secs(60))?;
-                ensure!(status.success(), "Iggy output run: SIGTERM: exit {status}");
+                running.stop().context("Iggy output run")?;
             }
             for (running, what) in [(late_run, "late"), (plain, "off"), (sliced, "sliced")] {
-                running.terminate()?;
-                let (status, _) = running.wait(Duration::from_secs(60))?;
-                ensure!(status.success(), "{what}: SIGTERM: exit {status}");
+                running.stop().context(what)?;
             }
             let outputs = [
                 (&out_late, "late_window", u64::from(BATCH)),

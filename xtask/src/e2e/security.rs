@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::e2e::Cx;
-use crate::e2e::source_kit::{self, Output, SourceConfig, read_output};
+use crate::e2e::source_kit::{self, read_output};
 use crate::net::{self, base64};
 use crate::search_server::{self, Line};
 use crate::{es_standin, step, util};
@@ -218,6 +218,18 @@ fn api_key_request(index: &str) -> String {
     .to_string()
 }
 
+/// `POST /_security/api_key` of `request` as `auth`: the new key's id, secret
+/// and encoded form, as [`parse_api_key`] reads them.
+fn create_api_key(
+    node: &SecureNode,
+    auth: &[&str],
+    request: &str,
+) -> Result<(String, String, String)> {
+    let (status, answer) = curl(node, auth, "POST", "/_security/api_key", Some(request))?;
+    ensure!(status == 200, "POST /_security/api_key: {status} {answer}");
+    parse_api_key(&answer)
+}
+
 /// `id`, `api_key` and `encoded` (base64 of `id:api_key`) from the answer of
 /// `POST /_security/api_key`.
 fn parse_api_key(answer: &str) -> Result<(String, String, String)> {
@@ -288,15 +300,7 @@ pub fn security(cx: &mut Cx) -> Result<()> {
     let (key_id, key_secret, key) = cx.step(
         &format!("create an API key over HTTPS as {USER} (read on {index}, cluster monitor)"),
         |_| {
-            let (status, answer) = curl(
-                &node,
-                &auth,
-                "POST",
-                "/_security/api_key",
-                Some(&api_key_request(index)),
-            )?;
-            ensure!(status == 200, "POST /_security/api_key: {status} {answer}");
-            let key = parse_api_key(&answer)?;
+            let key = create_api_key(&node, &auth, &api_key_request(index))?;
             step!("  API key id {} (its secret is not printed)", key.0);
             Ok(key)
         },
@@ -344,42 +348,24 @@ pub fn security(cx: &mut Cx) -> Result<()> {
             Some(cause) => format!("{name}: `run --once` fails, naming `{cause}`"),
         };
         cx.step(&what, |cx| {
-            let out = cx.dir.join(format!("secure-{name}.jsonl"));
-            let cfg = SourceConfig {
-                es_url: node.url.clone(),
-                index: index.into(),
-                batch_size: 100,
-                pagination: "search_after".into(),
-                tiebreaker: Some("event_id".into()),
-                state_dir: cx.dir.join(format!("secure-{name}-states")),
-                state_id: format!("secure-{name}"),
-                output: Output::File(out.clone()),
-            };
-            let path = cfg.write(&cx.dir.join(format!("secure-{name}.toml")))?;
-            let mut text = std::fs::read_to_string(&path)?;
+            let (path, out) = cx.source_config(
+                &format!("secure-{name}"),
+                &node.url,
+                index,
+                100,
+                "search_after",
+                Some("event_id"),
+            )?;
             let extra = match ca {
                 Some(ca) => format!("{credentials}ca_file = \"{}\"\n", ca.display()),
                 None => credentials.clone(),
             };
-            text = text.replacen("[plugin_config]\n", &format!("[plugin_config]\n{extra}"), 1);
-            std::fs::write(&path, text)?;
-            let running = source_kit::Running::spawn(
-                &cx.connector,
-                &["run", "--config", &path, "--once"],
-                ECHO,
-            )?;
-            // A refusal is immediate: waiting out a retry loop is a failure.
-            let timeout = Duration::from_secs(if fails_with.is_some() { 60 } else { 300 });
-            let (status, lines) = running.wait(timeout)?;
+            source_kit::add_plugin_lines(&path, &extra)?;
+            let place = "the output and logs";
+            let lines = run_once_secretly(cx, &path, fails_with, &secrets, place)?;
             let all = lines.join("\n");
-            ensure_no_secret("the output and logs", &all, &secrets)?;
             match fails_with {
                 None => {
-                    ensure!(
-                        status.success(),
-                        "exit {status}:\n{}",
-                        source_kit::last(&lines, 15)
-                    );
                     let stats = read_output(&out)?;
                     source_kit::ensure_all_events(&stats, DOCS)?;
                     ensure!(
@@ -403,7 +389,6 @@ pub fn security(cx: &mut Cx) -> Result<()> {
                     );
                 }
                 Some(cause) => {
-                    ensure!(!status.success(), "it should have failed, it exited 0");
                     ensure!(
                         all.to_lowercase().contains(cause),
                         "the error does not name `{cause}`:\n{}",
@@ -461,17 +446,7 @@ fn access_everywhere(cx: &mut Cx, node: &SecureNode, index: &str, secrets: &[&st
     let (_, writer_secret, writer) = cx.step(
         "create an API key for the state store, the output and the sink (all on the state and \
          copy indices)",
-        |_| {
-            let (status, answer) = curl(
-                node,
-                &auth,
-                "POST",
-                "/_security/api_key",
-                Some(&writer_key_request(index)),
-            )?;
-            ensure!(status == 200, "POST /_security/api_key: {status} {answer}");
-            parse_api_key(&answer)
-        },
+        |_| create_api_key(node, &auth, &writer_key_request(index)),
     )?;
     let mut secrets: Vec<&str> = secrets.to_vec();
     secrets.extend([writer.as_str(), writer_secret.as_str()]);
@@ -532,17 +507,9 @@ fn access_everywhere(cx: &mut Cx, node: &SecureNode, index: &str, secrets: &[&st
             let path = cx.dir.join(format!("secure-{name}.toml"));
             std::fs::write(&path, text)?;
             let path = path.display().to_string();
-            let running = source_kit::Running::spawn(
-                &cx.connector,
-                &["run", "--config", &path, "--once"],
-                ECHO,
-            )?;
-            let timeout = Duration::from_secs(if fails_with.is_some() { 60 } else { 300 });
-            let (status, lines) = running.wait(timeout)?;
+            let lines = run_once_secretly(cx, &path, fails_with, &secrets, "the logs")?;
             let all = lines.join("\n");
-            ensure_no_secret("the logs", &all, &secrets)?;
             if let Some(cause) = fails_with {
-                ensure!(!status.success(), "it should have failed, it exited 0");
                 ensure!(
                     all.contains(cause) && all.contains("state"),
                     "the error does not name `{cause}` and the state store:\n{}",
@@ -551,11 +518,6 @@ fn access_everywhere(cx: &mut Cx, node: &SecureNode, index: &str, secrets: &[&st
                 step!("  failed as it should: {}", source_kit::last(&lines, 1));
                 return Ok(());
             }
-            ensure!(
-                status.success(),
-                "exit {status}:\n{}",
-                source_kit::last(&lines, 15)
-            );
             let copied = count(node, &auth, &copy)?;
             ensure!(copied == DOCS, "{copy} holds {copied} documents, not {DOCS}");
             let (status, state) = curl(
@@ -579,6 +541,34 @@ fn access_everywhere(cx: &mut Cx, node: &SecureNode, index: &str, secrets: &[&st
     super::iggy::secured_sink(cx, &node.url, &sinks, &secrets, |index| {
         count(node, &auth, index)
     })
+}
+
+/// `es-connector run --once` of the configuration at `path`, to its end: the
+/// lines it wrote, which must show none of `secrets` (`place`: what an
+/// error calls them). A run expected to fail (`fails_with` a cause) gets 60 s
+/// (a refusal is immediate: waiting out a retry loop is a failure) and must not
+/// succeed; one expected to deliver gets 300 s and must succeed.
+fn run_once_secretly(
+    cx: &Cx,
+    path: &str,
+    fails_with: Option<&str>,
+    secrets: &[&str],
+    place: &str,
+) -> Result<Vec<String>> {
+    let running =
+        source_kit::Running::spawn(&cx.connector, &["run", "--config", path, "--once"], ECHO)?;
+    let timeout = Duration::from_secs(if fails_with.is_some() { 60 } else { 300 });
+    let (status, lines) = running.wait(timeout)?;
+    ensure_no_secret(place, &lines.join("\n"), secrets)?;
+    match fails_with {
+        None => ensure!(
+            status.success(),
+            "exit {status}:\n{}",
+            source_kit::last(&lines, 15)
+        ),
+        Some(_) => ensure!(!status.success(), "it should have failed, it exited 0"),
+    }
+    Ok(lines)
 }
 
 /// None of `secrets` (password, API keys) appears in `text`; the error names

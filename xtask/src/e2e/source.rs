@@ -12,8 +12,8 @@ use anyhow::{Context, Result, ensure};
 
 use crate::e2e::Cx;
 use crate::e2e::source_kit::{
-    self, Http, Output, Running, SourceConfig, create_logs_index, ensure_all_events, line_count,
-    load_logs, read_output, run_once, wait_lines,
+    self, Http, Output, OutputStats, Running, SourceConfig, create_logs_index, ensure_all_events,
+    line_count, load_logs, read_output, run_once, wait_lines,
 };
 use crate::search_server::has_shard_doc;
 use crate::{net, services, step, util};
@@ -30,8 +30,10 @@ impl Cx {
         Ok(index)
     }
 
-    /// A file-output source config `<name>.toml` reading `index` from `es_url`.
-    fn source_config(
+    /// A file-output source config `<name>.toml` reading `index` from `es_url`
+    /// (output `<name>.jsonl`, state `<name>` in `<name>-states`): its path and
+    /// the output's.
+    pub(super) fn source_config(
         &self,
         name: &str,
         es_url: &str,
@@ -74,16 +76,29 @@ fn load(es_url: &str, index: &str, count: u64, second_of: impl Fn(u64) -> u64) -
     Ok(())
 }
 
+/// A step loading `count` documents (see [`load`]) into a fresh logs index
+/// tagged `tag`, saying `what`; the index's name.
+fn load_step(
+    cx: &mut Cx,
+    what: &str,
+    tag: &str,
+    count: u64,
+    second_of: impl Fn(u64) -> u64,
+) -> Result<String> {
+    cx.step(what, |cx| {
+        let index = cx.logs_index(tag)?;
+        load(&cx.es_url, &index, count, second_of)?;
+        Ok(index)
+    })
+}
+
 /// 10k documents, one timestamp, batch 100: every page boundary falls inside
 /// the same timestamp, so only the tiebreaker keeps pages apart. On a server
 /// without `_shard_doc`, reading without `tiebreaker_field` must be refused.
 pub fn shared_timestamps(cx: &mut Cx) -> Result<()> {
     const DOCS: u64 = 10_000;
-    let index = cx.step("load 10000 documents sharing ONE timestamp", |cx| {
-        let index = cx.logs_index("shared-ts")?;
-        load(&cx.es_url, &index, DOCS, |_| 0)?;
-        Ok(index)
-    })?;
+    let what = "load 10000 documents sharing ONE timestamp";
+    let index = load_step(cx, what, "shared-ts", DOCS, |_| 0)?;
     for (pagination, tiebreaker) in [
         ("search_after", Some("event_id")),
         ("scroll", Some("event_id")),
@@ -171,11 +186,8 @@ pub fn shared_timestamps(cx: &mut Cx) -> Result<()> {
 pub fn sigkill_restart(cx: &mut Cx) -> Result<()> {
     const DOCS: u64 = 5_000;
     const BATCH: usize = 100;
-    let index = cx.step("load 5000 documents (10 per timestamp)", |cx| {
-        let index = cx.logs_index("sigkill")?;
-        load(&cx.es_url, &index, DOCS, |n| n / 10)?;
-        Ok(index)
-    })?;
+    let what = "load 5000 documents (10 per timestamp)";
+    let index = load_step(cx, what, "sigkill", DOCS, |n| n / 10)?;
     let es_url = cx.es_url.clone();
     // The _shard_doc tiebreaker where the server has it, else a field.
     let tiebreaker = (!has_shard_doc(&es_url)?).then_some("event_id");
@@ -223,24 +235,35 @@ pub fn sigkill_restart(cx: &mut Cx) -> Result<()> {
                 kills * BATCH,
                 stats.bad
             );
-            ensure!(
-                stats.bad == 0,
-                "{} lines are not complete messages",
-                stats.bad
-            );
-            ensure_all_events(&stats, DOCS)?;
-            ensure!(
-                stats.ids as u64 == DOCS,
-                "{} distinct ids (expected {DOCS})",
-                stats.ids
-            );
-            ensure!(
-                dups <= kills * BATCH,
-                "{dups} duplicates exceed {kills} kills x batch {BATCH}"
-            );
-            Ok(())
+            let bound = format!("{kills} kills x batch {BATCH}");
+            ensure_resumed_output(&stats, DOCS, kills * BATCH, &bound)
         },
     )?;
+    Ok(())
+}
+
+/// The output of a run interrupted (killed, or its context expired) and
+/// resumed: complete messages only, every one of `docs` documents, no other id,
+/// and at most `bound` duplicates (`bounded_by`: what bounds them, for an error).
+fn ensure_resumed_output(
+    stats: &OutputStats,
+    docs: u64,
+    bound: usize,
+    bounded_by: &str,
+) -> Result<()> {
+    ensure!(
+        stats.bad == 0,
+        "{} lines are not complete messages",
+        stats.bad
+    );
+    ensure_all_events(stats, docs)?;
+    ensure!(
+        stats.ids as u64 == docs,
+        "{} distinct ids (expected {docs})",
+        stats.ids
+    );
+    let dups = stats.duplicates();
+    ensure!(dups <= bound, "{dups} duplicates exceed {bounded_by}");
     Ok(())
 }
 
@@ -422,13 +445,7 @@ pub fn server_down_and_back(cx: &mut Cx) -> Result<()> {
         },
     )?;
     cx.step("SIGTERM: exit 0, state saved at the end", |cx| {
-        running.terminate()?;
-        let (status, lines) = running.wait(Duration::from_secs(60))?;
-        ensure!(
-            status.success(),
-            "exit {status} after SIGTERM:\n{}",
-            source_kit::last(&lines, 15)
-        );
+        running.stop()?;
         let stats = read_output(&out)?;
         step!(
             "  {} lines, {} distinct ids, {} bad",
@@ -476,11 +493,7 @@ pub fn server_down_and_back(cx: &mut Cx) -> Result<()> {
 /// `state reset` overwrites by `_id` instead of adding.
 pub fn es_to_es(cx: &mut Cx) -> Result<()> {
     const DOCS: u64 = 3_000;
-    let source = cx.step("load 3000 documents", |cx| {
-        let index = cx.logs_index("es2es-source")?;
-        load(&cx.es_url, &index, DOCS, |n| n / 50)?;
-        Ok(index)
-    })?;
+    let source = load_step(cx, "load 3000 documents", "es2es-source", DOCS, |n| n / 50)?;
     let target = format!("xtask-e2e-{}-es2es-target", cx.run_id);
     cx.track_index(&target);
     let cfg = SourceConfig {
@@ -638,13 +651,7 @@ pub fn expired_pit(cx: &mut Cx) -> Result<()> {
     cx.step(
         "SIGTERM: exit 0, 5000 distinct ids, duplicates <= one batch, state counted",
         |cx| {
-            running.terminate()?;
-            let (status, lines) = running.wait(Duration::from_secs(60))?;
-            ensure!(
-                status.success(),
-                "exit {status} after SIGTERM:\n{}",
-                source_kit::last(&lines, 15)
-            );
+            let lines = running.stop()?;
             let expired = lines.iter().filter(|l| l.contains(EXPIRED)).count();
             ensure!(expired >= 1, "no `{EXPIRED}` line was logged");
             let stats = read_output(&out)?;
@@ -656,17 +663,7 @@ pub fn expired_pit(cx: &mut Cx) -> Result<()> {
                 stats.ids,
                 stats.bad
             );
-            ensure!(stats.bad == 0, "{} lines are not messages", stats.bad);
-            ensure_all_events(&stats, DOCS)?;
-            ensure!(
-                stats.ids as u64 == DOCS,
-                "{} distinct ids (expected {DOCS})",
-                stats.ids
-            );
-            ensure!(
-                dups <= BATCH,
-                "{dups} duplicates exceed one batch ({BATCH})"
-            );
+            ensure_resumed_output(&stats, DOCS, BATCH, &format!("one batch ({BATCH})"))?;
             let state = source_kit::state_show(&cx.connector, &cfg)?;
             let fetched = state["data"]["total_documents_fetched"]
                 .as_u64()
@@ -733,9 +730,7 @@ pub fn streaming_default_refresh(cx: &mut Cx) -> Result<()> {
                     line_count(&out)
                 );
                 wait_lines(&out, DOCS as usize, Duration::from_secs(120), &mut running)?;
-                running.terminate()?;
-                let (status, _) = running.wait(Duration::from_secs(60))?;
-                ensure!(status.success(), "SIGTERM: exit {status}");
+                running.stop()?;
                 let stats = read_output(&out)?;
                 step!(
                     "  {} lines, {} distinct ids, {} duplicates, {:.1}s",

@@ -324,6 +324,14 @@ pub struct SourceConfig {
     pub output: Output,
 }
 
+/// Adds `lines` at the top of `[plugin_config]` in the configuration file at `path`.
+pub fn add_plugin_lines(path: &str, lines: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let text = text.replacen("[plugin_config]\n", &format!("[plugin_config]\n{lines}"), 1);
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
 impl SourceConfig {
     /// Writes the TOML to `path`; returns `path` as a string.
     pub fn write(&self, path: &Path) -> Result<String> {
@@ -458,6 +466,19 @@ impl Running {
                 .arg("-TERM")
                 .arg(self.pid().to_string()),
         )
+    }
+
+    /// SIGTERM, then the exit within a minute, which must be 0 (else an error
+    /// with its last lines); the lines it wrote.
+    pub fn stop(self) -> Result<Vec<String>> {
+        self.terminate()?;
+        let (status, lines) = self.wait(Duration::from_secs(60))?;
+        ensure!(
+            status.success(),
+            "exit {status} after SIGTERM:\n{}",
+            last(&lines, 15)
+        );
+        Ok(lines)
     }
 
     /// Waits for it to exit (killing it after `timeout`); returns status and lines.

@@ -99,43 +99,55 @@ impl EsClient {
         }
         let unreachable = |e: reqwest::Error| {
             let e = e.without_url();
-            match certificate_refusal(&e) {
-                Some(reason) => ConnectorError::TlsCertificate {
-                    url: self.base.clone(),
-                    what: what.to_owned(),
-                    reason,
-                },
-                None => ConnectorError::Unreachable {
-                    url: self.base.clone(),
-                    what: what.to_owned(),
-                    reason: describe(&e),
-                },
-            }
+            self.no_answer(what, &e, || describe(&e))
         };
         let mut response = builder.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
-        let too_large = || {
-            ConnectorError::invalid(
+        self.check_answer_size(what, response.content_length())?;
+        // Read in chunks, so an oversized answer is refused before it is held.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            self.check_answer_size(what, Some((body.len() + chunk.len()) as u64))?;
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
+    }
+
+    /// No answer to `what`, whichever client sent it: the server's certificate
+    /// refused, when that is what `error` comes down to (a verdict trying again
+    /// will not change), else the cluster unreachable for `reason`.
+    fn no_answer(
+        &self,
+        what: &str,
+        error: &(dyn std::error::Error + 'static),
+        reason: impl FnOnce() -> String,
+    ) -> ConnectorError {
+        let url = self.base.clone();
+        let what = what.to_owned();
+        match certificate_refusal(error) {
+            Some(reason) => ConnectorError::TlsCertificate { url, what, reason },
+            None => ConnectorError::Unreachable {
+                url,
+                what,
+                reason: reason(),
+            },
+        }
+    }
+
+    /// Refuses an answer to `what` of `length` bytes (as declared, or as read so
+    /// far) over `max_response_bytes`, naming the key and what to change.
+    fn check_answer_size(&self, what: &str, length: Option<u64>) -> Result<()> {
+        match length {
+            Some(n) if n > self.max_body => Err(ConnectorError::invalid(
                 "plugin_config.max_response_bytes",
                 format!(
                     "the answer to {what} from {} is larger than {} bytes; lower \
                      `plugin_config.batch_size` (documents per page) or raise this limit",
                     self.base, self.max_body
                 ),
-            )
-        };
-        if response.content_length().is_some_and(|n| n > self.max_body) {
-            return Err(too_large());
+            )),
+            _ => Ok(()),
         }
-        // Read in chunks, so an oversized answer is refused before it is held.
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if (body.len() + chunk.len()) as u64 > self.max_body {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((status, body))
     }
 
     /// Sends a search or scroll request and checks the answer strictly.
@@ -227,7 +239,6 @@ impl EsClient {
     }
 }
 
-/// An error and its causes on one line (`error sending request: connection refused`).
 /// The TLS library's refusal of the server's certificate, if that is what
 /// `error` comes down to: a verdict that trying again will not change (unlike a
 /// refused connection or a handshake cut short by a server still starting).
@@ -250,6 +261,7 @@ fn certificate_refusal(error: &(dyn std::error::Error + 'static)) -> Option<Stri
     None
 }
 
+/// An error and its causes on one line (`error sending request: connection refused`).
 fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -33,9 +33,9 @@ pub(crate) fn adopt(state: &ConnectorState, slices: usize, late_window: Duration
     Ok(())
 }
 
-/// What the look behind the cursors (`nearest_ms`, `furthest_ms`) makes of
-/// the answer to its histogram: the time ranges it reads again.
-pub(crate) fn look_behind(
+/// What `late_window`'s look behind cursors at `nearest_ms` and `furthest_ms`
+/// makes of an answer to its histogram: the time ranges it reads again.
+pub fn look_behind(
     late_window: Duration,
     nearest_ms: i64,
     furthest_ms: i64,

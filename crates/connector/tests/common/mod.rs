@@ -8,6 +8,8 @@
     clippy::print_stderr
 )]
 
+pub mod child;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,17 +51,10 @@ impl TestIndex {
     /// Creates `name` with the `properties` mapping.
     pub async fn create_named(url: &str, name: String, properties: Value) -> TestIndex {
         let http = reqwest::Client::new();
-        let r = http
+        let create = http
             .put(format!("{url}/{name}"))
-            .json(&json!({"mappings": {"properties": properties}}))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("ES_URL={url} is set but the server is down: {e}"));
-        assert!(
-            r.status().is_success(),
-            "create {name}: {}",
-            r.text().await.unwrap_or_default()
-        );
+            .json(&json!({"mappings": {"properties": properties}}));
+        succeeds(create, &format!("create {name} (ES_URL={url})")).await;
         TestIndex {
             url: url.to_owned(),
             name,
@@ -75,6 +70,13 @@ impl TestIndex {
             json!({"id": {"type": "keyword"}, "@timestamp": {"type": "date"}, "n": {"type": "long"}}),
         )
         .await
+    }
+
+    /// A [`Self::standard`] index holding [`docs`]`(n, 0, ts)`.
+    pub async fn holding(url: &str, tag: &str, n: usize, ts: impl Fn(usize) -> Value) -> TestIndex {
+        let index = Self::standard(url, tag).await;
+        index.load(&docs(n, 0, ts)).await;
+        index
     }
 
     /// Indexes `docs` (each needs an `id` field, used as `_id`) via `_bulk`.
@@ -103,18 +105,15 @@ impl TestIndex {
 
     /// Makes everything indexed so far searchable (`_refresh`).
     pub async fn refresh(&self) {
-        let r = self
+        self.post_action("_refresh").await;
+    }
+
+    /// POSTs `<url>/<index>/<action>` (e.g. `_refresh`), asserting it succeeds.
+    pub async fn post_action(&self, action: &str) {
+        let post = self
             .http
-            .post(format!("{}/{}/_refresh", self.url, self.name))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("refresh {}: {e}", self.name));
-        assert!(
-            r.status().is_success(),
-            "refresh {}: {}",
-            self.name,
-            r.status()
-        );
+            .post(format!("{}/{}/{action}", self.url, self.name));
+        succeeds(post, &format!("{action} {}", self.name)).await;
     }
 
     /// Every `_id` the index holds (a scroll; call [`Self::refresh`] first).
@@ -182,6 +181,12 @@ pub fn docs(n: usize, start: usize, ts: impl Fn(usize) -> Value) -> Vec<Value> {
         .collect()
 }
 
+/// Timestamps `2024-01-15T10:30:SSZ`, the seconds cycling through `0..period`:
+/// groups of documents sharing a timestamp, each group spread over the index.
+pub fn cycling_seconds(period: usize) -> impl Fn(usize) -> Value {
+    move |i| json!(format!("2024-01-15T10:30:{:02}Z", i % period))
+}
+
 /// A `[plugin_config]` for `index`, plus `extra` TOML lines.
 pub fn plugin_config(url: &str, index: &str, extra: &str) -> PluginConfig {
     let text = format!(
@@ -198,6 +203,34 @@ pub fn file_state(dir: &std::path::Path, state_id: &str) -> String {
         "[plugin_config.state]\nstorage_type = \"file\"\nstate_id = \"{state_id}\"\nauto_save_interval = \"0s\"\n[plugin_config.state.storage_config]\nbase_path = \"{}\"\n",
         dir.display()
     )
+}
+
+/// `[plugin_config]` lines: pages of `batch_size` documents, ordered inside a
+/// timestamp by the documents' unique `id` (every server line has that tiebreaker).
+pub fn by_id(batch_size: usize) -> String {
+    format!("batch_size = {batch_size}\ntiebreaker_field = \"id\"\n")
+}
+
+/// The state `state_id` a file store in `dir` holds, as JSON.
+pub fn stored_state(dir: &std::path::Path, state_id: &str) -> Value {
+    let path = dir.join(format!("{state_id}.json"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Source `id` on `index` with `extra` `[plugin_config]` lines exactly, opened.
+pub async fn open_source(id: u64, url: &str, index: &str, extra: &str) -> ElasticsearchSource {
+    let mut source = ElasticsearchSource::new(id, plugin_config(url, index, extra));
+    source.open().await.unwrap();
+    source
+}
+
+/// One run of `source` into `out` that stops once caught up (`once`).
+pub async fn run_once(
+    source: &mut ElasticsearchSource,
+    out: &mut dyn connector::Output,
+) -> connector::Result<connector::RunSummary> {
+    connector::run(source, out, connector::RunOptions::default().once(true)).await
 }
 
 /// The `es_id` header.
@@ -302,32 +335,72 @@ pub fn credentials() -> (String, String) {
     )
 }
 
+/// A client of the Iggy server at `iggy` (as [`credentials`]), connected.
+#[cfg(feature = "iggy")]
+pub async fn iggy_client(iggy: &str) -> iggy::prelude::IggyClient {
+    use iggy::prelude::Client as _;
+    let (user, password) = credentials();
+    let client = iggy::prelude::IggyClient::from_connection_string(&format!(
+        "iggy://{user}:{password}@{iggy}"
+    ))
+    .unwrap();
+    client.connect().await.unwrap();
+    client
+}
+
+/// Creates `stream/docs` through the Iggy output, which copes with servers
+/// refusing this client's default topic options; `options`: more `[output]` lines.
+#[cfg(feature = "iggy")]
+pub async fn create_topic_through_output(iggy: &str, stream: &str, options: &str) {
+    let (user, password) = credentials();
+    let cfg = ConnectorConfig::from_toml(&format!(
+        "[[streams]]\nstream = \"{stream}\"\ntopic = \"docs\"\n[plugin_config]\nurl = \"http://127.0.0.1:1\"\nindex = \"x\"\n\
+         [output]\nkind = \"iggy\"\naddress = \"{iggy}\"\nusername = \"{user}\"\npassword = \"{password}\"\n{options}"
+    ))
+    .unwrap();
+    let mut out = cfg.output.open(&cfg.streams).unwrap();
+    out.recently_delivered(1).await.unwrap();
+    out.close().await.unwrap();
+}
+
+/// A message of `payload` with the `es_id` header the source gives its messages.
+#[cfg(feature = "iggy")]
+pub fn message_with_es_id(es_id: &str, payload: String) -> iggy::prelude::IggyMessage {
+    use iggy::prelude::{HeaderKey, HeaderValue, IggyMessage};
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert(
+        HeaderKey::try_from("es_id").unwrap(),
+        HeaderValue::try_from(es_id).unwrap(),
+    );
+    IggyMessage::builder()
+        .payload(bytes::Bytes::from(payload))
+        .user_headers(headers)
+        .build()
+        .unwrap()
+}
+
 /// An index that refreshes only when asked: a document indexed without a refresh
-/// stays invisible to searches, like one waiting for its shard's refresh.
-pub async fn index_without_refresh(url: &str, tag: &str) -> TestIndex {
+/// stays invisible to searches, like one waiting for its shard's refresh. It
+/// holds `head`, searchable.
+pub async fn index_without_refresh(url: &str, tag: &str, head: &[Value]) -> TestIndex {
     let index = TestIndex::standard(url, tag).await;
-    let r = index
+    let settings = index
         .http()
         .put(format!("{url}/{}/_settings", index.name))
-        .json(&json!({"index": {"refresh_interval": "-1"}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        .json(&json!({"index": {"refresh_interval": "-1"}}));
+    succeeds(settings, "refresh_interval = -1").await;
+    index.load(head).await;
     index
 }
 
 /// Indexes `doc` without making it searchable.
 pub async fn index_unrefreshed(index: &TestIndex, doc: &Value) {
     let id = doc["id"].as_str().unwrap();
-    let r = index
+    let put = index
         .http()
         .put(format!("{}/{}/_doc/{id}", index.url, index.name))
-        .json(doc)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        .json(doc);
+    succeeds(put, &format!("index {id}")).await;
 }
 
 /// `minutes` before now, as an RFC 3339 timestamp (negative: in the future).
@@ -346,6 +419,21 @@ pub async fn opened_source(url: &str, index: &str, extra: &str) -> Elasticsearch
     let mut source = ElasticsearchSource::new(1, config);
     source.open().await.unwrap();
     source
+}
+
+/// Sends `request` to the test server and asserts it succeeds; a failure (the
+/// server down, or its answer) names `what`.
+pub async fn succeeds(request: reqwest::RequestBuilder, what: &str) {
+    let r = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: is the server down? {e}"));
+    let status = r.status();
+    assert!(
+        status.is_success(),
+        "{what}: {status} {}",
+        r.text().await.unwrap_or_default()
+    );
 }
 
 /// POSTs `body` to `url` and reads the answer as JSON.

@@ -5,7 +5,7 @@ use elasticsearch::Elasticsearch;
 use elasticsearch::http::headers::HeaderMap;
 use es_query::{Method, Request};
 
-use super::{EsClient, certificate_refusal, describe};
+use super::{EsClient, describe};
 use crate::config::PluginConfig;
 use crate::error::{ConnectorError, Result};
 
@@ -65,25 +65,11 @@ impl EsClient {
             .await
             .map_err(unreachable)?;
         let status = response.status_code().as_u16();
-        let too_large = || {
-            ConnectorError::invalid(
-                "plugin_config.max_response_bytes",
-                format!(
-                    "the answer to {what} from {} is larger than {} bytes; lower \
-                     `plugin_config.batch_size` (documents per page) or raise this limit",
-                    self.base, self.max_body
-                ),
-            )
-        };
         // The client reads an answer whole: a declared length is refused before,
         // a chunked one after reading it.
-        if response.content_length().is_some_and(|n| n > self.max_body) {
-            return Err(too_large());
-        }
+        self.check_answer_size(what, response.content_length())?;
         let body = response.bytes().await.map_err(unreachable)?;
-        if body.len() as u64 > self.max_body {
-            return Err(too_large());
-        }
+        self.check_answer_size(what, Some(body.len() as u64))?;
         Ok((status, body.to_vec()))
     }
 
@@ -100,22 +86,10 @@ impl EsClient {
                 } else {
                     "the request failed".to_owned()
                 };
-                if let Some(tls) = certificate_refusal(http) {
-                    return ConnectorError::TlsCertificate {
-                        url: self.base.clone(),
-                        what: what.to_owned(),
-                        reason: tls,
-                    };
-                }
-                let reason = match std::error::Error::source(http) {
+                return self.no_answer(what, http, || match std::error::Error::source(http) {
                     Some(inner) => format!("{reason}: {}", describe(inner)),
                     None => reason,
-                };
-                return ConnectorError::Unreachable {
-                    url: self.base.clone(),
-                    what: what.to_owned(),
-                    reason,
-                };
+                });
             }
             source = cause.source();
         }
