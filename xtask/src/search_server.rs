@@ -370,15 +370,7 @@ fn zip_launch(line: &Line, home: &Path, java_home: &Path, port: u16) -> Result<L
         Product::Elasticsearch => ("ES_JAVA_HOME", "ES_JAVA_OPTS"),
         Product::OpenSearch => ("OPENSEARCH_JAVA_HOME", "OPENSEARCH_JAVA_OPTS"),
     };
-    let mut settings = vec![
-        "discovery.type=single-node".to_string(),
-        "network.host=127.0.0.1".to_string(),
-        format!("http.port={port}"),
-        format!("transport.port={transport_port}"),
-        format!("path.data={}", data.display()),
-        format!("path.logs={}", logs.display()),
-    ];
-    settings.extend(COMMON_SETTINGS.iter().map(|s| s.to_string()));
+    let mut settings = node_settings(port, transport_port, &data, &logs);
     if line.product == Product::Elasticsearch {
         // The zips carry x-pack security; on, 8.x would demand TLS and passwords.
         settings.push("xpack.security.enabled=false".to_string());
@@ -469,4 +461,105 @@ pub fn server_version(url: &str) -> Option<(String, String)> {
         "opensearch"
     };
     Some((product.to_owned(), node["version"].as_str()?.to_owned()))
+}
+
+/// The settings of every node started here (`key=value`, passed as `-E`): a
+/// single node on loopback at these ports, with its data and logs there, and
+/// [`COMMON_SETTINGS`].
+fn node_settings(port: u16, transport_port: u16, data: &Path, logs: &Path) -> Vec<String> {
+    let mut settings = vec![
+        "discovery.type=single-node".to_string(),
+        "network.host=127.0.0.1".to_string(),
+        format!("http.port={port}"),
+        format!("transport.port={transport_port}"),
+        format!("path.data={}", data.display()),
+        format!("path.logs={}", logs.display()),
+    ];
+    settings.extend(COMMON_SETTINGS.iter().map(|s| s.to_string()));
+    settings
+}
+
+/// An Elasticsearch node a scenario or benchmark runs for itself, apart from
+/// the shared test servers: started as the server user in a process group of
+/// its own (stopped as a whole when dropped), its output in `log`.
+pub struct PrivateNode {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl PrivateNode {
+    /// Starts `home/bin/elasticsearch` on `java_home` with the configuration
+    /// in `conf`, single-node on free loopback ports, data and logs under
+    /// `root`, [`COMMON_SETTINGS`] and then `extra` (`key=value`, each passed as
+    /// `-E`). `what` names the node in messages ("the secured node").
+    pub fn start(
+        home: &Path,
+        java_home: &Path,
+        root: &Path,
+        conf: &Path,
+        extra: &[String],
+        what: &str,
+    ) -> Result<PrivateNode> {
+        use std::os::unix::process::CommandExt;
+        use std::process::Stdio;
+
+        let (data, logs) = (root.join("data"), root.join("logs"));
+        std::fs::create_dir_all(&data)?;
+        std::fs::create_dir_all(&logs)?;
+        let port = net::free_port()?;
+        let transport_port = net::free_port()?;
+        let mut settings = node_settings(port, transport_port, &data, &logs);
+        settings.extend(extra.iter().cloned());
+        let log = root.join("node.log");
+        let mut cmd = as_server_user(root)?;
+        cmd.arg(format!("ES_JAVA_HOME={}", java_home.display()))
+            .arg(format!("ES_PATH_CONF={}", conf.display()))
+            .arg(format!("ES_JAVA_OPTS={HEAP}"))
+            .arg(home.join("bin/elasticsearch"))
+            .args(settings.iter().map(|s| format!("-E{s}")))
+            .current_dir(home);
+        let file = std::fs::File::create(&log)?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {what}"))?;
+        Ok(PrivateNode { child, port, log })
+    }
+
+    /// Polls `ready` until it holds; fails with the log's tail when the node
+    /// exits first or does not get ready within [`READY_TIMEOUT`].
+    pub fn wait_until(&mut self, what: &str, mut ready: impl FnMut() -> bool) -> Result<()> {
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        while !ready() {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{what} exited ({status}); log {}:\n{}",
+                    self.log.display(),
+                    util::tail(&self.log, 20)
+                );
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{what} did not get ready in {READY_TIMEOUT:?}; log {}:\n{}",
+                self.log.display(),
+                util::tail(&self.log, 20)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PrivateNode {
+    fn drop(&mut self) {
+        // The whole group: runuser, the launcher script and the JVM.
+        if let Err(e) = crate::native::stop_group(self.child.id()) {
+            step!("  a private node: {e:#}");
+        }
+        let _ = self.child.wait();
+    }
 }

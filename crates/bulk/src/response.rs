@@ -451,13 +451,15 @@ mod tests {
     }
 
     /// JSON lets a server escape any character of a string; the answer means
-    /// the same, so it is read the same (found by the `bulk_response` fuzz target).
+    /// the same, so it is read the same (the `bulk_response` fuzz target checks it too).
     #[test]
     fn an_escaped_result_or_item_string_reads_like_the_plain_one() {
-        let body = Bytes::from_static(br#"{"errors":false,"items":[
+        let body = Bytes::from_static(
+            br#"{"errors":false,"items":[
             {"index":{"_index":"a","_id":"1","status":201,"result":"cr\u0065ated"}},
             {"delete":{"_index":"a","_id":"2","status":200,"result":"d\u00e9leted\n"}}
-        ]}"#);
+        ]}"#,
+        );
         let got = items(decide(200, &body, 2, &retryable()));
         let results: Vec<Option<ResultKind>> = got
             .into_iter()

@@ -10,14 +10,14 @@
 //! first; every run writes its own index, counted (`_count`) and deleted after.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::cli::AdaptiveBenchArgs;
-use crate::search_server::{self, Line};
+use crate::search_server::{self, Line, PrivateNode};
 use crate::{net, step, util};
 
 /// The server line whose zip the private node runs.
@@ -217,21 +217,11 @@ const HEADER: [&str; 12] = [
     "_count (nothing lost)",
 ];
 
-/// The private node: its process group and URL.
+/// The private node and its URL.
 struct Node {
-    child: Child,
+    /// Stopped (its whole process group) when dropped.
+    _node: PrivateNode,
     url: String,
-    log: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // The whole group: runuser, the launcher script and the JVM.
-        if let Err(e) = crate::native::stop_group(self.child.id()) {
-            step!("  the private node: {e:#}");
-        }
-        let _ = self.child.wait();
-    }
 }
 
 impl Node {
@@ -241,62 +231,36 @@ impl Node {
         let (home, java_home) = search_server::installed_zip(line)?;
         let root = util::xtask_dir().join("bench-adaptive").join("node");
         let _ = std::fs::remove_dir_all(&root);
-        let (conf, data, logs) = (root.join("config"), root.join("data"), root.join("logs"));
-        std::fs::create_dir_all(&data)?;
-        std::fs::create_dir_all(&logs)?;
+        std::fs::create_dir_all(&root)?;
+        let conf = root.join("config");
         util::run(
             Command::new("cp")
                 .arg("-r")
                 .arg(home.join("config"))
                 .arg(&conf),
         )?;
-        let port = net::free_port()?;
-        let transport_port = net::free_port()?;
-        let log = root.join("node.log");
-        let mut cmd = search_server::as_server_user(&root)?;
-        cmd.arg(format!("ES_JAVA_HOME={}", java_home.display()))
-            .arg(format!("ES_PATH_CONF={}", conf.display()))
-            .arg(format!("ES_JAVA_OPTS={}", search_server::HEAP))
-            .arg(home.join("bin/elasticsearch"))
-            .args(settings(port, transport_port, &data, &logs, queue))
-            .current_dir(&home);
-        let file = std::fs::File::create(&log)?;
-        use std::os::unix::process::CommandExt;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .process_group(0)
-            .spawn()
-            .context("cannot start the private Elasticsearch")?;
-        let mut node = Node {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
+        let settings = [
+            "xpack.security.enabled=false".to_string(),
+            // One write thread and a short queue: a producer faster than that meets 429s.
+            "thread_pool.write.size=1".to_string(),
+            format!("thread_pool.write.queue_size={queue}"),
+        ];
+        let mut node = PrivateNode::start(
+            &home,
+            &java_home,
+            &root,
+            &conf,
+            &settings,
+            "the private node",
+        )?;
+        let url = format!("http://127.0.0.1:{}", node.port);
         step!(
-            "bench adaptive: private {} (pid {}) on {}, write pool 1 thread, queue {queue}",
+            "bench adaptive: private {} (pid {}) on {url}, write pool 1 thread, queue {queue}",
             line.label(),
             node.child.id(),
-            node.url
         );
-        let deadline = Instant::now() + search_server::READY_TIMEOUT;
-        while !net::es_answers(&node.url) {
-            if let Some(status) = node.child.try_wait()? {
-                bail!(
-                    "the private node exited ({status}); log {}:\n{}",
-                    node.log.display(),
-                    util::tail(&node.log, 20)
-                );
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the private node did not answer in time; log {}:\n{}",
-                node.log.display(),
-                util::tail(&node.log, 20)
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        node.wait_until("the private node", || net::es_answers(&url))?;
+        let node = Node { _node: node, url };
         node.check_pool(queue)?;
         Ok(node)
     }
@@ -325,24 +289,6 @@ impl Node {
         );
         Ok(())
     }
-}
-
-/// The node's `-E` settings.
-fn settings(port: u16, transport_port: u16, data: &Path, logs: &Path, queue: u32) -> Vec<String> {
-    let mut s = vec![
-        "discovery.type=single-node".to_string(),
-        "network.host=127.0.0.1".to_string(),
-        format!("http.port={port}"),
-        format!("transport.port={transport_port}"),
-        format!("path.data={}", data.display()),
-        format!("path.logs={}", logs.display()),
-        "xpack.security.enabled=false".to_string(),
-        // One write thread and a short queue: a producer faster than that meets 429s.
-        "thread_pool.write.size=1".to_string(),
-        format!("thread_pool.write.queue_size={queue}"),
-    ];
-    s.extend(search_server::COMMON_SETTINGS.iter().map(|s| s.to_string()));
-    s.into_iter().map(|s| format!("-E{s}")).collect()
 }
 
 /// The 1-minute load average.

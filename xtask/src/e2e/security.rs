@@ -8,15 +8,15 @@
 //! they are.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::e2e::Cx;
 use crate::e2e::source_kit::{self, read_output};
-use crate::net::{self, base64};
-use crate::search_server::{self, Line};
+use crate::net::base64;
+use crate::search_server::{self, Line, PrivateNode};
 use crate::{es_standin, step, util};
 
 const ECHO: Option<&str> = Some("    | ");
@@ -26,24 +26,27 @@ const DOCS: u64 = 300;
 
 /// The private node: its process group, port and CA.
 struct SecureNode {
-    child: Child,
+    /// Stopped (its whole process group) when dropped.
+    _node: PrivateNode,
     url: String,
     ca: PathBuf,
-}
-
-impl Drop for SecureNode {
-    fn drop(&mut self) {
-        // The whole group: runuser, the launcher script and the JVM.
-        if let Err(e) = crate::native::stop_group(self.child.id()) {
-            step!("  the secured node: {e:#}");
-        }
-        let _ = self.child.wait();
-    }
 }
 
 /// `curl` with the node's CA and the given credentials; (status, body).
 fn curl(
     node: &SecureNode,
+    auth: &[&str],
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
+    curl_to(&node.url, &node.ca, auth, method, path, body)
+}
+
+/// `curl` of `url` trusting `ca`, with the given credentials; (status, body).
+fn curl_to(
+    url: &str,
+    ca: &Path,
     auth: &[&str],
     method: &str,
     path: &str,
@@ -61,10 +64,10 @@ fn curl(
         "\n%{http_code}",
     ])
     .arg("--cacert")
-    .arg(&node.ca)
+    .arg(ca)
     .args(auth)
     .args(["-X", method, "-H", "Content-Type: application/json"])
-    .arg(format!("{}{path}", node.url));
+    .arg(format!("{url}{path}"));
     if let Some(body) = body {
         cmd.args(["--data-binary", body]);
     }
@@ -82,9 +85,7 @@ fn start(cx: &Cx, line: &'static Line) -> Result<SecureNode> {
     let (shared_home, java_home) = search_server::installed_zip(line)?;
     let root = cx.dir.join("es-secure");
     let conf = root.join("config");
-    let data = root.join("data");
     let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&data)?;
     // A home of its own: the distribution plus the analysis stand-in, which the
     // `.security` index (and so every API key) needs.
     let home =
@@ -96,8 +97,6 @@ fn start(cx: &Cx, line: &'static Line) -> Result<SecureNode> {
             .arg(&conf),
     )?;
     let (ca, cert, key) = super::iggy::make_certificates(&conf.join("certs"))?;
-    let port = net::free_port()?;
-    let transport_port = net::free_port()?;
     let rel = |p: &Path| {
         p.strip_prefix(&conf)
             .map(|r| r.display().to_string())
@@ -133,70 +132,33 @@ fn start(cx: &Cx, line: &'static Line) -> Result<SecureNode> {
         "elasticsearch-users useradd failed: {}",
         out.all()
     );
-    let log = root.join("node.log");
-    let mut cmd = search_server::as_server_user(&root)?;
-    cmd.arg(&java)
-        .arg(&path_conf)
-        .arg(format!("ES_JAVA_OPTS={}", search_server::HEAP))
-        .arg(home.join("bin/elasticsearch"))
-        .args(["-Ediscovery.type=single-node", "-Enetwork.host=127.0.0.1"])
-        .arg(format!("-Ehttp.port={port}"))
-        .arg(format!("-Etransport.port={transport_port}"))
-        .arg(format!("-Epath.data={}", data.display()))
-        .arg(format!("-Epath.logs={}", root.join("logs").display()))
-        .args(
-            search_server::COMMON_SETTINGS
-                .iter()
-                .map(|s| format!("-E{s}")),
-        );
-    let file = std::fs::File::create(&log)?;
-    use std::os::unix::process::CommandExt;
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .process_group(0)
-        .spawn()
-        .context("cannot start the secured Elasticsearch")?;
-    let mut node = SecureNode {
-        child,
-        url: format!("https://127.0.0.1:{port}"),
-        ca,
-    };
+    let mut node = PrivateNode::start(&home, &java_home, &root, &conf, &[], "the secured node")?;
+    let url = format!("https://127.0.0.1:{}", node.port);
     step!(
-        "  secured {} pid {} on {}",
+        "  secured {} pid {} on {url}",
         line.label(),
-        node.child.id(),
-        node.url
+        node.child.id()
     );
-    let deadline = Instant::now() + search_server::READY_TIMEOUT;
     let auth = basic();
     let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
-    loop {
-        if let Ok((200, _)) = curl(
-            &node,
-            &auth,
-            "GET",
-            "/_cluster/health?wait_for_status=yellow&timeout=5s",
-            None,
-        ) {
-            return Ok(node);
-        }
-        if let Some(status) = node.child.try_wait()? {
-            bail!(
-                "the secured node exited ({status}); log {}:\n{}",
-                log.display(),
-                util::tail(&log, 20)
-            );
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the secured node did not answer over TLS in time; log {}:\n{}",
-            log.display(),
-            util::tail(&log, 20)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    node.wait_until("the secured node (over TLS)", || {
+        matches!(
+            curl_to(
+                &url,
+                &ca,
+                &auth,
+                "GET",
+                "/_cluster/health?wait_for_status=yellow&timeout=5s",
+                None,
+            ),
+            Ok((200, _))
+        )
+    })?;
+    Ok(SecureNode {
+        _node: node,
+        url,
+        ca,
+    })
 }
 
 /// The API key the scenario reads with: only what a reader needs (`monitor`
