@@ -12,6 +12,7 @@ use crate::{step, util};
 mod bulk;
 mod late;
 mod micro;
+mod plot;
 mod source;
 
 const STATE_CRATES: [&str; 4] = ["state-file", "state-sled", "state-redis", "state-es"];
