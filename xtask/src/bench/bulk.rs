@@ -209,6 +209,9 @@ impl Contender {
             Contender::GoElasticsearch => {
                 "cuts batches by bytes only: FlushBytes set to 1000 documents' worth"
             }
+            Contender::ElasticsearchJava => {
+                "sends a request as chunked transfer, one small chunk per NDJSON line"
+            }
             _ => "",
         }
     }
@@ -799,6 +802,13 @@ fn write_markdown(r: &Report<'_>) -> Result<()> {
         r.command,
         r.took.as_secs_f64() / 60.0
     );
+    if r.command.contains("--quick") {
+        md.push_str(
+            "**A quick look, not a measurement** (`--quick`: a tenth of the documents, one \
+             round, on whatever else the machine was doing): run `cargo xtask bench bulk` on an \
+             idle machine for the figures.\n\n",
+        );
+    }
     let _ = writeln!(
         md,
         "Every contender indexes the same documents (document `i` is the same bytes in Rust, \
