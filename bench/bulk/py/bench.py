@@ -109,7 +109,7 @@ def main():
         else:
             failed += 1
             if not first_error:
-                first_error = json.dumps(item)[:300]
+                first_error = json.dumps(item, default=str)[:300]
     elapsed = time.perf_counter() - started
     result = {
         "docs": args.docs,
