@@ -13,6 +13,7 @@ mod adaptive;
 mod bulk;
 mod late;
 mod micro;
+mod plot;
 mod source;
 
 const STATE_CRATES: [&str; 4] = ["state-file", "state-sled", "state-redis", "state-es"];

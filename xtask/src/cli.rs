@@ -176,7 +176,8 @@ pub enum BenchCommand {
     /// Every state backend's save/load against its raw floor (file, sled, redis,
     /// elasticsearch).
     State(DockerArg),
-    /// The bulk processor against olivere/elastic, opensearch-py and a raw replay.
+    /// The bulk processor against go-elasticsearch, olivere/elastic, elasticsearch-java,
+    /// elasticsearch-py, opensearch-py and a raw replay.
     Bulk(BulkBenchArgs),
     /// es-connector reading an index against a raw search_after loop and helpers.scan.
     Source(DocsArgs),
@@ -209,6 +210,9 @@ pub struct BulkBenchArgs {
     /// A tenth of the documents and one round: a quick look, not a measurement.
     #[arg(long)]
     pub quick: bool,
+    /// Also draw docs/s as SVG bar charts (docs/benchmarks/bulk-<target>.svg).
+    #[arg(long)]
+    pub plot: bool,
 }
 
 /// `bench adaptive`'s default write queue of the private node.
@@ -342,7 +346,8 @@ mod tests {
             Command::Bench(BenchCommand::Bulk(BulkBenchArgs {
                 rounds: Some(3),
                 quick: true,
-                docker: false
+                docker: false,
+                plot: false
             }))
         ));
         let cli =

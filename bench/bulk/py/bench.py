@@ -1,8 +1,9 @@
-"""The opensearch-py contenders of `cargo xtask bench bulk`.
+"""The Python contenders of `cargo xtask bench bulk`.
 
-Indexes the shared benchmark documents (see ../README.md) with
-`opensearchpy.helpers.streaming_bulk` (one request at a time, by design) or
-`opensearchpy.helpers.parallel_bulk` (a thread pool of --workers), and prints
+Indexes the shared benchmark documents (see ../README.md) with the
+`helpers.streaming_bulk` (one request at a time, by design) or
+`helpers.parallel_bulk` (a thread pool of --workers) of elasticsearch-py
+(`--client elasticsearch`) or opensearch-py (`--client opensearch`), and prints
 one `BULK-BENCH-RESULT {json}` line.
 
 Documents are handed over pre-serialised (`"_source": "<json>"`, which the
@@ -49,6 +50,7 @@ def main():
     p.add_argument("--docs", type=int, default=100000)
     p.add_argument("--doc-size", choices=sorted(SIZES), default="small")
     p.add_argument("--mode", choices=("streaming", "parallel"), default="streaming")
+    p.add_argument("--client", choices=("elasticsearch", "opensearch"), default="opensearch")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--bulk-size", type=int, default=5 << 20)
@@ -62,7 +64,21 @@ def main():
     if not args.url:
         p.error("--url is required")
 
-    from opensearchpy import OpenSearch, helpers
+    if args.client == "elasticsearch":
+        from elasticsearch import Elasticsearch, helpers
+
+        def connect():
+            return Elasticsearch(
+                args.url, request_timeout=120, connections_per_node=max(args.workers * 2, 10)
+            )
+
+    else:
+        from opensearchpy import OpenSearch, helpers
+
+        def connect():
+            return OpenSearch(
+                hosts=[args.url], timeout=120, pool_maxsize=max(args.workers * 2, 10)
+            )
 
     size = SIZES[args.doc_size]
     index = args.index
@@ -71,7 +87,7 @@ def main():
         sys.stdin.readline()
     started = time.perf_counter()
 
-    client = OpenSearch(hosts=[args.url], timeout=120, pool_maxsize=max(args.workers * 2, 10))
+    client = connect()
     actions = ({"_index": index, "_id": str(i), "_source": doc(i, size)} for i in range(args.docs))
     common = dict(
         chunk_size=args.batch,
@@ -93,7 +109,7 @@ def main():
         else:
             failed += 1
             if not first_error:
-                first_error = json.dumps(item)[:300]
+                first_error = json.dumps(item, default=str)[:300]
     elapsed = time.perf_counter() - started
     result = {
         "docs": args.docs,

@@ -1,38 +1,41 @@
 //! `cargo xtask bench bulk`: bulk clients side by side, each in its own
 //! process, on the same documents with the same batch size and concurrency,
-//! against a null `_bulk` server (the client's own cost) and the test server.
+//! against a null `_bulk` server (the client's own cost) and a real
+//! Elasticsearch and OpenSearch (end to end).
 //!
 //! Contenders: this crate's `BulkProcessor` and the raw replay floor (the
-//! `bulk_client` bench of crates/bulk), olivere/elastic v5's `BulkProcessor`
-//! (bench/bulk/go, built offline from Debian's packages) and opensearch-py's
-//! `streaming_bulk` and `parallel_bulk` (bench/bulk/py, in a cached venv).
+//! `bulk_client` bench of crates/bulk), and peers installed from their
+//! registries by this command (`peers.rs`): go-elasticsearch's
+//! `esutil.BulkIndexer` and olivere/elastic v7's `BulkProcessor` (bench/bulk/go),
+//! elasticsearch-java's `BulkIngester` (bench/bulk/java), and the
+//! `streaming_bulk`/`parallel_bulk` helpers of elasticsearch-py and
+//! opensearch-py (bench/bulk/py).
 //!
 //! Each contender prints `BULK-BENCH-READY` once set up and waits for a line on
 //! stdin; we read its CPU time from `/proc/<pid>/stat`, say go, and when it
 //! prints `BULK-BENCH-RESULT {json}` it waits for stdin to close while we read
 //! its CPU time again and its peak RSS (`VmHWM`). So CPU seconds cover exactly
-//! the timed run (no interpreter start-up, no pre-serialising for the floor),
-//! and the peak RSS covers the whole process.
+//! the timed run (no interpreter or JVM start-up, no pre-serialising for the
+//! floor), and the peak RSS covers the whole process.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
+use crate::search_server::Line;
 use crate::services::{Session, UpOptions};
-use crate::{net, step, util};
+use crate::{step, util};
 
-/// The Python client (pinned) of the `streaming_bulk`/`parallel_bulk` contenders.
-const OPENSEARCH_PY: &str = "opensearch-py==3.2.0";
-/// Debian packages of the Go contender.
-const APT_PACKAGES: [&str; 2] = ["golang-go", "golang-gopkg-olivere-elastic.v5-dev"];
-const OLIVERE_PACKAGE: &str = "golang-gopkg-olivere-elastic.v5-dev";
-const GOPATH: &str = "/usr/share/gocode";
-const OLIVERE_SRC: &str = "/usr/share/gocode/src/gopkg.in/olivere/elastic.v5";
+mod checks;
+mod measure;
+mod peers;
+
+pub(super) use peers::prepare_python;
+
+use checks::checks;
+use measure::{NullServer, Run};
+use peers::Launcher;
 
 /// Same for every contender.
 const WORKERS: usize = 2;
@@ -42,24 +45,38 @@ const BULK_SIZE: usize = 5 << 20;
 const ROUNDS: usize = 4;
 /// A contender run taking longer than this is killed (and its row says so).
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Targets: ours vs olivere in docs per CPU-second on the null server, and
-/// ours vs the raw replay in docs/s on the test server.
-const MIN_CPU_ADVANTAGE: f64 = 3.0;
-const MAX_SLOWDOWN: f64 = 0.05;
+/// The real servers of the end-to-end runs (lines of `search_server::LINES`).
+const ES_LINE: &str = "es9";
+const OS_LINE: &str = "os3";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Null,
-    Test,
+    Elasticsearch,
+    OpenSearch,
 }
 
 impl Target {
     fn label(self) -> &'static str {
         match self {
             Target::Null => "null server",
-            Target::Test => "test server",
+            Target::Elasticsearch => "Elasticsearch",
+            Target::OpenSearch => "OpenSearch",
         }
+    }
+
+    /// The stem of its chart's file name.
+    fn key(self) -> &'static str {
+        match self {
+            Target::Null => "null",
+            Target::Elasticsearch => "elasticsearch",
+            Target::OpenSearch => "opensearch",
+        }
+    }
+
+    /// A real server: its documents are counted afterwards.
+    fn is_real(self) -> bool {
+        self != Target::Null
     }
 }
 
@@ -89,27 +106,96 @@ impl Size {
 enum Contender {
     Ours,
     Raw,
+    GoElasticsearch,
     Olivere,
-    PyStreaming,
-    PyParallel,
+    ElasticsearchJava,
+    EsPyStreaming,
+    EsPyParallel,
+    OsPyStreaming,
+    OsPyParallel,
 }
 
-const CONTENDERS: [Contender; 5] = [
+const CONTENDERS: [Contender; 9] = [
     Contender::Ours,
     Contender::Raw,
+    Contender::GoElasticsearch,
     Contender::Olivere,
-    Contender::PyStreaming,
-    Contender::PyParallel,
+    Contender::ElasticsearchJava,
+    Contender::EsPyStreaming,
+    Contender::EsPyParallel,
+    Contender::OsPyStreaming,
+    Contender::OsPyParallel,
 ];
+
+/// Why the official Elasticsearch clients do not run against OpenSearch.
+const PRODUCT_CHECK: &str = "product check: the official Elasticsearch clients refuse a \
+                             server that does not answer `X-Elastic-Product: Elasticsearch` \
+                             (OpenSearch does not)";
+
+/// Whether a contender runs against a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plays {
+    Yes,
+    /// A row saying "not run" and why.
+    Refused(&'static str),
+    /// No row: another contender covers it (the Python helpers on the null server).
+    Skipped,
+}
 
 impl Contender {
     fn key(self) -> &'static str {
         match self {
             Contender::Ours => "bulk",
             Contender::Raw => "raw",
+            Contender::GoElasticsearch => "goes",
             Contender::Olivere => "olivere",
-            Contender::PyStreaming => "py-streaming",
-            Contender::PyParallel => "py-parallel",
+            Contender::ElasticsearchJava => "esjava",
+            Contender::EsPyStreaming => "espy-streaming",
+            Contender::EsPyParallel => "espy-parallel",
+            Contender::OsPyStreaming => "ospy-streaming",
+            Contender::OsPyParallel => "ospy-parallel",
+        }
+    }
+
+    /// A peer: not ours and not the floor.
+    fn is_peer(self) -> bool {
+        !matches!(self, Contender::Ours | Contender::Raw)
+    }
+
+    /// An official Elasticsearch client (product check on every server).
+    fn is_official_es(self) -> bool {
+        matches!(
+            self,
+            Contender::GoElasticsearch
+                | Contender::ElasticsearchJava
+                | Contender::EsPyStreaming
+                | Contender::EsPyParallel
+        )
+    }
+
+    fn plays(self, target: Target) -> Plays {
+        match (self, target) {
+            (c, Target::OpenSearch) if c.is_official_es() => Plays::Refused(PRODUCT_CHECK),
+            // One Python client measures the helpers' own cost on the null
+            // server: opensearch-py, since the null server says it is OpenSearch.
+            (Contender::EsPyStreaming | Contender::EsPyParallel, Target::Null) => Plays::Skipped,
+            // The OpenSearch client against OpenSearch only (and the null server).
+            (Contender::OsPyStreaming | Contender::OsPyParallel, Target::Elasticsearch) => {
+                Plays::Skipped
+            }
+            _ => Plays::Yes,
+        }
+    }
+
+    /// Arguments a target adds: the null server does not say it is
+    /// Elasticsearch, so the official clients that check on every answer
+    /// (Go, Java) are told to add the header to its answers.
+    fn extra_args(self, target: Target) -> &'static [&'static str] {
+        match (self, target) {
+            (Contender::GoElasticsearch | Contender::ElasticsearchJava, Target::Null) => {
+                &["--fake-product-header"]
+            }
+            _ => &[],
         }
     }
 
@@ -117,8 +203,46 @@ impl Contender {
     fn remark(self) -> &'static str {
         match self {
             Contender::Raw => "floor: bodies built before the clock (in its RSS)",
-            Contender::PyStreaming => "one request at a time (no concurrency in streaming_bulk)",
+            Contender::EsPyStreaming | Contender::OsPyStreaming => {
+                "one request at a time (no concurrency in streaming_bulk)"
+            }
+            Contender::GoElasticsearch => {
+                "cuts batches by bytes only: FlushBytes set to 1000 documents' worth"
+            }
+            Contender::ElasticsearchJava => {
+                "sends a request as chunked transfer, one small chunk per NDJSON line"
+            }
             _ => "",
+        }
+    }
+
+    /// The row label when the contender could not be prepared.
+    fn default_label(self) -> &'static str {
+        match self {
+            Contender::Ours => "bulk BulkProcessor (this crate)",
+            Contender::Raw => "raw NDJSON replay (floor)",
+            Contender::GoElasticsearch => "go-elasticsearch esutil.BulkIndexer (Go)",
+            Contender::Olivere => "olivere/elastic v7 BulkProcessor (Go)",
+            Contender::ElasticsearchJava => "elasticsearch-java BulkIngester (Java)",
+            Contender::EsPyStreaming => "elasticsearch-py helpers.streaming_bulk",
+            Contender::EsPyParallel => "elasticsearch-py helpers.parallel_bulk",
+            Contender::OsPyStreaming => "opensearch-py helpers.streaming_bulk",
+            Contender::OsPyParallel => "opensearch-py helpers.parallel_bulk",
+        }
+    }
+
+    /// The name on a chart's legend.
+    fn short(self) -> &'static str {
+        match self {
+            Contender::Ours => "bulk (ours)",
+            Contender::Raw => "raw replay (floor)",
+            Contender::GoElasticsearch => "go-elasticsearch",
+            Contender::Olivere => "olivere/elastic v7",
+            Contender::ElasticsearchJava => "elasticsearch-java",
+            Contender::EsPyStreaming => "elasticsearch-py streaming_bulk",
+            Contender::EsPyParallel => "elasticsearch-py parallel_bulk",
+            Contender::OsPyStreaming => "opensearch-py streaming_bulk",
+            Contender::OsPyParallel => "opensearch-py parallel_bulk",
         }
     }
 }
@@ -128,24 +252,27 @@ impl Contender {
 struct Plan {
     null_small: u64,
     null_large: u64,
-    test_small: u64,
-    test_large: u64,
+    real_small: u64,
+    real_large: u64,
 }
 
+/// Sized so that a full run (4 rounds, 7 contenders on the null server and on
+/// Elasticsearch, 5 on OpenSearch) takes about 15 minutes on 2 idle cores: the
+/// real servers index a few thousand documents per second there.
 const FULL: Plan = Plan {
     null_small: 1_000_000,
     null_large: 100_000,
-    test_small: 40_000,
-    test_large: 10_000,
+    real_small: 20_000,
+    real_large: 5_000,
 };
 
 impl Plan {
     fn docs(&self, target: Target, size: Size) -> u64 {
-        match (target, size) {
-            (Target::Null, Size::Small) => self.null_small,
-            (Target::Null, Size::Large) => self.null_large,
-            (Target::Test, Size::Small) => self.test_small,
-            (Target::Test, Size::Large) => self.test_large,
+        match (target.is_real(), size) {
+            (false, Size::Small) => self.null_small,
+            (false, Size::Large) => self.null_large,
+            (true, Size::Small) => self.real_small,
+            (true, Size::Large) => self.real_large,
         }
     }
 
@@ -153,26 +280,9 @@ impl Plan {
         Plan {
             null_small: self.null_small / divisor,
             null_large: self.null_large / divisor,
-            test_small: self.test_small / divisor,
-            test_large: self.test_large / divisor,
+            real_small: self.real_small / divisor,
+            real_large: self.real_large / divisor,
         }
-    }
-}
-
-/// How to start a contender: a program and the arguments before ours.
-#[derive(Debug, Clone)]
-struct Launcher {
-    program: PathBuf,
-    args: Vec<String>,
-    /// Shown in the table, versions included.
-    label: String,
-}
-
-impl Launcher {
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args).current_dir(util::root());
-        cmd
     }
 }
 
@@ -184,7 +294,7 @@ struct Measured {
     cpu: f64,
     rss_kib: u64,
     error: String,
-    /// `_count` of the index afterwards (test server only).
+    /// `_count` of the index afterwards (real servers only).
     count: Option<u64>,
 }
 
@@ -245,6 +355,9 @@ impl Row {
                 if !self.contender.remark().is_empty() {
                     notes.push(self.contender.remark().into());
                 }
+                if !self.contender.extra_args(self.target).is_empty() {
+                    notes.push("adds `X-Elastic-Product` to the null server's answers".into());
+                }
             }
         }
         notes.join("; ")
@@ -294,9 +407,21 @@ fn one_line(text: &str, max: usize) -> String {
     }
 }
 
+/// A target of this run: where it listens (or why there is none) and what it is.
+struct Server {
+    target: Target,
+    url: std::result::Result<String, String>,
+    description: String,
+}
+
 pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
+    let lines: Vec<&'static Line> = [ES_LINE, OS_LINE]
+        .iter()
+        .filter_map(|name| Line::find(name))
+        .collect();
     let opts = UpOptions {
         docker: args.docker,
+        servers: lines,
         ..UpOptions::default()
     };
     let (plan, mut rounds) = if args.quick {
@@ -308,11 +433,14 @@ pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
         rounds = n as usize;
     }
     let mut command = String::from("cargo xtask bench bulk");
-    if args.docker {
-        command.push_str(" --docker");
-    }
-    if args.quick {
-        command.push_str(" --quick");
+    for (on, flag) in [
+        (args.docker, " --docker"),
+        (args.quick, " --quick"),
+        (args.plot, " --plot"),
+    ] {
+        if on {
+            command.push_str(flag);
+        }
     }
     if let Some(n) = args.rounds {
         command.push_str(&format!(" --rounds {n}"));
@@ -327,99 +455,136 @@ pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
     let started = Instant::now();
 
     step!("bench bulk: building this crate's contenders (release)");
-    let (null_server_bin, bench_bin) = build_rust()?;
-    let ours = Launcher {
-        program: bench_bin.clone(),
-        args: vec!["--mode".into(), "processor".into()],
-        label: "bulk BulkProcessor (this crate)".into(),
+    let (null_server_bin, bench_bin) = peers::build_rust()?;
+    let ours = Launcher::new(
+        bench_bin.clone(),
+        vec!["--mode".into(), "processor".into()],
+        "bulk BulkProcessor (this crate)".into(),
+    );
+    let raw = Launcher::new(
+        bench_bin,
+        vec!["--mode".into(), "raw".into()],
+        "raw NDJSON replay, reqwest (floor)".into(),
+    );
+    step!("bench bulk: building the Go contenders (go-elasticsearch, olivere/elastic v7)");
+    let go = peers::prepare_go();
+    step!("bench bulk: building the Java contender (elasticsearch-java)");
+    let java = peers::prepare_java();
+    step!("bench bulk: preparing the Python contenders (elasticsearch-py, opensearch-py)");
+    let python = peers::prepare_python();
+    let py = |client: &str, mode: &str| {
+        python
+            .as_ref()
+            .map(|p| peers::python_launcher(p, client, mode))
+            .map_err(Clone::clone)
     };
-    let raw = Launcher {
-        program: bench_bin,
-        args: vec!["--mode".into(), "raw".into()],
-        label: "raw NDJSON replay, reqwest (floor)".into(),
-    };
-    step!("bench bulk: preparing olivere/elastic (Go)");
-    let olivere = prepare_go();
-    step!("bench bulk: preparing opensearch-py (Python)");
-    let python = prepare_python();
     let launcher = |c: Contender| -> std::result::Result<Launcher, String> {
         match c {
             Contender::Ours => Ok(ours.clone()),
             Contender::Raw => Ok(raw.clone()),
-            Contender::Olivere => olivere.clone(),
-            Contender::PyStreaming | Contender::PyParallel => {
-                let (py, version) = python.clone()?;
-                let mode = if c == Contender::PyStreaming {
-                    "streaming"
-                } else {
-                    "parallel"
-                };
-                Ok(Launcher {
-                    program: py,
-                    args: vec![
-                        util::root()
-                            .join("bench/bulk/py/bench.py")
-                            .display()
-                            .to_string(),
-                        "--mode".into(),
-                        mode.into(),
-                    ],
-                    label: format!("{OPENSEARCH_PY} helpers.{mode}_bulk ({version})")
-                        .replace("==", " "),
-                })
-            }
+            Contender::GoElasticsearch => go.as_ref().map(|g| g.0.clone()).map_err(Clone::clone),
+            Contender::Olivere => go.as_ref().map(|g| g.1.clone()).map_err(Clone::clone),
+            Contender::ElasticsearchJava => java.clone(),
+            Contender::EsPyStreaming => py("elasticsearch", "streaming"),
+            Contender::EsPyParallel => py("elasticsearch", "parallel"),
+            Contender::OsPyStreaming => py("opensearch", "streaming"),
+            Contender::OsPyParallel => py("opensearch", "parallel"),
         }
     };
 
     // Same documents everywhere: every contender's generator must agree.
-    let reference = checksum(&ours)?;
+    let reference = measure::checksum(&ours)?;
     let mut launchers = Vec::new();
     for c in CONTENDERS {
-        let l = launcher(c).and_then(|l| match checksum(&l) {
+        let l = launcher(c).and_then(|l| match measure::checksum(&l) {
             Ok(sum) if sum == reference => Ok(l),
             Ok(sum) => Err(format!(
                 "its documents differ from the Rust generator's ({sum} vs {reference})"
             )),
             Err(e) => Err(format!("its --checksum failed: {e:#}")),
         });
+        if let Err(why) = &l {
+            step!("bench bulk: {}: not run: {why}", c.default_label());
+        }
         launchers.push((c, l));
     }
     step!("bench bulk: every contender generates the same documents ({reference})");
 
-    let clk_tck = clock_ticks();
+    let clk_tck = measure::clock_ticks();
     let null_server = NullServer::start(&null_server_bin)?;
     let session = Session::start(opts, true)?;
-    let es_url = session
-        .get("ES_URL")
-        .context("the services session has no ES_URL")?
-        .to_string();
+    let servers = [
+        Server {
+            target: Target::Null,
+            url: Ok(null_server.url.clone()),
+            description: "`bulk-null-server` (`bulk::testkit::NullBulkServer`) on loopback".into(),
+        },
+        real_server(&session, Target::Elasticsearch, "ES_URL"),
+        real_server(&session, Target::OpenSearch, "OPENSEARCH_URL"),
+    ];
     let run_id = util::run_id();
 
-    let targets = [
-        (Target::Null, null_server.url.clone()),
-        (Target::Test, es_url),
-    ];
-    let total = targets.len() * 2 * rounds * launchers.iter().filter(|(_, l)| l.is_ok()).count();
+    let plays = |c: Contender, t: Target| c.plays(t) == Plays::Yes;
+    let total: usize = servers
+        .iter()
+        .filter(|s| s.url.is_ok())
+        .map(|s| {
+            launchers
+                .iter()
+                .filter(|(c, l)| l.is_ok() && plays(*c, s.target))
+                .count()
+        })
+        .sum::<usize>()
+        * 2
+        * rounds;
     let mut done = 0;
     let mut rows = Vec::new();
-    for (target, url) in &targets {
+    for server in &servers {
+        let target = server.target;
         for size in [Size::Small, Size::Large] {
-            let docs = plan.docs(*target, size);
+            let docs = plan.docs(target, size);
             // Rounds go through all contenders in turn, so that a noisy
             // neighbour on a shared machine hits every contender alike.
             let mut runs: Vec<Vec<std::result::Result<Measured, String>>> =
                 vec![Vec::new(); launchers.len()];
+            // The first run on a real server pays for its warm-up (a fresh
+            // JVM's JIT, the first index of its kind): a floor run nobody is
+            // measured against takes it, so that it does not land on whoever
+            // goes first in round 1.
+            if let (true, Ok(url)) = (target.is_real(), &server.url) {
+                step!(
+                    "{} {}: warm-up run (not measured)",
+                    target.label(),
+                    size.label()
+                );
+                let index = format!("bench-bulk-{run_id}-warmup-{}", size.arg());
+                let warm_up = Run {
+                    url,
+                    docs,
+                    size,
+                    index: &index,
+                    clk_tck,
+                    extra: &[],
+                };
+                if let Err(e) = warm_up.measure(&raw, true) {
+                    step!("warning: the warm-up run failed: {e}");
+                }
+            }
             for round in 1..=rounds {
-                // Every other round in reverse order: neither of two neighbours
-                // (ours and the floor) always goes first.
+                // Every other round in reverse order: of any two contenders,
+                // neither always goes first.
                 let mut order: Vec<usize> = (0..launchers.len()).collect();
                 if round % 2 == 0 {
                     order.reverse();
                 }
                 for i in order {
                     let (contender, launcher) = &launchers[i];
-                    let runs = &mut runs[i];
-                    let Ok(l) = launcher else { continue };
+                    let (Ok(l), Ok(url)) = (launcher, &server.url) else {
+                        continue;
+                    };
+                    if !plays(*contender, target) {
+                        continue;
+                    }
                     done += 1;
                     let n = format!("[{done}/{total}]");
                     step!(
@@ -439,8 +604,9 @@ pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
                         size,
                         index: &index,
                         clk_tck,
+                        extra: contender.extra_args(target),
                     };
-                    let outcome = run.measure(l, *target == Target::Test);
+                    let outcome = run.measure(l, target.is_real());
                     match &outcome {
                         Ok(m) => step!(
                             "{n}   {:.0} docs/s, {:.2} CPU s, peak RSS {:.1} MiB{}",
@@ -451,17 +617,23 @@ pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
                         ),
                         Err(e) => step!("{n}   failed: {e}"),
                     }
-                    runs.push(outcome);
+                    runs[i].push(outcome);
                 }
             }
             for ((contender, launcher), runs) in launchers.iter().zip(runs) {
+                let outcome = match (contender.plays(target), launcher, &server.url) {
+                    (Plays::Skipped, _, _) => continue,
+                    (Plays::Refused(why), _, _) => Err(why.to_string()),
+                    (Plays::Yes, Err(why), _) | (Plays::Yes, _, Err(why)) => Err(why.clone()),
+                    (Plays::Yes, Ok(_), Ok(_)) => best_of(runs.clone()),
+                };
                 rows.push(Row {
-                    target: *target,
+                    target,
                     size,
                     contender: *contender,
                     label: launcher
                         .as_ref()
-                        .map_or_else(|_| default_label(*contender), |l| l.label.clone()),
+                        .map_or_else(|_| contender.default_label().into(), |l| l.label.clone()),
                     docs,
                     round_rates: runs
                         .iter()
@@ -470,10 +642,7 @@ pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
                                 .map_or(0.0, |m| docs as f64 / m.elapsed.max(1e-9))
                         })
                         .collect(),
-                    outcome: match launcher {
-                        Err(why) => Err(why.clone()),
-                        Ok(_) => best_of(runs),
-                    },
+                    outcome,
                 });
             }
         }
@@ -487,19 +656,52 @@ pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
     for (ok, line) in &checks {
         println!("{} {line}", if *ok { "OK    " } else { "MISSED" });
     }
+    let charts = if args.plot {
+        write_charts(&rows)?
+    } else {
+        Vec::new()
+    };
     let took = started.elapsed();
-    write_markdown(&rows, &checks, (&plan, rounds), &command, took)?;
+    let report = Report {
+        rows: &rows,
+        checks: &checks,
+        servers: &servers,
+        plan: &plan,
+        rounds,
+        command: &command,
+        took,
+        charts: &charts,
+    };
+    write_markdown(&report)?;
     step!("bench bulk: done in {:.1} min", took.as_secs_f64() / 60.0);
     Ok(())
 }
 
-fn default_label(c: Contender) -> String {
-    match c {
-        Contender::Ours => "bulk BulkProcessor (this crate)".into(),
-        Contender::Raw => "raw NDJSON replay (floor)".into(),
-        Contender::Olivere => "olivere/elastic v5 BulkProcessor (Go)".into(),
-        Contender::PyStreaming => format!("{OPENSEARCH_PY} helpers.streaming_bulk"),
-        Contender::PyParallel => format!("{OPENSEARCH_PY} helpers.parallel_bulk"),
+/// The session's server for `target` (in `var`) and what it says it is.
+fn real_server(session: &Session, target: Target, var: &str) -> Server {
+    match session.get(var) {
+        Some(url) => {
+            let description = crate::search_server::server_version(url)
+                .map(|(product, version)| {
+                    let product = if product == "opensearch" {
+                        "OpenSearch"
+                    } else {
+                        "Elasticsearch"
+                    };
+                    format!("{product} {version}")
+                })
+                .unwrap_or_else(|| format!("the server at {url}"));
+            Server {
+                target,
+                url: Ok(url.to_string()),
+                description,
+            }
+        }
+        None => Server {
+            target,
+            url: Err(format!("no {var} in this services session")),
+            description: format!("none ({var} not set)"),
+        },
     }
 }
 
@@ -530,493 +732,57 @@ fn best_of(
     best.ok_or_else(|| "no round ran".to_string())
 }
 
-/// One contender run against one server.
-struct Run<'a> {
-    url: &'a str,
-    docs: u64,
-    size: Size,
-    index: &'a str,
-    clk_tck: f64,
-}
-
-impl Run<'_> {
-    /// Runs the contender; on the test server, counts and deletes its index after.
-    fn measure(&self, launcher: &Launcher, count: bool) -> std::result::Result<Measured, String> {
-        let mut cmd = launcher.command();
-        cmd.args([
-            "--url",
-            self.url,
-            "--doc-size",
-            self.size.arg(),
-            "--index",
-            self.index,
-        ])
-        .arg("--docs")
-        .arg(self.docs.to_string())
-        .arg("--workers")
-        .arg(WORKERS.to_string())
-        .arg("--batch")
-        .arg(BATCH.to_string())
-        .arg("--bulk-size")
-        .arg(BULK_SIZE.to_string())
-        .arg("--handshake");
-        let measured = measure_process(&mut cmd, self.clk_tck);
-        if !count {
-            return measured.map_err(|e| format!("{e:#}"));
+/// One SVG per target: docs/s of every contender, grouped by document size.
+/// Returns the file names written (beside bulk.md).
+fn write_charts(rows: &[Row]) -> Result<Vec<String>> {
+    let dir = util::root().join("docs").join("benchmarks");
+    std::fs::create_dir_all(&dir)?;
+    let mut written = Vec::new();
+    for target in [Target::Null, Target::Elasticsearch, Target::OpenSearch] {
+        let sizes = [Size::Small, Size::Large];
+        let contenders: Vec<Contender> = CONTENDERS
+            .into_iter()
+            .filter(|c| rows.iter().any(|r| r.target == target && r.contender == *c))
+            .collect();
+        if contenders.is_empty() {
+            continue;
         }
-        let counted = count_docs(self.url, self.index);
-        if let Err(e) = net::http("DELETE", self.url, &format!("/{}", self.index)) {
-            step!("warning: could not delete index {}: {e:#}", self.index);
-        }
-        let mut m = measured.map_err(|e| format!("{e:#}"))?;
-        match counted {
-            Ok(c) => m.count = Some(c),
-            Err(e) => {
-                m.count = Some(0);
-                if m.error.is_empty() {
-                    m.error = format!("_count failed: {e:#}");
-                }
-            }
-        }
-        Ok(m)
-    }
-}
-
-fn count_docs(url: &str, index: &str) -> Result<u64> {
-    let _ = net::http("POST", url, &format!("/{index}/_refresh"))?;
-    let (status, body) = net::http("GET", url, &format!("/{index}/_count"))?;
-    if status != 200 {
-        bail!(
-            "GET /{index}/_count: HTTP {status}: {}",
-            one_line(&body, 200)
+        let groups: Vec<String> = sizes
+            .iter()
+            .map(|s| format!("{} documents", s.label()))
+            .collect();
+        let series: Vec<String> = contenders.iter().map(|c| c.short().to_string()).collect();
+        let values: Vec<Vec<Option<f64>>> = contenders
+            .iter()
+            .map(|c| {
+                sizes
+                    .iter()
+                    .map(|s| {
+                        rows.iter()
+                            .find(|r| r.target == target && r.size == *s && r.contender == *c)
+                            .and_then(Row::docs_per_sec)
+                    })
+                    .collect()
+            })
+            .collect();
+        let title = format!(
+            "bulk indexing, {}: docs/s (higher is better)",
+            target.label()
         );
-    }
-    let v: serde_json::Value = serde_json::from_str(&body)?;
-    v["count"]
-        .as_u64()
-        .with_context(|| format!("no count in {}", one_line(&body, 200)))
-}
-
-/// Runs a contender through the READY/go/RESULT handshake and measures it.
-fn measure_process(cmd: &mut Command, clk_tck: f64) -> Result<Measured> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("could not start `{}`", util::display(cmd)))?;
-    let result = handshake(&mut child, clk_tck);
-    if result.is_err() {
-        let _ = child.kill();
-    }
-    drop(child.stdin.take());
-    let status = child.wait()?;
-    let m = result?;
-    if !status.success() {
-        bail!("exited with {status} after its result");
-    }
-    Ok(m)
-}
-
-fn handshake(child: &mut Child, clk_tck: f64) -> Result<Measured> {
-    let pid = child.id();
-    let stdout = child.stdout.take().context("no stdout pipe")?;
-    let mut stdin = child.stdin.take().context("no stdin pipe")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let mut cpu_at_go = None;
-    loop {
-        let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => line?,
-            Err(RecvTimeoutError::Timeout) => {
-                bail!("no result within {} s (killed)", RUN_TIMEOUT.as_secs())
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = child.wait()?;
-                bail!("exited ({status}) without a result");
-            }
-        };
-        if line == "BULK-BENCH-READY" {
-            cpu_at_go = Some(cpu_seconds(pid, clk_tck)?);
-            stdin.write_all(b"go\n")?;
-            stdin.flush()?;
-        } else if let Some(json) = line.strip_prefix("BULK-BENCH-RESULT ") {
-            let cpu_at_end = cpu_seconds(pid, clk_tck)?;
-            let rss_kib = peak_rss_kib(pid)?;
-            child.stdin = Some(stdin);
-            let v: serde_json::Value =
-                serde_json::from_str(json).with_context(|| format!("bad result line `{line}`"))?;
-            let start = cpu_at_go.context("a result before READY")?;
-            return Ok(Measured {
-                ok: v["ok"].as_u64().context("no `ok` in the result")?,
-                elapsed: v["elapsed"]
-                    .as_f64()
-                    .context("no `elapsed` in the result")?,
-                cpu: cpu_at_end - start,
-                rss_kib,
-                error: v["error"].as_str().unwrap_or_default().to_string(),
-                count: None,
-            });
-        } else {
-            eprintln!("    {line}");
-        }
-    }
-}
-
-/// utime + stime of process `pid` (all its threads, live and gone), in seconds.
-fn cpu_seconds(pid: u32, clk_tck: f64) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // Fields 14 and 15 of stat(5), counted after the command name (field 2).
-    let ticks = |i: usize| -> Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .with_context(|| format!("unexpected /proc/{pid}/stat: {stat}"))
-    };
-    Ok((ticks(11)? + ticks(12)?) as f64 / clk_tck)
-}
-
-/// `VmHWM` of process `pid`, in KiB.
-fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("cannot read /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no VmHWM in /proc/{pid}/status"))
-}
-
-fn clock_ticks() -> f64 {
-    util::capture(
-        Command::new("getconf").arg("CLK_TCK"),
-        Duration::from_secs(5),
-    )
-    .ok()
-    .and_then(|out| out.stdout.trim().parse().ok())
-    .unwrap_or(100.0)
-}
-
-/// The contender's CRC-32 line of the first 10k documents of each size.
-fn checksum(launcher: &Launcher) -> Result<String> {
-    let out = util::capture(
-        launcher.command().arg("--checksum"),
-        Duration::from_secs(60),
-    )?;
-    let line = out
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("CHECKSUM "))
-        .map(str::to_string);
-    match line {
-        Some(line) if out.status.success() => Ok(line),
-        _ => bail!("{} ({})", one_line(&out.all(), 300), out.status),
-    }
-}
-
-/// `bulk-null-server` and the `bulk_client` bench binary, built in release mode.
-fn build_rust() -> Result<(PathBuf, PathBuf)> {
-    let null_server = util::release_binary("bulk", &["testkit"], "bulk-null-server")?;
-    let executable = util::bench_executable("bulk", "bulk_client")?;
-    Ok((null_server, executable))
-}
-
-/// Installs Debian's Go and olivere/elastic v5 when missing (as root), and
-/// builds bench/bulk/go in GOPATH mode, offline. `Err` says why it cannot run.
-fn prepare_go() -> std::result::Result<Launcher, String> {
-    let have = || util::which("go").is_some() && Path::new(OLIVERE_SRC).is_dir();
-    if !have() {
-        if !(util::is_root() && util::which("apt-get").is_some()) {
-            return Err(format!(
-                "needs Go and olivere/elastic v5 from Debian (`apt-get install -y {}`); not root, \
-                 so not installed",
-                APT_PACKAGES.join(" ")
-            ));
-        }
-        step!(
-            "installing {} with apt-get (running as root)",
-            APT_PACKAGES.join(" ")
-        );
-        let apt = |args: &[&str]| {
-            util::run(
-                Command::new("apt-get")
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .stdout(Stdio::from(std::io::stderr())),
-            )
-        };
-        let mut install = vec!["install", "-y", "--no-install-recommends"];
-        install.extend(APT_PACKAGES);
-        apt(&["update"])
-            .and_then(|()| apt(&install))
-            .map_err(|e| format!("apt-get install {} failed: {e:#}", APT_PACKAGES.join(" ")))?;
-        if !have() {
-            return Err(format!(
-                "`go` or {OLIVERE_SRC} still missing after installing {}",
-                APT_PACKAGES.join(" ")
-            ));
-        }
-    }
-    let dir = util::xtask_dir().join("bench-bulk");
-    let out = dir.join("olivere-bulk-bench");
-    let mut build = Command::new("go");
-    build
-        .args(["build", "-o"])
-        .arg(&out)
-        .arg(".")
-        .current_dir(util::root().join("bench/bulk/go"))
-        .env("GOPATH", GOPATH)
-        .env("GO111MODULE", "off")
-        .env("GOFLAGS", "")
-        .env("GOPROXY", "off")
-        .env("GOCACHE", dir.join("go-cache"))
-        .stdout(Stdio::from(std::io::stderr()));
-    util::run(&mut build).map_err(|e| format!("{e:#}"))?;
-    let go_version = util::capture(Command::new("go").arg("version"), Duration::from_secs(30))
-        .ok()
-        .and_then(|o| {
-            o.stdout
-                .split_whitespace()
-                .nth(2)
-                .map(|v| v.replace("go", "Go "))
-        })
-        .unwrap_or_else(|| "Go".into());
-    let olivere_version = util::capture(
-        Command::new("dpkg-query").args(["-W", "-f=${Version}", OLIVERE_PACKAGE]),
-        Duration::from_secs(30),
-    )
-    .ok()
-    .filter(|o| o.status.success())
-    .and_then(|o| o.stdout.split('-').next().map(|v| format!("v{v}")))
-    .unwrap_or_else(|| "v5".into());
-    Ok(Launcher {
-        program: out,
-        args: Vec::new(),
-        label: format!("olivere/elastic {olivere_version} BulkProcessor ({go_version})"),
-    })
-}
-
-/// Where the opensearch-py venv lives: `XTASK_BENCH_PY_VENV`, else beside the
-/// osmem-server venv in the per-user cache, else under target/.
-fn py_venv_dir() -> PathBuf {
-    util::venv_dir(
-        "XTASK_BENCH_PY_VENV",
-        &format!("bench-bulk-{}", OPENSEARCH_PY.replace("==", "-")),
-    )
-}
-
-/// The venv's python (created with opensearch-py when missing) and its version.
-pub(super) fn prepare_python() -> std::result::Result<(PathBuf, String), String> {
-    let venv = py_venv_dir();
-    let python = venv.join("bin").join("python");
-    let ready = venv.join(".xtask-ready");
-    if std::fs::read_to_string(&ready).ok().as_deref() != Some(OPENSEARCH_PY) {
-        step!("installing {OPENSEARCH_PY} into {} (once)", venv.display());
-        let _ = std::fs::remove_dir_all(&venv);
-        let base = std::env::var("XTASK_PYTHON").unwrap_or_else(|_| "python3".into());
-        let created = util::run(
-            Command::new(&base)
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .stdout(Stdio::from(std::io::stderr())),
-        );
-        if let Err(e) = created {
-            return Err(format!(
-                "`{base} -m venv` failed ({e:#}); install Python 3 with venv (Debian: python3-venv) \
-                 or set XTASK_PYTHON"
-            ));
-        }
-        util::run(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--quiet",
-                ])
-                .arg(OPENSEARCH_PY)
-                .stdout(Stdio::from(std::io::stderr())),
-        )
-        .map_err(|e| format!("`pip install {OPENSEARCH_PY}` failed ({e:#}); is PyPI reachable?"))?;
-        std::fs::write(&ready, OPENSEARCH_PY).map_err(|e| e.to_string())?;
-    }
-    let version = util::capture(
-        Command::new(&python).args(["-c", "import platform; print(platform.python_version())"]),
-        Duration::from_secs(30),
-    )
-    .ok()
-    .filter(|o| o.status.success())
-    .map(|o| format!("Python {}", o.stdout.trim()))
-    .unwrap_or_else(|| "Python".into());
-    Ok((python, version))
-}
-
-/// The `bulk-null-server` child; killed on drop.
-struct NullServer {
-    child: Child,
-    url: String,
-}
-
-impl NullServer {
-    fn start(bin: &Path) -> Result<NullServer> {
-        let mut cmd = Command::new(bin);
-        cmd.args(["--addr", "127.0.0.1:0"]);
-        step!("$ {}", util::display(&cmd));
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("could not start {}", bin.display()))?;
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+        let svg = super::plot::grouped_bars(&super::plot::Chart {
+            title: &title,
+            unit: "docs/s",
+            groups: &groups,
+            series: &series,
+            values: &values,
         });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let Some(url) = line.trim().strip_prefix("listening on ") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "bulk-null-server did not say where it listens (got `{}`)",
-                line.trim()
-            );
-        };
-        step!("null bulk server up at {url} (pid {})", child.id());
-        Ok(NullServer {
-            url: url.to_string(),
-            child,
-        })
+        let name = format!("bulk-{}.svg", target.key());
+        let path = dir.join(&name);
+        std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+        step!("wrote {}", path.display());
+        written.push(name);
     }
-}
-
-impl Drop for NullServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find(rows: &[Row], t: Target, s: Size, c: Contender) -> Option<&Row> {
-    rows.iter()
-        .find(|r| r.target == t && r.size == s && r.contender == c)
-}
-
-/// The two targets of the issue, per document size: (met, explanation).
-fn checks(rows: &[Row]) -> Vec<(bool, String)> {
-    let mut out = Vec::new();
-    for size in [Size::Small, Size::Large] {
-        let ours = find(rows, Target::Null, size, Contender::Ours);
-        let theirs = find(rows, Target::Null, size, Contender::Olivere);
-        let what = format!(
-            "null server, {} docs: bulk ≥ {MIN_CPU_ADVANTAGE}x olivere's docs per CPU-second",
-            size.label()
-        );
-        out.push(match (ours, theirs) {
-            (Some(o), Some(t)) => match (o.docs_per_cpu_sec(), t.docs_per_cpu_sec()) {
-                (Some(a), Some(b)) => {
-                    let ratio = a / b;
-                    (
-                        ratio >= MIN_CPU_ADVANTAGE && o.complete(),
-                        format!("{what}: {a:.0} vs {b:.0} = {ratio:.2}x{}", lost_suffix(o)),
-                    )
-                }
-                _ => (
-                    false,
-                    format!("{what}: not measured ({})", why_missing(o, t)),
-                ),
-            },
-            _ => (false, format!("{what}: not measured")),
-        });
-        let ours = find(rows, Target::Test, size, Contender::Ours);
-        let floor = find(rows, Target::Test, size, Contender::Raw);
-        let what = format!(
-            "test server, {} docs: bulk within {:.0}% of the raw replay's docs/s",
-            size.label(),
-            MAX_SLOWDOWN * 100.0
-        );
-        out.push(match (ours, floor) {
-            (Some(o), Some(f)) => match (o.docs_per_sec(), f.docs_per_sec()) {
-                (Some(a), Some(b)) => {
-                    // The test server's throughput drifts with the machine's
-                    // load: compare the runs that ran back to back, round by round.
-                    let ratios: Vec<f64> = o
-                        .round_rates
-                        .iter()
-                        .zip(&f.round_rates)
-                        .filter(|(x, y)| **x > 0.0 && **y > 0.0)
-                        .map(|(x, y)| x / y)
-                        .collect();
-                    // Whichever of the two runs first in a round is measurably
-                    // slower on this server; the order alternates over an even
-                    // number of rounds, and the geometric mean of the rounds'
-                    // ratios cancels that factor.
-                    let ratio = geometric_mean(&ratios).unwrap_or(a / b);
-                    let rounds = ratios
-                        .iter()
-                        .map(|r| format!("{:.0}%", r * 100.0))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    (
-                        ratio >= 1.0 - MAX_SLOWDOWN && o.complete(),
-                        format!(
-                            "{what}: geometric mean of the rounds' ratios {:.1}% of the floor (rounds: \
-                             {rounds}; best runs {a:.0} vs {b:.0} docs/s){}",
-                            ratio * 100.0,
-                            lost_suffix(o)
-                        ),
-                    )
-                }
-                _ => (
-                    false,
-                    format!("{what}: not measured ({})", why_missing(o, f)),
-                ),
-            },
-            _ => (false, format!("{what}: not measured")),
-        });
-    }
-    out
-}
-
-/// The geometric mean of positive values.
-fn geometric_mean(values: &[f64]) -> Option<f64> {
-    if values.is_empty() || values.iter().any(|v| *v <= 0.0) {
-        return None;
-    }
-    let log_sum: f64 = values.iter().map(|v| v.ln()).sum();
-    Some((log_sum / values.len() as f64).exp())
-}
-
-fn lost_suffix(row: &Row) -> &'static str {
-    if row.complete() {
-        ""
-    } else {
-        " (but it lost documents)"
-    }
-}
-
-fn why_missing(a: &Row, b: &Row) -> String {
-    [a, b]
-        .iter()
-        .filter_map(|r| r.outcome.as_ref().err())
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ")
+    Ok(written)
 }
 
 /// The rows as an aligned plain-text table.
@@ -1039,67 +805,100 @@ fn markdown_table(rows: &[Row]) -> String {
     out
 }
 
-fn write_markdown(
-    rows: &[Row],
-    checks: &[(bool, String)],
-    (plan, rounds): (&Plan, usize),
-    command: &str,
+/// Everything docs/benchmarks/bulk.md says about one run.
+struct Report<'a> {
+    rows: &'a [Row],
+    checks: &'a [(bool, String)],
+    servers: &'a [Server],
+    plan: &'a Plan,
+    rounds: usize,
+    command: &'a str,
     took: Duration,
-) -> Result<()> {
+    charts: &'a [String],
+}
+
+fn write_markdown(r: &Report<'_>) -> Result<()> {
     let mut md = String::from("# Bulk client benchmarks\n\n");
     let _ = writeln!(
         md,
-        "Measured {} on {}, with `{command}` (the whole command took {:.1} minutes).\n",
+        "Measured {} on {}, with `{}` (the whole command took {:.1} minutes).\n",
         util::today_utc(),
         super::machine(),
-        took.as_secs_f64() / 60.0
+        r.command,
+        r.took.as_secs_f64() / 60.0
     );
+    if r.command.contains("--quick") {
+        md.push_str(
+            "**A quick look, not a measurement** (`--quick`: a tenth of the documents, one \
+             round, on whatever else the machine was doing): run `cargo xtask bench bulk` on an \
+             idle machine for the figures.\n\n",
+        );
+    }
     let _ = writeln!(
         md,
-        "Every contender indexes the same documents (document `i` is the same bytes in Rust, Go \
-         and Python, checked by CRC-32 before the run; see `bench/bulk/README.md`), handed to \
-         it as pre-serialised JSON, with batches of {BATCH} documents (at most {} MiB) and \
-         {WORKERS} concurrent `_bulk` requests (`streaming_bulk` has no concurrency: one). Each \
-         runs as its own process; CPU seconds are its user + system time during the timed run \
-         only (from `/proc/<pid>/stat`, so no interpreter start-up and not the floor's \
-         pre-serialising), peak RSS is its `VmHWM` (the whole process).\n",
+        "Every contender indexes the same documents (document `i` is the same bytes in Rust, \
+         Go, Java and Python, checked by CRC-32 before the run; see `bench/bulk/README.md`), \
+         handed to it as pre-serialised JSON, with batches of {BATCH} documents (at most {} MiB) \
+         and {WORKERS} concurrent `_bulk` requests (`streaming_bulk` has no concurrency: one). \
+         Each runs as its own process; CPU seconds are its user + system time during the timed \
+         run only (from `/proc/<pid>/stat`, so no interpreter or JVM start-up and not the \
+         floor's pre-serialising), peak RSS is its `VmHWM` (the whole process). The peers are \
+         installed by the command itself from their registries (Go module proxy, Maven \
+         Central, PyPI); the versions in the table are the ones that run used. Before the \
+         measured runs of each document size on a real server, one unmeasured floor run \
+         warms the server up.\n",
         BULK_SIZE >> 20
     );
     let _ = writeln!(
         md,
-        "Each contender ran {rounds} round(s) of every workload, the contenders taking turns; a \
-         row shows its best docs/s and its least CPU time over the rounds (on a shared machine, \
-         noise only ever slows a run down), its largest peak RSS and its worst document count.\n"
+        "Each contender ran {} round(s) of every workload, the contenders taking turns (every \
+         other round in reverse order); a row shows its best docs/s and its least CPU time over \
+         the rounds (on a shared machine, noise only ever slows a run down), its largest peak \
+         RSS and its worst document count.\n",
+        r.rounds
     );
+    for server in r.servers {
+        let what = match server.target {
+            Target::Null => format!(
+                "{}: it parses the NDJSON and answers every item with success, so this shows \
+                 each client's own cost. {} documents of 200 B and {} of 2 KiB per contender. \
+                 It does not send `X-Elastic-Product`, which the official Elasticsearch clients \
+                 insist on: go-elasticsearch and elasticsearch-java add it to its answers in \
+                 their HTTP layer (`--fake-product-header`), and the Python helpers are measured \
+                 here with opensearch-py (the null server says it is OpenSearch); \
+                 elasticsearch-py's helpers are the same code on another transport.",
+                server.description, r.plan.null_small, r.plan.null_large
+            ),
+            _ => format!(
+                "{}, started by xtask (end to end: the server's indexing is most of the cost). \
+                 {} documents of 200 B and {} of 2 KiB per contender; each contender writes a \
+                 fresh index, whose `_count` is checked after the run and which is deleted then.",
+                server.description, r.plan.real_small, r.plan.real_large
+            ),
+        };
+        let _ = writeln!(md, "- **{}**: {what}", server.target.label());
+    }
     let _ = writeln!(
         md,
-        "- **null server**: `bulk-null-server` (`bulk::testkit::NullBulkServer`) on loopback: \
-         it parses the NDJSON and answers every item with success, so this shows each client's \
-         own cost. {} documents of 200 B and {} of 2 KiB per contender.\n\
-         - **test server**: {}. It indexes only a few thousand documents per second, so these \
-         runs are **scaled down to {} documents of 200 B and {} of 2 KiB per contender**; each \
-         contender writes a fresh index, whose `_count` is checked after the run and which is \
-         deleted then.\n\
-         - The **floor** replays the NDJSON bodies of exactly those documents, built before the \
+        "- The **floor** replays the NDJSON bodies of exactly those documents, built before the \
          clock starts, over {WORKERS} keep-alive connections (reqwest), checking only each \
-         answer's status and `\"errors\":false`.\n",
-        plan.null_small,
-        plan.null_large,
-        test_server_description(),
-        plan.test_small,
-        plan.test_large
+         answer's status and `\"errors\":false`.\n"
     );
-    md.push_str(&markdown_table(rows));
+    md.push_str(&markdown_table(r.rows));
+    for chart in r.charts {
+        let _ = write!(md, "\n![{chart}]({chart})\n");
+    }
     md.push_str("\n## Targets\n\n");
     md.push_str(
         "The client's own cost: docs per CPU-second against the null server, from each \
-         contender's least CPU time over the rounds. Against the test server, whose throughput \
-         drifts with whatever else the machine runs, ours and the floor run back to back in \
-         every round (in alternating order, over an even number of rounds: whichever runs \
-         first in a round is measurably slower on this server), and the check takes the \
-         geometric mean of the rounds' docs/s ratios, which cancels that order effect.\n\n",
+         contender's least CPU time over the rounds, against the best peer's. Against the real \
+         servers, whose throughput drifts with whatever else the machine runs, every contender \
+         runs once per round, in alternating order over an even number of rounds (whichever of \
+         two runs first in a round can be measurably slower), and a check takes the geometric \
+         mean of the rounds' docs/s ratios, which cancels that order effect; the best peer \
+         there is the one whose ratio to ours is the least.\n\n",
     );
-    for (ok, line) in checks {
+    for (ok, line) in r.checks {
         let _ = writeln!(md, "- **{}** {line}", if *ok { "OK" } else { "MISSED" });
     }
     let path = util::root().join("docs").join("benchmarks").join("bulk.md");
@@ -1111,19 +910,11 @@ fn write_markdown(
     Ok(())
 }
 
-fn test_server_description() -> &'static str {
-    if std::env::var(crate::services::EXTERNAL_VAR).is_ok_and(|v| v == "1") {
-        "the external Elasticsearch of `ES_URL` (XTASK_EXTERNAL_SERVICES=1)"
-    } else {
-        "osmem-server 0.1.6 (in-memory, OpenSearch 3 REST API), started by xtask"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn row(target: Target, c: Contender, docs: u64, elapsed: f64, cpu: f64) -> Row {
+    pub(super) fn row(target: Target, c: Contender, docs: u64, elapsed: f64, cpu: f64) -> Row {
         Row {
             target,
             size: Size::Small,
@@ -1137,60 +928,9 @@ mod tests {
                 cpu,
                 rss_kib: 2048,
                 error: String::new(),
-                count: (target == Target::Test).then_some(docs),
+                count: target.is_real().then_some(docs),
             }),
         }
-    }
-
-    #[test]
-    fn checks_compare_cpu_on_null_and_throughput_on_test() {
-        let rows = vec![
-            row(Target::Null, Contender::Ours, 1000, 1.0, 1.0),
-            row(Target::Null, Contender::Olivere, 1000, 1.0, 4.0),
-            row(Target::Test, Contender::Ours, 1000, 1.04, 1.0),
-            row(Target::Test, Contender::Raw, 1000, 1.0, 1.0),
-        ];
-        let checks = checks(&rows);
-        assert!(checks[0].0, "{:?}", checks[0]);
-        assert!(checks[0].1.contains("4.00x"), "{:?}", checks[0]);
-        assert!(checks[1].0, "{:?}", checks[1]);
-        // The large size was not run at all.
-        assert!(!checks[2].0 && checks[2].1.contains("not measured"));
-    }
-
-    #[test]
-    fn the_test_server_check_pairs_rounds() {
-        let mut ours = row(Target::Test, Contender::Ours, 1000, 1.0, 1.0);
-        let mut raw = row(Target::Test, Contender::Raw, 1000, 1.0, 1.0);
-        // Whoever runs first is 5% slower; the order alternates: it cancels.
-        ours.round_rates = vec![95.0, 210.0, 285.0, 420.0];
-        raw.round_rates = vec![100.0, 200.0, 300.0, 400.0];
-        let checks_ok = checks(&[ours.clone(), raw.clone()]);
-        assert!(checks_ok[1].0, "{:?}", checks_ok[1]);
-        assert!(
-            checks_ok[1].1.contains("99.9% of the floor"),
-            "{:?}",
-            checks_ok[1]
-        );
-        // Consistently 10% slower fails.
-        ours.round_rates = vec![90.0, 180.0, 270.0, 360.0];
-        let slow = checks(&[ours, raw]);
-        assert!(!slow[1].0, "{:?}", slow[1]);
-        let g = geometric_mean(&[0.8, 1.25]).unwrap();
-        assert!((g - 1.0).abs() < 1e-12, "{g}");
-        assert_eq!(geometric_mean(&[]), None);
-        assert_eq!(geometric_mean(&[1.0, 0.0]), None);
-    }
-
-    #[test]
-    fn lost_documents_show_and_fail_the_check() {
-        let mut ours = row(Target::Test, Contender::Ours, 1000, 1.0, 1.0);
-        if let Ok(m) = &mut ours.outcome {
-            m.count = Some(990);
-        }
-        assert!(ours.note().contains("LOST DOCUMENTS: _count 990 of 1000"));
-        let rows = vec![ours, row(Target::Test, Contender::Raw, 1000, 1.0, 1.0)];
-        assert!(!checks(&rows)[1].0);
     }
 
     #[test]
@@ -1204,5 +944,58 @@ mod tests {
         assert!(text.contains("| 250.00 "), "{text}");
         let md = markdown_table(&rows);
         assert_eq!(md.lines().count(), 4);
+    }
+
+    #[test]
+    fn official_clients_are_refused_by_opensearch_only() {
+        for c in CONTENDERS {
+            let on_os = c.plays(Target::OpenSearch);
+            assert_eq!(
+                matches!(on_os, Plays::Refused(_)),
+                c.is_official_es(),
+                "{c:?}"
+            );
+            // Ours, the floor and olivere run everywhere.
+            if !c.is_peer() || c == Contender::Olivere {
+                for t in [Target::Null, Target::Elasticsearch, Target::OpenSearch] {
+                    assert_eq!(c.plays(t), Plays::Yes, "{c:?} on {t:?}");
+                }
+            }
+        }
+        // One Python client per server: opensearch-py on the null server.
+        assert_eq!(Contender::EsPyParallel.plays(Target::Null), Plays::Skipped);
+        assert_eq!(Contender::OsPyParallel.plays(Target::Null), Plays::Yes);
+        assert_eq!(
+            Contender::OsPyStreaming.plays(Target::Elasticsearch),
+            Plays::Skipped
+        );
+        // Only the clients that check every answer get the header on the null server.
+        assert!(
+            Contender::GoElasticsearch
+                .extra_args(Target::Null)
+                .contains(&"--fake-product-header")
+        );
+        assert!(
+            Contender::GoElasticsearch
+                .extra_args(Target::Elasticsearch)
+                .is_empty()
+        );
+        assert!(Contender::Olivere.extra_args(Target::Null).is_empty());
+    }
+
+    #[test]
+    fn the_best_of_rounds_keeps_the_worst_count() {
+        let a = row(Target::Elasticsearch, Contender::Ours, 1000, 2.0, 1.0).outcome;
+        let mut b = row(Target::Elasticsearch, Contender::Ours, 1000, 1.0, 2.0).outcome;
+        if let Ok(m) = &mut b {
+            m.count = Some(990);
+        }
+        let best = best_of(vec![a.clone(), b]);
+        let best = best.as_ref().ok();
+        assert_eq!(
+            best.map(|m| (m.elapsed, m.cpu, m.count)),
+            Some((1.0, 1.0, Some(990)))
+        );
+        assert!(best_of(vec![a, Err("killed".into())]).is_err());
     }
 }
