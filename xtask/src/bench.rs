@@ -222,16 +222,18 @@ fn write_markdown(rows: &[Row], servers: &str, failed: &[String]) -> Result<()> 
     if !failed.is_empty() {
         let _ = writeln!(md, "\nNot measured in this run: {}.", failed.join("; "));
     }
-    let path = util::root()
-        .join("docs")
-        .join("benchmarks")
-        .join("state.md");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&path, md).with_context(|| format!("cannot write {}", path.display()))?;
-    step!("wrote {}", path.display());
+    write_result("state.md", md)?;
     Ok(())
+}
+
+/// Writes a benchmark's results, `docs/benchmarks/<name>`, and says where.
+fn write_result(name: &str, contents: impl AsRef<[u8]>) -> Result<std::path::PathBuf> {
+    let dir = util::root().join("docs").join("benchmarks");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))?;
+    step!("wrote {}", path.display());
+    Ok(path)
 }
 
 #[cfg(test)]

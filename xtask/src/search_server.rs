@@ -489,6 +489,19 @@ pub struct PrivateNode {
 }
 
 impl PrivateNode {
+    /// A copy of the distribution's `config` at `root/config`, for the node's own
+    /// settings files; returns its path.
+    pub fn copy_config(home: &Path, root: &Path) -> Result<PathBuf> {
+        let conf = root.join("config");
+        util::run(
+            Command::new("cp")
+                .arg("-r")
+                .arg(home.join("config"))
+                .arg(&conf),
+        )?;
+        Ok(conf)
+    }
+
     /// Starts `home/bin/elasticsearch` on `java_home` with the configuration
     /// in `conf`, single-node on free loopback ports, data and logs under
     /// `root`, [`COMMON_SETTINGS`] and then `extra` (`key=value`, each passed as

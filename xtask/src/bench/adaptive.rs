@@ -232,13 +232,7 @@ impl Node {
         let root = util::xtask_dir().join("bench-adaptive").join("node");
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root)?;
-        let conf = root.join("config");
-        util::run(
-            Command::new("cp")
-                .arg("-r")
-                .arg(home.join("config"))
-                .arg(&conf),
-        )?;
+        let conf = PrivateNode::copy_config(&home, &root)?;
         let settings = [
             "xpack.security.enabled=false".to_string(),
             // One write thread and a short queue: a producer faster than that meets 429s.
@@ -564,16 +558,7 @@ impl Report<'_> {
     }
 
     fn write(&self, rows: &[Row], cells: &[[String; 12]]) -> Result<()> {
-        let path = util::root()
-            .join("docs")
-            .join("benchmarks")
-            .join("adaptive.md");
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&path, self.markdown(rows, cells))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        step!("wrote {}", path.display());
+        super::write_result("adaptive.md", self.markdown(rows, cells))?;
         Ok(())
     }
 }

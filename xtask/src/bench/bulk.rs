@@ -901,12 +901,7 @@ fn write_markdown(r: &Report<'_>) -> Result<()> {
     for (ok, line) in r.checks {
         let _ = writeln!(md, "- **{}** {line}", if *ok { "OK" } else { "MISSED" });
     }
-    let path = util::root().join("docs").join("benchmarks").join("bulk.md");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&path, md).with_context(|| format!("cannot write {}", path.display()))?;
-    step!("wrote {}", path.display());
+    super::write_result("bulk.md", md)?;
     Ok(())
 }
 

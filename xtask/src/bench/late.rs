@@ -53,12 +53,7 @@ pub fn cmd(args: &crate::cli::DocsArgs) -> Result<()> {
          size per batch.\n",
         row.server
     );
-    let path = util::root()
-        .join("docs")
-        .join("benchmarks")
-        .join("late-window.md");
-    std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
-    step!("bench late-window: written to {}", path.display());
+    super::write_result("late-window.md", doc)?;
     Ok(())
 }
 

@@ -44,9 +44,8 @@ pub fn cmd(args: &crate::cli::MicroArgs) -> Result<()> {
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     let table = render(&rows);
     println!("{table}");
-    let doc = util::root().join("docs/benchmarks/micro.md");
-    std::fs::write(
-        &doc,
+    super::write_result(
+        "micro.md",
         format!(
             "# Micro-benchmarks\n\nWritten by `cargo xtask bench micro{}` (criterion; median of its \
              samples, on this machine: {}). Each crate's `benches/micro.rs` says what it measures; \
@@ -54,9 +53,7 @@ pub fn cmd(args: &crate::cli::MicroArgs) -> Result<()> {
             if args.quick { " --quick" } else { "" },
             super::machine(),
         ),
-    )
-    .with_context(|| format!("cannot write {}", doc.display()))?;
-    step!("table written to {}", doc.display());
+    )?;
     Ok(())
 }
 

@@ -84,18 +84,12 @@ fn basic() -> [String; 2] {
 fn start(cx: &Cx, line: &'static Line) -> Result<SecureNode> {
     let (shared_home, java_home) = search_server::installed_zip(line)?;
     let root = cx.dir.join("es-secure");
-    let conf = root.join("config");
     let _ = std::fs::remove_dir_all(&root);
     // A home of its own: the distribution plus the analysis stand-in, which the
     // `.security` index (and so every API key) needs.
     let home =
         es_standin::private_home(&shared_home, line.version, &java_home, &root.join("home"))?;
-    util::run(
-        Command::new("cp")
-            .arg("-r")
-            .arg(home.join("config"))
-            .arg(&conf),
-    )?;
+    let conf = PrivateNode::copy_config(&home, &root)?;
     let (ca, cert, key) = super::iggy::make_certificates(&conf.join("certs"))?;
     let rel = |p: &Path| {
         p.strip_prefix(&conf)
