@@ -13,6 +13,7 @@ mod bulk;
 mod late;
 mod micro;
 mod source;
+mod stats;
 
 const STATE_CRATES: [&str; 4] = ["state-file", "state-sled", "state-redis", "state-es"];
 /// A store within this factor of its floor's throughput is marked OK.
