@@ -112,7 +112,7 @@ pub fn cmd(args: &crate::cli::SourceBenchArgs) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let mut servers = Vec::new();
     let mut checks = Vec::new();
-    let mut result = Ok(());
+    let mut failed = Vec::new();
     for (name, url) in session.search_servers() {
         let (product, version, label) = identify(&name, &url);
         step!("bench source: {label} at {url}");
@@ -140,15 +140,14 @@ pub fn cmd(args: &crate::cli::SourceBenchArgs) -> Result<()> {
             }
             Err(e) => {
                 step!("bench source: {label} failed: {e:#}");
-                result = Err(e.context(format!("bench source on {label}")));
+                failed.push(format!("{label}: {}", one_line(&format!("{e:#}"), 300)));
             }
         }
     }
     let load_after = load_average();
     session.finish()?;
-    result?;
     if servers.is_empty() {
-        bail!("bench source: the session has no search server");
+        bail!("bench source: no server measured: {}", failed.join("; "));
     }
     let run = Run {
         command,
@@ -156,7 +155,10 @@ pub fn cmd(args: &crate::cli::SourceBenchArgs) -> Result<()> {
         loads: [load_before, load_after],
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
-    write_markdown(&servers, &checks, &run)?;
+    write_markdown(&servers, &checks, &run, &failed)?;
+    if !failed.is_empty() {
+        bail!("bench source: {}", failed.join("; "));
+    }
     if checks.iter().any(|(ok, _)| !ok) {
         bail!("bench source: a target was missed (see above and docs/benchmarks/source.md)");
     }
@@ -526,7 +528,12 @@ struct Run {
     minutes: f64,
 }
 
-fn write_markdown(servers: &[Server], checks: &[(bool, String)], run: &Run) -> Result<()> {
+fn write_markdown(
+    servers: &[Server],
+    checks: &[(bool, String)],
+    run: &Run,
+    failed: &[String],
+) -> Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let load = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.1}"));
     let busy = run.loads.iter().flatten().any(|l| *l > 0.5 * cpus as f64);
@@ -585,6 +592,9 @@ fn write_markdown(servers: &[Server], checks: &[(bool, String)], run: &Run) -> R
     for server in servers {
         md.push_str(&server.markdown());
         md.push('\n');
+    }
+    for failure in failed {
+        let _ = writeln!(md, "Not measured in this run: {failure}.\n");
     }
     md.push_str("## Targets\n\n");
     let _ = writeln!(
