@@ -30,7 +30,7 @@ pub fn paired_ratio(a: &[f64], b: &[f64]) -> Option<f64> {
 /// before the other equally often over an even number of rounds.
 pub fn round_order(n: usize, round: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         order.reverse();
     }
     order
