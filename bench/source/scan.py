@@ -1,9 +1,18 @@
 """Helpers of `cargo xtask bench source` (results: docs/benchmarks/source.md).
 
-scan.py scan --url URL --index NAME --page N
-    opensearch-py's helpers.scan (scroll, `size` = page) over the whole index;
-    prints `SOURCE-BENCH {"docs": N, "elapsed": SECONDS}`. Needs opensearch-py
-    (xtask runs it from a cached venv).
+scan.py scan --client es|os --url URL --index NAME --page N
+    The official Python client's helpers.scan (scroll, `size` = page, index
+    order) over the whole index: elasticsearch-py (`es`) or opensearch-py (`os`).
+    Prints `SOURCE-BENCH {"docs": N, "elapsed": SECONDS}`.
+
+scan.py pit --client es|os --url URL --index NAME --page N
+    A point in time + `search_after` loop written with the official client, sorted
+    like the connector (`@timestamp`, then `id`): Elasticsearch's
+    `open_point_in_time`/`close_point_in_time`, OpenSearch's `create_pit`/`delete_pit`.
+    Prints the same line.
+
+scan.py version --client es|os
+    Prints the installed client's version.
 
 scan.py measure -- COMMAND [ARGS...]
     Runs COMMAND, waits for it with os.wait4 and prints
@@ -12,6 +21,8 @@ scan.py measure -- COMMAND [ARGS...]
     the child's user+system CPU time (wait4) and peak RSS (its VmHWM, sampled every
     2 ms until it exits: ru_maxrss would count this launcher's pages too).
     Standard library only.
+
+xtask runs `scan` and `pit` from a cached venv per client.
 """
 
 import json
@@ -22,24 +33,89 @@ import tempfile
 import threading
 import time
 
+KEEP_ALIVE = "1m"
+SORT = [{"@timestamp": {"order": "asc"}}, {"id": {"order": "asc"}}]
+
 
 def arg(name):
     return sys.argv[sys.argv.index(name) + 1]
 
 
-def scan():
-    from opensearchpy import OpenSearch, helpers
+def client():
+    if arg("--client") == "es":
+        from elasticsearch import Elasticsearch
 
-    client = OpenSearch(arg("--url"), http_compress=False)
+        return Elasticsearch(arg("--url"), http_compress=False)
+    from opensearchpy import OpenSearch
+
+    return OpenSearch(arg("--url"), http_compress=False)
+
+
+def helpers():
+    if arg("--client") == "es":
+        from elasticsearch import helpers
+
+        return helpers
+    from opensearchpy import helpers
+
+    return helpers
+
+
+def report(docs, elapsed):
+    print("SOURCE-BENCH " + json.dumps({"docs": docs, "elapsed": elapsed}), flush=True)
+
+
+def scan():
+    es, scanner = client(), helpers()
     page = int(arg("--page"))
     started = time.perf_counter()
     docs = 0
-    for _hit in helpers.scan(
-        client, index=arg("--index"), size=page, scroll="1m", query={"query": {"match_all": {}}}
+    for _hit in scanner.scan(
+        es, index=arg("--index"), size=page, scroll=KEEP_ALIVE, query={"query": {"match_all": {}}}
     ):
         docs += 1
-    elapsed = time.perf_counter() - started
-    print("SOURCE-BENCH " + json.dumps({"docs": docs, "elapsed": elapsed}), flush=True)
+    report(docs, time.perf_counter() - started)
+
+
+def pit():
+    es = client()
+    page = int(arg("--page"))
+    index = arg("--index")
+    elasticsearch = arg("--client") == "es"
+    started = time.perf_counter()
+    if elasticsearch:
+        pit_id = es.open_point_in_time(index=index, keep_alive=KEEP_ALIVE)["id"]
+    else:
+        pit_id = es.create_pit(index=index, params={"keep_alive": KEEP_ALIVE})["pit_id"]
+    docs = 0
+    after = None
+    while True:
+        body = {
+            "size": page,
+            "sort": SORT,
+            "track_total_hits": False,
+            "pit": {"id": pit_id, "keep_alive": KEEP_ALIVE},
+        }
+        if after is not None:
+            body["search_after"] = after
+        answer = es.search(body=body)
+        hits = answer["hits"]["hits"]
+        if not hits:
+            break
+        docs += len(hits)
+        pit_id = answer.get("pit_id", pit_id)
+        after = hits[-1]["sort"]
+    if elasticsearch:
+        es.close_point_in_time(id=pit_id)
+    else:
+        es.delete_pit(body={"pit_id": [pit_id]})
+    report(docs, time.perf_counter() - started)
+
+
+def version():
+    from importlib.metadata import version as installed
+
+    print(installed("elasticsearch" if arg("--client") == "es" else "opensearch-py"))
 
 
 def vm_hwm_kib(pid):
@@ -89,6 +165,10 @@ if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     if mode == "scan":
         scan()
+    elif mode == "pit":
+        pit()
+    elif mode == "version":
+        version()
     elif mode == "measure":
         measure()
     else:

@@ -15,6 +15,7 @@ mod late;
 mod micro;
 mod plot;
 mod source;
+mod stats;
 
 const STATE_CRATES: [&str; 4] = ["state-file", "state-sled", "state-redis", "state-es"];
 /// A store within this factor of its floor's throughput is marked OK.

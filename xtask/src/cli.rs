@@ -179,8 +179,9 @@ pub enum BenchCommand {
     /// The bulk processor against go-elasticsearch, olivere/elastic, elasticsearch-java,
     /// elasticsearch-py, opensearch-py and a raw replay.
     Bulk(BulkBenchArgs),
-    /// es-connector reading an index against a raw search_after loop and helpers.scan.
-    Source(DocsArgs),
+    /// es-connector reading an index (point in time, scroll, slices) against raw
+    /// loops and the official Python clients, on real Elasticsearch and OpenSearch.
+    Source(SourceBenchArgs),
     /// The state a late_window keeps with N documents in the window (default 1000000).
     LateWindow(DocsArgs),
     /// The bulk processor with fixed workers against adaptive concurrency, on a
@@ -243,6 +244,22 @@ pub struct AdaptiveBenchArgs {
 #[derive(Debug, Args)]
 pub struct MicroArgs {
     /// Shorter warm-up and measurement (1 s and 2 s): a quick look.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SourceBenchArgs {
+    /// Use docker/compose.yml for the services.
+    #[arg(long)]
+    pub docker: bool,
+    /// Documents to read (100000; --quick: 10000).
+    #[arg(long, value_name = "N")]
+    pub docs: Option<u64>,
+    /// Rounds, alternating the contenders' order (4; --quick: 2; an odd number is made even).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: Option<u32>,
+    /// A tenth of the documents and two rounds: checks that everything runs, not a measurement.
     #[arg(long)]
     pub quick: bool,
 }

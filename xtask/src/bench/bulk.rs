@@ -31,8 +31,6 @@ mod checks;
 mod measure;
 mod peers;
 
-pub(super) use peers::prepare_python;
-
 use checks::checks;
 use measure::{NullServer, Run};
 use peers::Launcher;

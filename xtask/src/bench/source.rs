@@ -1,52 +1,58 @@
-//! `cargo xtask bench source`: reading a whole index, side by side in one run
-//! against the test server, same index and page size:
+//! `cargo xtask bench source`: reading a whole index, every contender side by
+//! side in one run, against real Elasticsearch and OpenSearch servers (the default
+//! test lines, es9 and os3), same index, same page size:
 //!
-//! - `es-connector run --once` (file output, file state, `pagination = "cursor"`);
-//! - the floor: a raw `search_after` loop (the `source_scan` bench of the connector
-//!   crate) sending the same request bodies over one keep-alive connection and
-//!   reading only the last hit's sort values;
-//! - opensearch-py's `helpers.scan` (scroll; bench/source/scan.py, cached venv).
+//! - `es-connector run --once` (file output, file state), per mode:
+//!   `pagination = "search_after"` (inside a point in time) and `"scroll"`, and
+//!   with `slices` = 2 and 4 beside 1 (point in time);
+//! - the floor per mode: the `source_scan raw` helper of the connector crate,
+//!   sending the same request bodies (es-query's) over one keep-alive connection
+//!   and reading only what the next request needs;
+//! - the official Python client (elasticsearch-py of the server's major version,
+//!   or opensearch-py), installed from PyPI into a cached venv: its
+//!   `helpers.scan` (scroll), and a point in time + `search_after` loop written
+//!   with it (bench/source/scan.py).
 //!
 //! Each contender is a child process, launched by `bench/source/scan.py measure`,
 //! which reports its CPU time (wait4) and peak RSS (VmHWM). docs/s is the
-//! contender's own read-loop time (its start-up and connection excluded); CPU
-//! seconds per 1M docs subtract the CPU of the same contender reading an empty
-//! index (its start-up). Best of 3 rounds. Then es-connector reads a smaller index
-//! too, to show that its peak RSS does not grow with the index.
+//! contender's own read-loop time. The contenders take turns over an even number
+//! of rounds, in reverse order every other round; ratios are the geometric mean
+//! of the rounds' ratios (`stats::paired_ratio`). The index has several primary
+//! shards, so that sliced reads have something to spread over.
+
+mod python;
+mod report;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::services::Session;
+use self::report::{Mode, Peer, Row, Server};
+use crate::search_server::{self, Product};
+use crate::services::{Session, UpOptions};
 use crate::{net, step, util};
 
 const PAGE: usize = 1000;
-const DOCS: u64 = 20_000;
-const SMALL_DOCS: u64 = 5_000;
-const ROUNDS: usize = 3;
-/// es-connector's docs/s must reach this share of the raw loop's.
-const TARGET: f64 = 0.9;
+const SHARDS: u32 = 4;
+const DOCS: u64 = 100_000;
+const ROUNDS: usize = 4;
+const QUICK_DOCS: u64 = 10_000;
+const QUICK_ROUNDS: usize = 2;
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Contender {
-    Connector,
-    Raw,
-    Scan,
-}
-
-impl Contender {
-    fn label(self) -> &'static str {
-        match self {
-            Contender::Connector => "es-connector run --once (file output, file state)",
-            Contender::Raw => "raw search_after loop (floor)",
-            Contender::Scan => "opensearch-py 3.2.0 helpers.scan (scroll)",
-        }
-    }
+/// What the contenders of one server need.
+struct Bench {
+    url: String,
+    /// The python that runs scan.py's `measure` (standard library only).
+    python: PathBuf,
+    /// The official client for this server, or why there is none.
+    client: std::result::Result<python::Client, String>,
+    connector: PathBuf,
+    helper: PathBuf,
+    dir: PathBuf,
 }
 
 /// One measured run.
@@ -69,135 +75,318 @@ impl Measured {
     }
 }
 
-struct Bench {
-    url: String,
-    python: PathBuf,
-    scan_python: Option<PathBuf>,
-    connector: PathBuf,
-    helper: PathBuf,
-    dir: PathBuf,
-}
-
-pub fn cmd(args: &crate::cli::DocsArgs) -> Result<()> {
-    let (opts, docs) = super::docs_options(args, DOCS);
+pub fn cmd(args: &crate::cli::SourceBenchArgs) -> Result<()> {
+    let (mut docs, mut rounds) = if args.quick {
+        (QUICK_DOCS, QUICK_ROUNDS)
+    } else {
+        (DOCS, ROUNDS)
+    };
+    if let Some(n) = args.docs {
+        docs = n;
+    }
+    if let Some(n) = args.rounds {
+        rounds = n as usize;
+    }
+    let rounds = super::stats::even_rounds(rounds);
+    let mut command = String::from("cargo xtask bench source");
+    for (on, flag) in [(args.docker, " --docker"), (args.quick, " --quick")] {
+        if on {
+            command.push_str(flag);
+        }
+    }
+    if let Some(n) = args.docs {
+        let _ = write!(command, " --docs {n}");
+    }
+    if let Some(n) = args.rounds {
+        let _ = write!(command, " --rounds {n}");
+    }
+    let started = Instant::now();
     let (connector, helper) = build()?;
-    let scan_python = prepare_python()
-        .map_err(|e| step!("warning: helpers.scan not measured: {e}"))
-        .ok();
+    let opts = UpOptions {
+        docker: args.docker,
+        ..UpOptions::default()
+    };
     let session = Session::start(opts, true)?;
-    let url = session
-        .get("ES_URL")
-        .context("the services session has no ES_URL")?
-        .to_string();
+    let load_before = load_average();
     let dir = util::xtask_dir().join("bench-source");
     std::fs::create_dir_all(&dir)?;
-    let bench = Bench {
-        url,
-        python: std::env::var("XTASK_PYTHON")
-            .unwrap_or_else(|_| "python3".into())
-            .into(),
-        scan_python,
-        connector,
-        helper,
-        dir,
-    };
-    let result = bench.run_all(docs);
+    let mut servers = Vec::new();
+    let mut checks = Vec::new();
+    let mut failed = Vec::new();
+    for (name, url) in session.search_servers() {
+        let (product, version, label) = identify(&name, &url);
+        step!("bench source: {label} at {url}");
+        let bench = Bench {
+            url,
+            python: std::env::var("XTASK_PYTHON")
+                .unwrap_or_else(|_| "python3".into())
+                .into(),
+            client: python::prepare(product, &version),
+            connector: connector.clone(),
+            helper: helper.clone(),
+            dir: dir.clone(),
+        };
+        if let Err(e) = &bench.client {
+            step!("warning: {label}: the Python contenders do not run: {e}");
+        }
+        match bench.run_server(&label, product, &version, docs, rounds) {
+            Ok(server) => {
+                println!("{}", server.text());
+                for check in server.checks() {
+                    step!("{} {}", if check.0 { "OK:" } else { "MISSED:" }, check.1);
+                    checks.push(check);
+                }
+                servers.push(server);
+            }
+            Err(e) => {
+                step!("bench source: {label} failed: {e:#}");
+                failed.push(format!("{label}: {}", one_line(&format!("{e:#}"), 300)));
+            }
+        }
+    }
+    let load_after = load_average();
     session.finish()?;
-    result
+    if servers.is_empty() {
+        bail!("bench source: no server measured: {}", failed.join("; "));
+    }
+    let run = Run {
+        command,
+        rounds,
+        loads: [load_before, load_after],
+        minutes: started.elapsed().as_secs_f64() / 60.0,
+    };
+    write_markdown(&servers, &checks, &run, &failed)?;
+    if !failed.is_empty() {
+        bail!("bench source: {}", failed.join("; "));
+    }
+    if checks.iter().any(|(ok, _)| !ok) {
+        bail!("bench source: a target was missed (see above and docs/benchmarks/source.md)");
+    }
+    Ok(())
+}
+
+/// The product, version and display name of a session server (`es9`, `os3`; an
+/// external `ES_URL`/`OPENSEARCH_URL` is taken for the newest major).
+fn identify(name: &str, url: &str) -> (Product, String, String) {
+    match search_server::LINES.iter().find(|l| l.name == name) {
+        Some(line) => (line.product, line.version.to_string(), line.label()),
+        None if name == "OPENSEARCH_URL" => (
+            Product::OpenSearch,
+            "3".into(),
+            format!("OpenSearch at {url}"),
+        ),
+        None => (
+            Product::Elasticsearch,
+            "9".into(),
+            format!("Elasticsearch at {url}"),
+        ),
+    }
+}
+
+/// Whether the server has point in time searches: Elasticsearch >= 7.10,
+/// OpenSearch >= 2.4.
+fn has_pit(product: Product, version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let major_minor = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    match product {
+        Product::Elasticsearch => major_minor >= (7, 10),
+        Product::OpenSearch => major_minor >= (2, 4),
+    }
+}
+
+/// `/proc/loadavg`'s one-minute figure.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn contenders() -> Vec<Peer> {
+    let c = |mode, slices| Peer::Connector { mode, slices };
+    vec![
+        c(Mode::Pit, 1),
+        Peer::Raw(Mode::Pit),
+        Peer::PyPit,
+        c(Mode::Scroll, 1),
+        Peer::Raw(Mode::Scroll),
+        Peer::PyScan,
+        c(Mode::Pit, 2),
+        c(Mode::Pit, 4),
+    ]
 }
 
 impl Bench {
-    fn run_all(&self, docs: u64) -> Result<()> {
+    fn label(&self, peer: Peer) -> String {
+        let client = self
+            .client
+            .as_ref()
+            .map_or("the official Python client", |c| c.label.as_str());
+        match peer {
+            Peer::Connector { slices: 1, .. } => "es-connector run --once".into(),
+            Peer::Connector { slices, .. } => format!("es-connector run --once, slices = {slices}"),
+            Peer::Raw(_) => "raw loop (floor)".into(),
+            Peer::PyScan => format!("{client} helpers.scan"),
+            Peer::PyPit => format!("{client} PIT + search_after loop"),
+        }
+    }
+
+    /// Why `peer` cannot run here, if it cannot.
+    fn cannot_run(&self, peer: Peer, pit: bool, server: &str) -> Option<String> {
+        if peer.mode() == Mode::Pit && !pit {
+            return Some(format!(
+                "not run: {server} has no point in time (Elasticsearch >= 7.10, OpenSearch >= 2.4)"
+            ));
+        }
+        match (&self.client, peer) {
+            (Err(e), Peer::PyScan | Peer::PyPit) => Some(format!("not run: {e}")),
+            _ => None,
+        }
+    }
+
+    fn run_server(
+        &self,
+        label: &str,
+        product: Product,
+        version: &str,
+        docs: u64,
+        rounds: usize,
+    ) -> Result<Server> {
         let run = util::run_id();
         let big = format!("bench-source-{run}-big");
         let small = format!("bench-source-{run}-small");
         let empty = format!("bench-source-{run}-empty");
-        let result = self.measure_all(docs, &big, &small, &empty);
+        let result = self.measure_server(
+            label,
+            has_pit(product, version),
+            docs,
+            rounds,
+            [&big, &small, &empty],
+        );
         for index in [&big, &small, &empty] {
             let _ = net::http("DELETE", &self.url, &format!("/{index}"));
         }
         result
     }
 
-    fn measure_all(&self, docs: u64, big: &str, small: &str, empty: &str) -> Result<()> {
-        for (index, n) in [(big, docs), (small, SMALL_DOCS.min(docs)), (empty, 0)] {
-            step!("indexing {n} documents into {index}");
+    fn measure_server(
+        &self,
+        label: &str,
+        pit: bool,
+        docs: u64,
+        rounds: usize,
+        [big, small, empty]: [&str; 3],
+    ) -> Result<Server> {
+        let small_docs = docs / 4;
+        for (index, n) in [(big, docs), (small, small_docs), (empty, 0)] {
+            step!("{label}: indexing {n} documents into {index} ({SHARDS} shards)");
             self.seed(index, n)?;
         }
-        let mut contenders = vec![Contender::Connector, Contender::Raw];
-        if self.scan_python.is_some() {
-            contenders.push(Contender::Scan);
-        }
+        let peers = contenders();
+        let mut rows: Vec<Row> = peers
+            .iter()
+            .map(|&peer| Row {
+                peer,
+                label: self.label(peer),
+                rates: Vec::new(),
+                cpu_per_million: None,
+                rss_kib: 0,
+                note: self.cannot_run(peer, pit, label).unwrap_or_default(),
+            })
+            .collect();
+        let runnable: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].note.is_empty())
+            .collect();
         // Start-up CPU: the same contender reading an empty index.
-        let mut startup = Vec::new();
-        for &c in &contenders {
-            let m = self.measure(c, empty, "empty")?;
-            startup.push(m.cpu);
+        let mut startup = vec![None; rows.len()];
+        for &i in &runnable {
+            match self.measure(rows[i].peer, empty, "empty") {
+                Ok(m) => startup[i] = Some(m.cpu),
+                Err(e) => step!("warning: {}: start-up run failed: {e:#}", rows[i].label),
+            }
         }
-        let mut best: Vec<Option<Measured>> = vec![None; contenders.len()];
-        let mut rss_big = u64::MAX;
-        for round in 1..=ROUNDS {
-            for (i, &c) in contenders.iter().enumerate() {
-                let m = self.measure(c, big, &format!("r{round}"))?;
-                if m.docs != docs {
-                    bail!("{}: read {} documents of {docs}", c.label(), m.docs);
-                }
-                step!(
-                    "round {round}: {}: {:.0} docs/s, {:.2} CPU s, {} MiB",
-                    c.label(),
-                    m.docs_per_sec(),
-                    m.cpu,
-                    m.rss_kib / 1024
-                );
-                if c == Contender::Connector {
-                    rss_big = rss_big.min(m.rss_kib);
-                }
-                if best[i].is_none_or(|b| m.docs_per_sec() > b.docs_per_sec()) {
-                    best[i] = Some(m);
+        let mut least_cpu = vec![f64::INFINITY; rows.len()];
+        for round in 1..=rounds {
+            for k in super::stats::round_order(runnable.len(), round) {
+                let i = runnable[k];
+                let row = &mut rows[i];
+                let tag = format!("r{round}");
+                let rate = match self.measure(row.peer, big, &tag) {
+                    Ok(m) if m.docs == docs => {
+                        least_cpu[i] = least_cpu[i].min(m.cpu);
+                        row.rss_kib = row.rss_kib.max(m.rss_kib);
+                        step!(
+                            "{label}, round {round}/{rounds}: {} ({}): {:.0} docs/s, {:.2} CPU s, {:.1} MiB",
+                            row.label,
+                            row.peer.mode().label(),
+                            m.docs_per_sec(),
+                            m.cpu,
+                            m.rss_kib as f64 / 1024.0
+                        );
+                        m.docs_per_sec()
+                    }
+                    Ok(m) => {
+                        let e = format!("round {round} read {} documents of {docs}", m.docs);
+                        step!("{label}: {}: {e}", row.label);
+                        row.note = e;
+                        0.0
+                    }
+                    Err(e) => {
+                        step!("{label}: {}: round {round} failed: {e:#}", row.label);
+                        if row.note.is_empty() {
+                            row.note = format!(
+                                "round {round} failed: {}",
+                                one_line(&format!("{e:#}"), 200)
+                            );
+                        }
+                        0.0
+                    }
+                };
+                row.rates.push(rate);
+            }
+        }
+        for &i in &runnable {
+            if let Some(s) = startup[i]
+                && least_cpu[i].is_finite()
+            {
+                rows[i].cpu_per_million =
+                    Some((least_cpu[i] - s).max(0.0) / docs.max(1) as f64 * 1e6);
+            }
+        }
+        // Memory bounded by the batch: the same reader on a quarter of the documents.
+        let one = Peer::Connector {
+            mode: Mode::Pit,
+            slices: 1,
+        };
+        let mut small_rss = None;
+        if pit {
+            for round in 1..=2 {
+                match self.measure(one, small, &format!("s{round}")) {
+                    Ok(m) if m.docs == small_docs => {
+                        small_rss = Some(small_rss.unwrap_or(u64::MAX).min(m.rss_kib));
+                    }
+                    Ok(m) => step!("{label}: small index: read {} of {small_docs}", m.docs),
+                    Err(e) => step!("{label}: small index: {e:#}"),
                 }
             }
         }
-        let mut rss_small = u64::MAX;
-        for round in 1..=ROUNDS {
-            let m = self.measure(Contender::Connector, small, &format!("s{round}"))?;
-            rss_small = rss_small.min(m.rss_kib);
-        }
-        let rows: Vec<(Contender, Measured, f64)> = contenders
-            .iter()
-            .zip(&best)
-            .zip(&startup)
-            .filter_map(|((c, m), s)| m.map(|m| (*c, m, *s)))
-            .collect();
-        let raw = rows
-            .iter()
-            .find(|(c, ..)| *c == Contender::Raw)
-            .map(|(_, m, _)| m.docs_per_sec())
-            .unwrap_or(0.0);
-        let table = Table {
-            rows,
-            raw,
+        Ok(Server {
+            name: label.to_string(),
+            shards: SHARDS,
             docs,
-            small_docs: SMALL_DOCS.min(docs),
-            rss_small,
-            rss_big,
-        };
-        println!("{}", table.text());
-        let checks = table.checks();
-        for (ok, text) in &checks {
-            step!("{} {text}", if *ok { "OK:" } else { "MISSED:" });
-        }
-        self.write_markdown(&table, &checks)?;
-        if checks.iter().any(|(ok, _)| !ok) {
-            bail!("bench source: a target was missed (see above)");
-        }
-        Ok(())
+            rows,
+            small: small_rss.map(|kib| (small_docs, kib)),
+        })
     }
 
     fn seed(&self, index: &str, docs: u64) -> Result<()> {
         let out = util::capture(
             Command::new(&self.helper)
                 .args(["seed", "--url", &self.url, "--index", index, "--docs"])
-                .arg(docs.to_string()),
+                .arg(docs.to_string())
+                .args(["--shards", &SHARDS.to_string()]),
             RUN_TIMEOUT,
         )?;
         if !out.status.success() {
@@ -206,40 +395,55 @@ impl Bench {
         Ok(())
     }
 
-    fn command(&self, c: Contender, index: &str, tag: &str) -> Result<Command> {
+    fn command(&self, peer: Peer, index: &str, tag: &str) -> Result<Command> {
         let page = PAGE.to_string();
-        Ok(match c {
-            Contender::Connector => {
-                let config = self.connector_config(index, tag)?;
+        Ok(match peer {
+            Peer::Connector { mode, slices } => {
+                let config = self.connector_config(mode, slices, index, tag)?;
                 let mut cmd = Command::new(&self.connector);
                 cmd.args(["run", "--once", "--no-progress", "--config"])
                     .arg(config);
                 cmd
             }
-            Contender::Raw => {
+            Peer::Raw(mode) => {
                 let mut cmd = Command::new(&self.helper);
-                cmd.args(["raw", "--url", &self.url, "--index", index, "--page", &page]);
+                cmd.args(["raw", "--url", &self.url, "--index", index, "--page", &page])
+                    .args(["--mode", raw_mode(mode)]);
                 cmd
             }
-            Contender::Scan => {
-                let python = self.scan_python.as_ref().context("no opensearch-py venv")?;
-                let mut cmd = Command::new(python);
-                cmd.arg(script()).args([
-                    "scan", "--url", &self.url, "--index", index, "--page", &page,
-                ]);
+            Peer::PyScan | Peer::PyPit => {
+                let client = self.client.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut cmd = Command::new(&client.python);
+                cmd.arg(script())
+                    .arg(if peer == Peer::PyScan { "scan" } else { "pit" })
+                    .args([
+                        "--client",
+                        client.flag,
+                        "--url",
+                        &self.url,
+                        "--index",
+                        index,
+                    ])
+                    .args(["--page", &page]);
                 cmd
             }
         })
     }
 
     /// A fresh file state and output for each run.
-    fn connector_config(&self, index: &str, tag: &str) -> Result<PathBuf> {
-        let run_dir = self.dir.join(format!("{index}-{tag}"));
+    fn connector_config(&self, mode: Mode, slices: u32, index: &str, tag: &str) -> Result<PathBuf> {
+        let run_dir = self
+            .dir
+            .join(format!("{index}-{}-{slices}-{tag}", raw_mode(mode)));
         let _ = std::fs::remove_dir_all(&run_dir);
         std::fs::create_dir_all(run_dir.join("state"))?;
+        let pagination = match mode {
+            Mode::Pit => "search_after",
+            Mode::Scroll => "scroll",
+        };
         let text = format!(
             "[plugin_config]\nurl = {url}\nindex = {index}\nbatch_size = {PAGE}\n\
-             pagination = \"cursor\"\ntiebreaker_field = \"id\"\n\n\
+             pagination = \"{pagination}\"\nslices = {slices}\ntiebreaker_field = \"id\"\n\n\
              [plugin_config.state]\nenabled = true\nstorage_type = \"file\"\n\
              state_id = \"bench\"\n\n[plugin_config.state.storage_config]\nbase_path = {state}\n\n\
              [output]\nkind = \"file\"\npath = {out}\n",
@@ -253,8 +457,8 @@ impl Bench {
         Ok(path)
     }
 
-    fn measure(&self, c: Contender, index: &str, tag: &str) -> Result<Measured> {
-        let contender = self.command(c, index, tag)?;
+    fn measure(&self, peer: Peer, index: &str, tag: &str) -> Result<Measured> {
+        let contender = self.command(peer, index, tag)?;
         let mut cmd = Command::new(&self.python);
         cmd.arg(script()).args(["measure", "--"]);
         cmd.arg(contender.get_program()).args(contender.get_args());
@@ -263,7 +467,7 @@ impl Bench {
             .stdout
             .lines()
             .find_map(|l| l.strip_prefix("MEASURED "))
-            .with_context(|| format!("{}: no measurement: {}", c.label(), out.all().trim()))?;
+            .with_context(|| format!("no measurement: {}", out.all().trim()))?;
         let v: serde_json::Value = serde_json::from_str(line)?;
         let (stdout, stderr) = (
             v["stdout"].as_str().unwrap_or_default(),
@@ -271,22 +475,21 @@ impl Bench {
         );
         if v["status"].as_i64() != Some(0) {
             bail!(
-                "{} failed ({}): {}{}",
-                c.label(),
+                "exit status {}: {}{}",
                 v["status"],
                 stdout.trim(),
                 stderr.trim()
             );
         }
-        let (docs, elapsed) = match c {
-            Contender::Connector => connector_summary(stderr)
+        let (docs, elapsed) = match peer {
+            Peer::Connector { .. } => connector_summary(stderr)
                 .with_context(|| format!("es-connector printed no summary: {stderr}"))?,
             _ => {
                 let result: serde_json::Value = stdout
                     .lines()
                     .find_map(|l| l.strip_prefix("SOURCE-BENCH "))
                     .and_then(|j| serde_json::from_str(j).ok())
-                    .with_context(|| format!("{}: no result: {stdout}{stderr}", c.label()))?;
+                    .with_context(|| format!("no result: {stdout}{stderr}"))?;
                 (
                     result["docs"].as_u64().unwrap_or(0),
                     result["elapsed"].as_f64().unwrap_or(0.0),
@@ -300,156 +503,121 @@ impl Bench {
             rss_kib: v["rss_kib"].as_u64().unwrap_or(0),
         })
     }
+}
 
-    fn write_markdown(&self, table: &Table, checks: &[(bool, String)]) -> Result<()> {
-        let mut md = String::from("# Source benchmark\n\n");
-        let _ = writeln!(
-            md,
-            "Measured {} on {}, with `cargo xtask bench source`, against the test server at \
-             `ES_URL` ({}).\n",
-            util::today_utc(),
-            super::machine(),
-            self.server()
-        );
-        let _ = writeln!(
-            md,
-            "Each contender reads the same index of {} small documents (~170 bytes of \
-             `_source`) with pages of {PAGE}, as a child process. **docs/s** is the \
-             contender's own read-loop time (start-up and the first connection excluded). \
-             **CPU s / 1M docs** is the child's user+system CPU (wait4) minus that of the same \
-             contender reading an empty index (its start-up), scaled to a million documents. \
-             **Peak RSS** is the child's `VmHWM`, whole process. Best of {ROUNDS} rounds \
-             (by docs/s).\n",
-            table.docs
-        );
-        md.push_str(
-            "- **es-connector**: `es-connector run --once --no-progress` with a file output \
-             (JSON lines, fsynced per batch) and a file state saved after every batch; \
-             `pagination = \"cursor\"` (`search_after` on `[@timestamp, id]`, no point in \
-             time).\n\
-             - **raw**: the floor, `crates/connector/benches/source_scan.rs raw`: the same \
-             request bodies (built by `es-query` like the connector's), one keep-alive \
-             connection, only the last hit's sort values read, nothing written.\n\
-             - **helpers.scan**: opensearch-py 3.2.0 `helpers.scan` (scroll, `size` = page; \
-             elasticsearch-py 9 is refused by the test server with 406), \
-             `bench/source/scan.py`.\n\n",
-        );
-        md.push_str(&table.markdown());
-        md.push_str(
-            "\nhelpers.scan is not a like-for-like peer: it scrolls in index order with no sort, \
-             which the test server serves far more cheaply than a sorted `search_after` page \
-             (the sort over the whole index dominates each page there), and it cannot resume \
-             after a restart. The target compares es-connector with the raw loop, which sends \
-             the same sorted requests.\n",
-        );
-        md.push_str("\n## Targets\n\n");
-        for (ok, text) in checks {
-            let _ = writeln!(md, "- {} {text}", if *ok { "OK:" } else { "**missed**:" });
-        }
-        let path = util::root()
-            .join("docs")
-            .join("benchmarks")
-            .join("source.md");
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&path, md).with_context(|| format!("cannot write {}", path.display()))?;
-        step!("wrote {}", path.display());
-        Ok(())
+fn raw_mode(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Pit => "pit",
+        Mode::Scroll => "scroll",
     }
+}
 
-    fn server(&self) -> &'static str {
-        if std::env::var(crate::services::EXTERNAL_VAR).is_ok_and(|v| v == "1") {
-            "external services, XTASK_EXTERNAL_SERVICES=1"
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &flat[..i]),
+        None => flat,
+    }
+}
+
+/// How the run went, for the page's opening.
+struct Run {
+    command: String,
+    rounds: usize,
+    loads: [Option<f64>; 2],
+    minutes: f64,
+}
+
+fn write_markdown(
+    servers: &[Server],
+    checks: &[(bool, String)],
+    run: &Run,
+    failed: &[String],
+) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.1}"));
+    let busy = run.loads.iter().flatten().any(|l| *l > 0.5 * cpus as f64);
+    let mut md = String::from("# Source benchmark\n\n");
+    let _ = writeln!(
+        md,
+        "Measured {} on {}, with `{}` ({:.0} min). One-minute load average {} at the start and \
+         {} at the end{}.\n",
+        util::today_utc(),
+        super::machine(),
+        run.command,
+        run.minutes,
+        load(run.loads[0]),
+        load(run.loads[1]),
+        if busy {
+            ": **the machine was busy** (other builds were running), so these figures are \
+             provisional; ratios of contenders that ran in the same rounds hold up better than \
+             absolute docs/s"
         } else {
-            "osmem-server 0.1.6, in-memory, OpenSearch 3 REST API"
+            ""
         }
+    );
+    let _ = writeln!(
+        md,
+        "Against real servers started by xtask (the default test lines, \
+         [test-servers.md](../test-servers.md)). On each, every contender reads the same index \
+         (about 170 bytes of `_source` per document, {SHARDS} primary shards, refreshed before \
+         reading) with pages of {PAGE}, as a child process. The contenders take turns over {} \
+         rounds, in reverse order every other round; a ratio is the **geometric mean of the \
+         rounds' ratios** (paired: each round's two runs ran back to back), which cancels both \
+         the machine's drift and the cost of running first. **docs/s (best)** is the best \
+         round, timed by the contender's own read loop (start-up and the first connection \
+         excluded). **CPU s / 1M docs** is the child's user+system CPU (wait4), least over the \
+         rounds, minus that of the same contender reading an empty index (its start-up), \
+         scaled to a million documents. **Peak RSS** is the child's `VmHWM` (whole process), \
+         the largest over the rounds.\n",
+        run.rounds
+    );
+    md.push_str(
+        "- **es-connector**: `es-connector run --once --no-progress`, file output (JSON lines, \
+         fsynced per batch), file state saved after every batch, `tiebreaker_field = \"id\"`; \
+         `pagination = \"search_after\"` (inside a point in time, sort `[@timestamp, id]`) or \
+         `\"scroll\"` (sorted the same way); `slices` = 1 unless stated.\n\
+         - **raw loop (floor)**: `crates/connector/benches/source_scan.rs raw --mode pit|scroll`: \
+         the same request bodies as es-connector (built by `es-query`), one keep-alive \
+         connection, reading only what the next request needs (the last hit's sort values, the \
+         newest point in time or scroll id), hits counted, not parsed, nothing written.\n\
+         - **helpers.scan**: the official Python client's `helpers.scan` (scroll, `size` = page, \
+         no sort: index order), elasticsearch-py of the server's major version for \
+         Elasticsearch, opensearch-py for OpenSearch, installed from PyPI into a venv by the \
+         bench (`bench/source/scan.py`).\n\
+         - **PIT + search_after loop**: a loop we wrote on the same official client: open a \
+         point in time (elasticsearch-py `open_point_in_time`, opensearch-py `create_pit`), \
+         `search` pages sorted like es-connector's with `search_after`, close it.\n\n",
+    );
+    for server in servers {
+        md.push_str(&server.markdown());
+        md.push('\n');
     }
-}
-
-struct Table {
-    rows: Vec<(Contender, Measured, f64)>,
-    raw: f64,
-    docs: u64,
-    small_docs: u64,
-    rss_small: u64,
-    rss_big: u64,
-}
-
-const HEADER: [&str; 6] = [
-    "contender",
-    "docs",
-    "docs/s",
-    "vs raw",
-    "CPU s / 1M docs",
-    "peak RSS MiB",
-];
-
-impl Table {
-    fn cells(&self) -> Vec<[String; 6]> {
-        self.rows
-            .iter()
-            .map(|(c, m, startup)| {
-                let cpu = (m.cpu - startup).max(0.0) / m.docs.max(1) as f64 * 1e6;
-                [
-                    c.label().to_string(),
-                    m.docs.to_string(),
-                    format!("{:.0}", m.docs_per_sec()),
-                    if self.raw > 0.0 {
-                        format!("{:.0}%", 100.0 * m.docs_per_sec() / self.raw)
-                    } else {
-                        "-".into()
-                    },
-                    format!("{cpu:.1}"),
-                    format!("{:.1}", m.rss_kib as f64 / 1024.0),
-                ]
-            })
-            .collect()
+    for failure in failed {
+        let _ = writeln!(md, "Not measured in this run: {failure}.\n");
     }
-
-    fn text(&self) -> String {
-        util::aligned_table(HEADER, &self.cells())
+    md.push_str("## Targets\n\n");
+    let _ = writeln!(
+        md,
+        "Per mode: es-connector at least {:.1}x helpers.scan's docs/s and at least {:.0}% of the \
+         raw loop's of that mode (paired ratios). Sliced reads have no target: the table shows \
+         how `slices` scales on the {SHARDS}-shard index.\n",
+        report::TARGET_VS_SCAN,
+        report::TARGET_VS_RAW * 100.0
+    );
+    for (ok, text) in checks {
+        let _ = writeln!(md, "- {} {text}", if *ok { "OK:" } else { "**missed**:" });
     }
-
-    fn markdown(&self) -> String {
-        let mut out = format!("| {} |\n", HEADER.join(" | "));
-        out.push_str(&format!("|{}\n", "---|".repeat(HEADER.len())));
-        for row in self.cells() {
-            out.push_str(&format!("| {} |\n", row.join(" | ")));
-        }
-        out
-    }
-
-    fn checks(&self) -> Vec<(bool, String)> {
-        let mut checks = Vec::new();
-        if let Some((_, m, _)) = self.rows.iter().find(|(c, ..)| *c == Contender::Connector)
-            && self.raw > 0.0
-        {
-            let share = m.docs_per_sec() / self.raw;
-            checks.push((
-                share >= TARGET,
-                format!(
-                    "es-connector reads at {:.0}% of the raw loop's docs/s (target: at least {:.0}%)",
-                    100.0 * share,
-                    100.0 * TARGET
-                ),
-            ));
-        }
-        // Bounded by the batch: 4x the documents may not cost more than 25% more memory.
-        let grown = self.rss_big as f64 / self.rss_small.max(1) as f64;
-        checks.push((
-            grown <= 1.25,
-            format!(
-                "es-connector peak RSS: {:.1} MiB reading {} documents, {:.1} MiB reading {} \
-                 (x{grown:.2}; memory is bounded by the batch, not the index, if at most x1.25)",
-                self.rss_small as f64 / 1024.0,
-                self.small_docs,
-                self.rss_big as f64 / 1024.0,
-                self.docs
-            ),
-        ));
-        checks
-    }
+    md.push_str(
+        "\nhelpers.scan is not a like-for-like peer of a sorted read: it scrolls in index \
+         order (`_doc`), which the server serves without sorting, and it cannot resume after a \
+         restart. es-connector sorts every page on `[@timestamp, id]` in both modes (that is \
+         what makes its cursor durable), so the helpers.scan target compares a sorted read \
+         with an unsorted one; the raw loop of the same mode shows what the sorted requests \
+         cost by themselves.\n",
+    );
+    super::write_result("source.md", md)?;
+    Ok(())
 }
 
 /// `done: N documents in B batches, X.Xs, R docs/s, ...` → (N, N / R).
@@ -480,11 +648,6 @@ fn build() -> Result<(PathBuf, PathBuf)> {
     let connector = util::release_binary("connector", &[], "es-connector")?;
     let helper = util::bench_executable("connector", "source_scan")?;
     Ok((connector, helper))
-}
-
-/// The opensearch-py venv of `bench bulk` (same place, same pin): its python.
-fn prepare_python() -> std::result::Result<PathBuf, String> {
-    super::bulk::prepare_python().map(|(python, _)| python)
 }
 
 #[cfg(test)]
