@@ -227,6 +227,16 @@ fn write_markdown(rows: &[Row], servers: &str, failed: &[String]) -> Result<()> 
     Ok(())
 }
 
+/// `/proc/loadavg`'s one-minute figure: how busy the machine was around a run.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Writes a benchmark's results, `docs/benchmarks/<name>`, and says where.
 fn write_result(name: &str, contents: impl AsRef<[u8]>) -> Result<std::path::PathBuf> {
     let dir = util::root().join("docs").join("benchmarks");

@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::native::Launch;
-use crate::step;
 use crate::util::{self, capture};
 
 /// The version of the pinned package.
@@ -42,12 +41,10 @@ pub fn binary() -> Result<PathBuf> {
         return Ok(PathBuf::from(bin));
     }
     let venv = venv_dir();
-    let python = venv.join("bin").join("python");
-    let ready = venv.join(".xtask-ready");
-    if !ready.exists() {
-        create_venv(&venv)?;
-        std::fs::write(&ready, OSMEM_PACKAGE)?;
-    }
+    let python = util::python_venv(&venv, &[OSMEM_PACKAGE]).context(
+        "osmem-server: set OSMEM_SERVER_BIN to an osmem-server binary, or use `--docker` for a \
+         real Elasticsearch",
+    )?;
     let out = capture(
         Command::new(&python).args([
             "-c",
@@ -63,35 +60,4 @@ pub fn binary() -> Result<PathBuf> {
         );
     }
     Ok(PathBuf::from(out.stdout.trim()))
-}
-
-fn create_venv(venv: &PathBuf) -> Result<()> {
-    let python = std::env::var("XTASK_PYTHON").unwrap_or_else(|_| "python3".into());
-    step!(
-        "osmem: installing {OSMEM_PACKAGE} into {} (once)",
-        venv.display()
-    );
-    let _ = std::fs::remove_dir_all(venv);
-    if let Some(parent) = venv.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let venv_status = util::status(Command::new(&python).arg("-m").arg("venv").arg(venv));
-    if !venv_status.as_ref().is_ok_and(|s| s.success()) {
-        bail!(
-            "`{python} -m venv` failed. Install Python 3 with venv support (Debian/Ubuntu: \
-             `apt-get install -y python3-venv`), set XTASK_PYTHON to a python3, or set \
-             OSMEM_SERVER_BIN to an osmem-server binary"
-        );
-    }
-    let pip = util::status(&mut util::pip_install(
-        venv.join("bin").join("python"),
-        OSMEM_PACKAGE,
-    ));
-    if !pip.as_ref().is_ok_and(|s| s.success()) {
-        bail!(
-            "`pip install {OSMEM_PACKAGE}` failed (is PyPI reachable? a proxy may need \
-             PIP_INDEX_URL). Or use `--docker` for a real Elasticsearch"
-        );
-    }
-    Ok(())
 }

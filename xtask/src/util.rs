@@ -162,7 +162,7 @@ pub fn status(cmd: &mut Command) -> Result<ExitStatus> {
 
 /// `python -m pip install` of `package`, quietly (no version nag): a command to
 /// run, e.g. with [`status`].
-pub fn pip_install(python: impl AsRef<std::ffi::OsStr>, package: &str) -> Command {
+fn pip_install(python: impl AsRef<std::ffi::OsStr>, packages: &[&str]) -> Command {
     let mut cmd = Command::new(python);
     cmd.args([
         "-m",
@@ -170,9 +170,47 @@ pub fn pip_install(python: impl AsRef<std::ffi::OsStr>, package: &str) -> Comman
         "install",
         "--disable-pip-version-check",
         "--quiet",
-        package,
-    ]);
+    ])
+    .args(packages);
     cmd
+}
+
+/// The python of the venv `venv` holding `packages` (pip requirements): made
+/// once with `XTASK_PYTHON` (default `python3`) `-m venv` and `pip install`,
+/// and made again when the packages asked for change (a marker file in the
+/// venv names them). pip's own output goes to stderr.
+pub fn python_venv(venv: &Path, packages: &[&str]) -> Result<PathBuf> {
+    let python = venv.join("bin").join("python");
+    let ready = venv.join(".xtask-ready");
+    let wanted = packages.join(" ");
+    if std::fs::read_to_string(&ready).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(python);
+    }
+    step!("installing {wanted} into {} (once)", venv.display());
+    let _ = std::fs::remove_dir_all(venv);
+    if let Some(parent) = venv.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let base = std::env::var("XTASK_PYTHON").unwrap_or_else(|_| "python3".into());
+    run(Command::new(&base)
+        .args(["-m", "venv"])
+        .arg(venv)
+        .stdout(Stdio::from(std::io::stderr())))
+    .with_context(|| {
+        format!(
+            "`{base} -m venv` failed: install Python 3 with venv support (Debian: \
+             `apt-get install -y python3-venv`) or set XTASK_PYTHON to a python3"
+        )
+    })?;
+    run(pip_install(&python, packages).stdout(Stdio::from(std::io::stderr()))).with_context(
+        || {
+            format!(
+                "`pip install {wanted}` failed: is PyPI reachable (a proxy may need PIP_INDEX_URL)?"
+            )
+        },
+    )?;
+    std::fs::write(&ready, &wanted)?;
+    Ok(python)
 }
 
 /// What a finished command printed.

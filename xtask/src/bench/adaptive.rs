@@ -285,16 +285,6 @@ impl Node {
     }
 }
 
-/// The 1-minute load average.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Runs the client once and counts its index.
 fn run_once(client: &Path, url: &str, index: &str, mode: Mode, args: &Plan) -> Result<Run> {
     let (status, body) = net::http("PUT", url, &format!("/{index}"))?;
@@ -389,7 +379,7 @@ pub fn cmd(args: &AdaptiveBenchArgs) -> Result<()> {
     let command = plan.command(args);
     let line = search_server::Line::find(LINE).context("no es8 line")?;
     let started = Instant::now();
-    let load_start = load_average();
+    let load_start = super::load_average();
     step!("bench adaptive: building the client (release)");
     let client = util::bench_executable("bulk", "adaptive")?;
     let node = Node::start(line, plan.queue)?;
@@ -434,13 +424,13 @@ pub fn cmd(args: &AdaptiveBenchArgs) -> Result<()> {
                 ),
                 Err(e) => step!("  failed: {e}"),
             }
-            loads.extend(load_average());
+            loads.extend(super::load_average());
             rows[i].runs.push(run);
         }
     }
     let server = line.label();
     drop(node);
-    let load_end = load_average();
+    let load_end = super::load_average();
     loads.extend(load_start);
     loads.extend(load_end);
     let busiest = loads.iter().copied().reduce(f64::max);

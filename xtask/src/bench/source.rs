@@ -107,7 +107,7 @@ pub fn cmd(args: &crate::cli::SourceBenchArgs) -> Result<()> {
         ..UpOptions::default()
     };
     let session = Session::start(opts, true)?;
-    let load_before = load_average();
+    let load_before = super::load_average();
     let dir = util::xtask_dir().join("bench-source");
     std::fs::create_dir_all(&dir)?;
     let mut servers = Vec::new();
@@ -144,7 +144,7 @@ pub fn cmd(args: &crate::cli::SourceBenchArgs) -> Result<()> {
             }
         }
     }
-    let load_after = load_average();
+    let load_after = super::load_average();
     session.finish()?;
     if servers.is_empty() {
         bail!("bench source: no server measured: {}", failed.join("; "));
@@ -192,16 +192,6 @@ fn has_pit(product: Product, version: &str) -> bool {
         Product::Elasticsearch => major_minor >= (7, 10),
         Product::OpenSearch => major_minor >= (2, 4),
     }
-}
-
-/// `/proc/loadavg`'s one-minute figure.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn contenders() -> Vec<Peer> {

@@ -205,41 +205,7 @@ fn py_venv_dir() -> PathBuf {
 
 /// The venv's python (created with the pinned clients when missing) and its version.
 pub(in crate::bench) fn prepare_python() -> std::result::Result<(PathBuf, String), String> {
-    let venv = py_venv_dir();
-    let python = venv.join("bin").join("python");
-    let ready = venv.join(".xtask-ready");
-    let pins = PY_CLIENTS.join(" ");
-    if std::fs::read_to_string(&ready).ok().as_deref() != Some(pins.as_str()) {
-        step!("installing {pins} into {} (once)", venv.display());
-        let _ = std::fs::remove_dir_all(&venv);
-        let base = std::env::var("XTASK_PYTHON").unwrap_or_else(|_| "python3".into());
-        let created = util::run(
-            Command::new(&base)
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .stdout(Stdio::from(std::io::stderr())),
-        );
-        if let Err(e) = created {
-            return Err(format!(
-                "`{base} -m venv` failed ({e:#}); install Python 3 with venv (Debian: python3-venv) \
-                 or set XTASK_PYTHON"
-            ));
-        }
-        util::run(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--quiet",
-                ])
-                .args(PY_CLIENTS)
-                .stdout(Stdio::from(std::io::stderr())),
-        )
-        .map_err(|e| format!("`pip install {pins}` failed ({e:#}); is PyPI reachable?"))?;
-        std::fs::write(&ready, &pins).map_err(|e| e.to_string())?;
-    }
+    let python = util::python_venv(&py_venv_dir(), &PY_CLIENTS).map_err(|e| format!("{e:#}"))?;
     let version = first_line(
         Command::new(&python).args(["-c", "import platform; print(platform.python_version())"]),
     )

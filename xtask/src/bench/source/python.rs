@@ -3,11 +3,11 @@
 //! Elasticsearch, opensearch-py 3 for OpenSearch.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::search_server::Product;
-use crate::{step, util};
+use crate::util;
 
 /// A Python client ready to run `bench/source/scan.py`.
 #[derive(Debug, Clone)]
@@ -52,39 +52,7 @@ pub fn prepare(product: Product, version: &str) -> Result<Client, String> {
     // XTASK_BENCH_ES_PY_VENV / XTASK_BENCH_OS_PY_VENV name another place for it.
     let var = format!("XTASK_BENCH_{}_PY_VENV", flag.to_uppercase());
     let venv = util::venv_dir(&var, &name);
-    let python = venv.join("bin").join("python");
-    let ready = venv.join(".xtask-ready");
-    if std::fs::read_to_string(&ready).ok().as_deref() != Some(spec.as_str()) {
-        step!("installing {spec} into {} (once)", venv.display());
-        let _ = std::fs::remove_dir_all(&venv);
-        let base = std::env::var("XTASK_PYTHON").unwrap_or_else(|_| "python3".into());
-        util::run(
-            Command::new(&base)
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .stdout(Stdio::from(std::io::stderr())),
-        )
-        .map_err(|e| {
-            format!(
-                "`{base} -m venv` failed ({e:#}); install Python 3 with venv (Debian: \
-                 python3-venv) or set XTASK_PYTHON"
-            )
-        })?;
-        util::run(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--quiet",
-                ])
-                .arg(&spec)
-                .stdout(Stdio::from(std::io::stderr())),
-        )
-        .map_err(|e| format!("`pip install {spec}` failed ({e:#}); is PyPI reachable?"))?;
-        std::fs::write(&ready, &spec).map_err(|e| e.to_string())?;
-    }
+    let python = util::python_venv(&venv, &[spec.as_str()]).map_err(|e| format!("{e:#}"))?;
     let out = util::capture(
         Command::new(&python)
             .arg(super::script())
