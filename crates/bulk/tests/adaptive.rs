@@ -4,25 +4,16 @@
 #![cfg(feature = "testkit")]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
 
 use bulk::testkit::{Fault, FaultProxy, Faults, NullBulkServer};
 use bulk::{
-    AdaptiveConcurrency, Backoff, BulkProcessor, BulkProcessorBuilder, BulkRequest, FailedItem,
+    AdaptiveConcurrency, BulkProcessor, BulkProcessorBuilder, BulkRequest, FailedItem,
     HttpTransport,
 };
 use serde_json::json;
-
-fn short_backoff() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(1),
-        max_delay: Duration::from_millis(20),
-        max_retries: 1000,
-        max_elapsed: Duration::from_secs(600),
-        ..Backoff::default()
-    }
-}
 
 /// The first twelve calls are refused with 429: the limit falls from its
 /// maximum at once, and climbs back to it on the clean answers that follow;
@@ -47,7 +38,7 @@ async fn pushback_over_http_lowers_the_limit_and_it_recovers_losing_nothing() {
     let p = Arc::new(
         BulkProcessorBuilder::new(HttpTransport::new(&proxy.url()).unwrap())
             .bulk_actions(20)
-            .backoff(short_backoff())
+            .backoff(common::quick_backoff())
             .adaptive(AdaptiveConcurrency::between(1, 4))
             .before(move |_, _| {
                 if let Some(p) = this_in_callback.get().and_then(Weak::upgrade) {
@@ -100,7 +91,7 @@ async fn the_adaptive_stats_are_metrics() {
     proxy.script([Fault::Refuse(429), Fault::Refuse(429)]);
     let p = BulkProcessorBuilder::new(HttpTransport::new(&proxy.url()).unwrap())
         .bulk_actions(10)
-        .backoff(short_backoff())
+        .backoff(common::quick_backoff())
         .adaptive(AdaptiveConcurrency::between(1, 3))
         .build()
         .unwrap();

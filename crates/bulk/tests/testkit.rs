@@ -3,22 +3,13 @@
 #![cfg(feature = "testkit")]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bulk::testkit::{FaultProxy, Faults, NullBulkServer};
 use bulk::{Backoff, BulkProcessorBuilder, BulkRequest, FailedItem, HttpTransport};
 use serde_json::{Value, json};
-
-fn short_backoff() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(1),
-        max_delay: Duration::from_millis(20),
-        max_retries: 1000,
-        max_elapsed: Duration::from_secs(600),
-        ..Backoff::default()
-    }
-}
 
 fn doc(i: u64) -> BulkRequest {
     BulkRequest::index("kit")
@@ -111,7 +102,7 @@ async fn proxy_rejections_and_resets_are_survived() {
     let p = BulkProcessorBuilder::new(HttpTransport::new(&proxy.url()).unwrap())
         .workers(2)
         .bulk_actions(50)
-        .backoff(short_backoff())
+        .backoff(common::quick_backoff())
         .build()
         .unwrap();
     for i in 0..2000 {

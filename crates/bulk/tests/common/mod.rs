@@ -1,4 +1,5 @@
-//! Helpers for the tests that need a real cluster (`ES_URL`).
+//! Helpers for the tests: those that need a real cluster (`ES_URL`), and the
+//! backoff of those against the local test servers.
 #![allow(dead_code, clippy::print_stdout)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
@@ -160,4 +161,16 @@ pub fn collecting_processor(
 /// The failures collected so far, taken.
 pub fn taken(failures: &Failures) -> Vec<bulk::FailedItem> {
     std::mem::take(&mut *failures.lock().unwrap())
+}
+
+/// A backoff for retries against the local test servers: 1 ms, growing to
+/// 20 ms, up to 1000 retries.
+pub fn quick_backoff() -> bulk::Backoff {
+    bulk::Backoff {
+        initial: Duration::from_millis(1),
+        max_delay: Duration::from_millis(20),
+        max_retries: 1000,
+        max_elapsed: Duration::from_secs(600),
+        ..bulk::Backoff::default()
+    }
 }
