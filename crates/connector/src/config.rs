@@ -198,6 +198,14 @@ pub struct PluginConfig {
     /// naming this key instead of growing memory without bound. Default 256 MiB.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: u64,
+    /// When the source starts with no position (a new or reset state), read what the
+    /// index holds first in index order, from one point-in-time snapshot (each of
+    /// `slices` its own share, resumable), and only then follow the incremental
+    /// cursor from the snapshot's last document: far cheaper for the server than
+    /// pages sorted on the timestamp. Needs a point in time and the `_shard_doc`
+    /// sort (Elasticsearch >= 7.12, OpenSearch >= 3.3). Default `false`.
+    #[serde(default)]
+    pub backfill: bool,
 }
 
 /// `query` as written: a TOML table, or a string of JSON.
@@ -235,6 +243,7 @@ impl fmt::Debug for PluginConfig {
             .field("settle", &self.settle)
             .field("late_window", &self.late_window)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("backfill", &self.backfill)
             .finish()
     }
 }
@@ -511,6 +520,15 @@ impl PluginConfig {
             return Err(ConnectorError::invalid(
                 "plugin_config.slice",
                 "needs pagination = \"search_after\" (in a point in time) or \"scroll\"",
+            ));
+        }
+        if self.backfill && self.pagination != Pagination::SearchAfter {
+            return Err(ConnectorError::invalid(
+                "plugin_config.backfill",
+                format!(
+                    "reads a point-in-time snapshot, so it needs pagination = \"search_after\", not \"{}\"; remove backfill or the pagination line",
+                    pagination_name(self.pagination)
+                ),
             ));
         }
         if self.slices == 0 || self.slices > MAX_SLICES {

@@ -48,17 +48,14 @@ impl QuerySpec {
         }
         let path = match pit {
             Some((id, keep_alive)) => {
-                if let Some(Value::Object(inner)) = body.get_mut("slice") {
+                if let Some(slice) = self.config.slice {
                     // Without a field, Elasticsearch slices a point in time by Lucene
                     // document id, which merges renumber: a document could change
                     // slice between two points in time and be delivered twice or
                     // never. The timestamp's doc values are the document's own.
-                    inner.insert("field".into(), self.config.timestamp_field.as_str().into());
+                    body.insert("slice".into(), self.pit_slice(slice.id, slice.max));
                 }
-                body.insert(
-                    "pit".into(),
-                    json!({"id": id.as_str(), "keep_alive": time_value("keep_alive", keep_alive)?}),
-                );
+                self.in_pit(&mut body, id, keep_alive)?;
                 "/_search".to_string()
             }
             None => format!("/{}/_search", self.index_path),
@@ -73,7 +70,7 @@ impl QuerySpec {
     /// numbered among the shards its pre-filter keeps, and that pre-filter keeps
     /// or skips shards by the query's time range, which moves with the cursor: a
     /// shard would change slice from one page to the next.
-    fn sliced(&self, request: Request) -> Request {
+    pub(crate) fn sliced(&self, request: Request) -> Request {
         if self.config.slice.is_some() {
             request.param("pre_filter_shard_size", i32::MAX.to_string())
         } else {
@@ -249,7 +246,7 @@ impl QuerySpec {
     /// a field tiebreaker is the implicit `_shard_doc` Elasticsearch appends inside a
     /// point in time (see [`Cursor::from_hit`]); cursors stored before it was left out
     /// carry it, and it is dropped here so they resume like any other.
-    fn check_cursor(&self, cursor: &Cursor) -> Result<Cursor> {
+    pub(crate) fn check_cursor(&self, cursor: &Cursor) -> Result<Cursor> {
         let bad = |reason: String| QueryError::InvalidCursor {
             cursor: Value::Array(cursor.sort.clone()).to_string(),
             reason,
@@ -359,7 +356,7 @@ impl QuerySpec {
     }
 
     /// `(ts > c) OR (ts == c AND tiebreaker > t)`, in the units of the sort values.
-    fn after_filter(&self, cursor: &Cursor) -> Result<Value> {
+    pub(crate) fn after_filter(&self, cursor: &Cursor) -> Result<Value> {
         let ts_field = self.config.timestamp_field.as_str();
         let tiebreaker = self.tiebreaker_name();
         let (ts_value, tb_value) = match cursor.sort.as_slice() {
@@ -409,7 +406,7 @@ impl QuerySpec {
     }
 
     /// The cursor's timestamp as a range bound; `None` for the missing-value sentinel.
-    fn cursor_time(&self, cursor: &Cursor) -> Option<Value> {
+    pub(crate) fn cursor_time(&self, cursor: &Cursor) -> Option<Value> {
         let kind = self.config.timestamp_type;
         let at = kind.sort_value_to_time(cursor.timestamp_value()?)?;
         Some(kind.bound(at))

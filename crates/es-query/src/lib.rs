@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+mod backfill;
 mod build;
 mod cursor;
 mod error;
@@ -13,6 +14,7 @@ mod response;
 mod spec;
 
 pub use audit::parse_bucket_counts;
+pub use backfill::backfill_hits;
 pub use cursor::Cursor;
 pub use error::{QueryError, RECEIVED_SNIPPET_BYTES, Result};
 pub use flavor::Flavor;

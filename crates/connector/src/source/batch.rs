@@ -33,6 +33,8 @@ pub struct Ack {
     /// Found behind the cursor by `late_window`: committing it records its
     /// documents and counts them, and leaves the cursor where it is.
     pub(crate) late: bool,
+    /// A backfill batch: where committing it leaves its slice's share.
+    pub(crate) backfill: Option<super::backfill::Position>,
 }
 
 impl Ack {
@@ -49,6 +51,11 @@ impl Ack {
     /// The slice this batch was read from (`0..slices`; always 0 without `slices`).
     pub fn slice(&self) -> usize {
         self.slice
+    }
+
+    /// Whether the batch was read by a backfill (`backfill = true`).
+    pub fn is_backfill(&self) -> bool {
+        self.backfill.is_some()
     }
 
     /// Whether `late_window` found these documents behind the cursor.

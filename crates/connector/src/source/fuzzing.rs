@@ -6,7 +6,7 @@ use std::time::Duration;
 use es_query::TimestampKind;
 use state_core::ConnectorState;
 
-use super::{cursor_millis, late, progress, restore_late};
+use super::{backfill, cursor_millis, late, progress, restore_late};
 use crate::error::Result;
 
 /// What opening a source with `slices` slices and a `late_window` (zero: off)
@@ -18,6 +18,15 @@ pub(crate) fn adopt(state: &ConnectorState, slices: usize, late_window: Duration
     let seen = progress::stored_seen(state, &cursors)?;
     for s in &seen {
         let _ = s.encode();
+    }
+    // A backfill record that loads writes back the same.
+    if let Some(stored) = backfill::stored(state, slices)? {
+        let again = serde_json::from_value::<backfill::Stored>(stored.to_value()).ok();
+        assert_eq!(
+            again.as_ref(),
+            Some(&stored),
+            "a loaded backfill record must load again, unchanged"
+        );
     }
     if let Some(mut window) = restore_late(late_window, state)? {
         let horizon = cursors

@@ -27,6 +27,7 @@
 //! slice with the poll, send, commit loop. A state written with another number of
 //! slices is refused (its cursors mean nothing here) until it is reset.
 
+mod backfill;
 mod batch;
 pub(crate) mod client;
 pub(crate) mod dedup;
@@ -40,6 +41,7 @@ mod reader;
 mod slots;
 mod state_api;
 
+pub use backfill::BACKFILL_FIELD;
 pub use late::{LATE_COUNT_FIELD, LATE_FIELD};
 pub(crate) use progress::stored_cursors;
 pub use progress::{BATCHES_FIELD, CURSOR_FIELD, SEEN_FIELD, SLICE_CURSORS_FIELD};
@@ -172,6 +174,12 @@ pub struct ElasticsearchSource {
     late_pending: std::collections::VecDeque<es_query::Hit>,
     /// The window was looked at in this pass (once per pass, when caught up).
     late_looked: bool,
+    /// `backfill`: the one in progress (see `backfill`).
+    backfill: Option<backfill::Backfill>,
+    /// `backfill` is on and the state holds no position: the next poll starts one.
+    backfill_pending: bool,
+    /// Points in time of slices that handed over, closed when the backfill is done.
+    finished_pits: Vec<PitId>,
     /// The configuration as `open` validated it.
     validated: Option<ValidatedConfig>,
     /// Where the state store's loads and saves are recorded.
@@ -205,6 +213,9 @@ impl ElasticsearchSource {
             late_spec: None,
             late_pending: std::collections::VecDeque::new(),
             late_looked: false,
+            backfill: None,
+            backfill_pending: false,
+            finished_pits: Vec::new(),
             validated: None,
             metrics: MetricsSlot::default(),
             #[cfg(feature = "elasticsearch")]
@@ -279,6 +290,16 @@ impl ElasticsearchSource {
     }
 
     fn mode_for(&self, flavor: Flavor) -> Result<ReadMode> {
+        if self.config.backfill && !flavor.supports_shard_doc() {
+            return Err(ConnectorError::invalid(
+                "plugin_config.backfill",
+                format!(
+                    "reads in index order with the `_shard_doc` sort inside a point in time, \
+                     which {flavor} lacks (Elasticsearch >= 7.12, OpenSearch >= 3.3); remove \
+                     backfill (the source then reads everything sorted on the timestamp)"
+                ),
+            ));
+        }
         Ok(match self.config.pagination {
             Pagination::Scroll => ReadMode::Scroll,
             Pagination::Cursor => ReadMode::Plain,
@@ -405,19 +426,30 @@ impl ElasticsearchSource {
     /// concurrently; each call returns the waiting page of one slice (round-robin).
     /// The batch is empty once every slice is caught up.
     pub async fn poll_batch(&mut self) -> Result<Batch> {
-        let (Some(client), Some(state)) = (&self.client, self.state.clone()) else {
+        let Some(state) = self.state.clone().filter(|_| self.client.is_some()) else {
             return Err(ConnectorError::NotOpen);
         };
         if self.slots.iter().any(|s| s.reader.is_none()) {
             return Err(ConnectorError::NotOpen);
         }
+        if self.backfill_pending
+            && let Err(e) = self.start_backfill().await
+        {
+            state.update(|s| s.data.poll_count += 1).await;
+            return Err(self.record_error(e).await);
+        }
+        let Some(client) = &self.client else {
+            return Err(ConnectorError::NotOpen);
+        };
         if !self.slots.iter().any(|s| s.ready.is_some()) {
             let window = self.late.as_ref();
+            let backfill = self.backfill.as_ref();
             let fetches: Vec<_> = self
                 .slots
                 .iter_mut()
-                .filter(|s| !s.caught_up)
-                .map(|s| s.fetch(client, window))
+                .enumerate()
+                .filter(|(_, s)| !s.caught_up)
+                .map(|(i, s)| s.fetch(client, window, backfill, i))
                 .collect();
             let failure = slots::join_all(fetches)
                 .await
@@ -433,6 +465,18 @@ impl ElasticsearchSource {
                     .await;
                 let e = self.record_error(e).await;
                 return Err(e);
+            }
+            // A slice whose share is read, with nothing of it left to commit.
+            for i in 0..self.slots.len() {
+                let slot = &self.slots[i];
+                if slot.backfill.as_ref().is_some_and(|b| b.ended)
+                    && slot.next_commit == slot.next_seq
+                {
+                    self.hand_over(i).await;
+                    if self.persistent {
+                        state.save().await?;
+                    }
+                }
             }
         }
         let n = self.slots.len();
@@ -492,7 +536,9 @@ impl ElasticsearchSource {
         };
         let spec = reader.spec();
         let last_document_id = page.hits.last().map(|h| h.id.clone()).unwrap_or_default();
-        let tail_ids = if matches!(spec.tiebreaker(), es_query::Tiebreaker::ShardDoc) {
+        let tail_ids = if page.backfill.is_none()
+            && matches!(spec.tiebreaker(), es_query::Tiebreaker::ShardDoc)
+        {
             let last_ts = page.cursor.sort.first();
             page.hits
                 .iter()
@@ -525,6 +571,7 @@ impl ElasticsearchSource {
             tail_ids,
             window,
             late: false,
+            backfill: page.backfill,
         };
         self.next_seq += 1;
         slot.next_seq += 1;
@@ -556,7 +603,13 @@ impl ElasticsearchSource {
         let next_commit = slot.next_commit;
         if ack.slice_seq == next_commit && ack.late {
             self.commit_late(ack, &state).await;
+        } else if ack.slice_seq == next_commit && ack.backfill.is_some() {
+            self.commit_backfill(ack, &state).await;
         } else if ack.slice_seq == next_commit {
+            if self.slots[ack.slice].backfill.is_some() {
+                // Its first batch after the hand-over: the share is all committed.
+                self.hand_over(ack.slice).await;
+            }
             let elapsed_ms = (ack.read_took + ack.handed_out.elapsed()).as_secs_f64() * 1000.0;
             if self.committed_pass != ack.pass {
                 self.committed_pass = ack.pass;
@@ -644,7 +697,7 @@ impl ElasticsearchSource {
                 let cursor = if i == ack.slice && !ack.late {
                     Some(&ack.cursor)
                 } else {
-                    s.committed.as_ref()
+                    s.window_cursor(self.backfill.as_ref())
                 };
                 cursor_millis(kind, cursor?)
             })
@@ -676,6 +729,172 @@ impl ElasticsearchSource {
             .await;
         self.slots[ack.slice].next_commit += 1;
         self.unsaved = true;
+    }
+
+    /// Commits a backfill batch: its slice's position in the share, the counts and
+    /// the late window; the slice hands over if its share is all committed.
+    async fn commit_backfill(&mut self, ack: &Ack, state: &StateManager) {
+        let window = self.record_in_window(ack);
+        let Some(position) = ack.backfill.clone() else {
+            return;
+        };
+        let elapsed_ms = (ack.read_took + ack.handed_out.elapsed()).as_secs_f64() * 1000.0;
+        if let Some(run) = &mut self.backfill {
+            run.documents += ack.documents;
+        }
+        let stored = self.stored_backfill(Some((ack.slice, &position)));
+        state
+            .update(|s| {
+                let d = &mut s.data;
+                d.extra.insert(BACKFILL_FIELD.into(), stored.to_value());
+                if let Some(window) = window {
+                    d.extra.insert(LATE_FIELD.into(), window);
+                }
+                let batches = progress::count_batch(d);
+                d.total_documents_fetched += ack.documents;
+                d.last_document_id = Some(ack.last_document_id.clone());
+                let stats = &mut d.processing_stats;
+                stats.total_bytes_processed += ack.bytes;
+                stats.avg_batch_processing_time_ms +=
+                    (elapsed_ms - stats.avg_batch_processing_time_ms) / batches as f64;
+            })
+            .await;
+        let slot = &mut self.slots[ack.slice];
+        slot.next_commit += 1;
+        if let Some(share) = &mut slot.backfill {
+            share.committed = (position.pit, Some(position.after));
+        }
+        let done =
+            slot.backfill.as_ref().is_some_and(|b| b.ended) && slot.next_commit == slot.next_seq;
+        if done {
+            self.hand_over(ack.slice).await;
+        }
+        self.unsaved = true;
+    }
+
+    /// The backfill record for the state, `update` being a slice's new position.
+    fn stored_backfill(&self, update: Option<(usize, &backfill::Position)>) -> backfill::Stored {
+        let slices = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let share = s.backfill.as_ref()?;
+                let (pit, after) = match update {
+                    Some((slice, position)) if slice == i => {
+                        (position.pit.clone(), Some(position.after.clone()))
+                    }
+                    _ => share.committed.clone(),
+                };
+                Some(backfill::StoredSlice {
+                    pit: pit.as_str().to_owned(),
+                    after,
+                })
+            })
+            .collect::<Vec<_>>();
+        backfill::Stored {
+            upper: self.backfill.as_ref().map(|b| b.upper.clone()),
+            done: slices.iter().all(Option::is_none),
+            slices,
+            documents: self.backfill.as_ref().map_or(0, |b| b.documents),
+        }
+    }
+
+    /// Slice `slice` read and committed its whole share: its cursor becomes the
+    /// hand-over. Once every slice has, the backfill is done and its points in time
+    /// are closed. Recorded in the state (saved by the caller).
+    async fn hand_over(&mut self, slice: usize) {
+        let (Some(run), Some(state)) = (self.backfill.clone(), self.state.clone()) else {
+            return;
+        };
+        let Some(share) = self.slots[slice].backfill.take() else {
+            return;
+        };
+        self.slots[slice].committed = Some(run.handover.clone());
+        let stored = self.stored_backfill(None);
+        let cursors: Vec<Option<Cursor>> = self.slots.iter().map(|s| s.committed.clone()).collect();
+        state
+            .update(|s| {
+                progress::write_cursors(&mut s.data, &cursors);
+                s.data
+                    .extra
+                    .insert(BACKFILL_FIELD.into(), stored.to_value());
+            })
+            .await;
+        self.unsaved = true;
+        tracing::info!(slice, handover = ?run.handover.sort, "backfill: slice handed over to the incremental cursor");
+        let mut pits = vec![share.pit, share.committed.0];
+        if stored.done {
+            tracing::info!(documents = run.documents, "backfill done");
+            self.backfill = None;
+            pits.append(&mut self.finished_pits);
+            if let (Some(client), Some(spec)) = (
+                &self.client,
+                self.slots
+                    .first()
+                    .and_then(|s| s.reader.as_ref())
+                    .map(Reader::spec),
+            ) {
+                backfill::close_pits(client, spec, pits).await;
+            }
+        } else {
+            self.finished_pits.extend(pits);
+        }
+    }
+
+    /// Starts the backfill `backfill_pending` asks for: finds the hand-over in a
+    /// new point in time and records it in the state (saved), so that a restart
+    /// resumes this backfill.
+    async fn start_backfill(&mut self) -> Result<()> {
+        let (Some(client), Some(validated), Some(server), Some(state)) = (
+            self.client.as_ref(),
+            self.validated.as_ref(),
+            self.server.as_ref(),
+            self.state.clone(),
+        ) else {
+            return Err(ConnectorError::NotOpen);
+        };
+        let spec = query_config(validated)
+            .build(server.flavor)
+            .map_err(|e| ConnectorError::invalid("plugin_config", e))?;
+        let settle =
+            chrono::Duration::from_std(self.config.settle).unwrap_or(chrono::Duration::MAX);
+        let ceiling = chrono::Utc::now()
+            .checked_sub_signed(settle)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let started =
+            backfill::start(client, &spec.with_ceiling(ceiling), self.config.keep_alive).await?;
+        self.backfill_pending = false;
+        let stored = match started {
+            None => {
+                tracing::info!(index = %self.config.index, "backfill: nothing to read; reading incrementally");
+                backfill::Stored {
+                    upper: None,
+                    slices: Vec::new(),
+                    documents: 0,
+                    done: true,
+                }
+            }
+            Some((run, pit)) => {
+                tracing::info!(index = %self.config.index, upper = ?run.upper.sort, slices = self.slots.len(), "backfill: reading the index in index order up to its last document, then incrementally");
+                for slot in &mut self.slots {
+                    slot.backfill = Some(backfill::SliceBackfill::new(pit.clone()));
+                }
+                self.backfill = Some(run);
+                self.stored_backfill(None)
+            }
+        };
+        state
+            .update(|s| {
+                s.data
+                    .extra
+                    .insert(BACKFILL_FIELD.into(), stored.to_value());
+            })
+            .await;
+        if self.persistent {
+            state.save().await?;
+        }
+        Ok(())
     }
 
     /// A batch of late documents: found by looking behind the cursor once per
@@ -728,6 +947,7 @@ impl ElasticsearchSource {
             tail_ids: Vec::new(),
             window,
             late: true,
+            backfill: None,
         };
         self.next_seq += 1;
         slot.next_seq += 1;
@@ -993,13 +1213,47 @@ impl ElasticsearchSource {
     async fn adopt(&mut self, state: &ConnectorState) -> Result<()> {
         let cursors = progress::stored_cursors(state, self.slots.len())?;
         let seen = progress::stored_seen(state, &cursors)?;
+        let stored_backfill = backfill::stored(state, self.slots.len())?;
         self.late = self.restore_late(state)?;
         self.late_pending.clear();
         self.late_looked = false;
         let client = self.client.as_ref();
         for ((slot, cursor), seen) in self.slots.iter_mut().zip(cursors).zip(seen) {
             slot.committed_seen = seen;
+            slot.backfill = None;
             slot.reset(client, cursor).await;
+        }
+        self.backfill = None;
+        self.finished_pits.clear();
+        self.backfill_pending = false;
+        match stored_backfill {
+            Some(stored) if !stored.done => {
+                if let Some(upper) = &stored.upper {
+                    let handover = match self.slots.first().and_then(|s| s.reader.as_ref()) {
+                        Some(reader) => reader.spec().handover_cursor(upper),
+                        None => upper.clone(),
+                    };
+                    self.backfill = Some(backfill::Backfill {
+                        upper: upper.clone(),
+                        handover,
+                        documents: stored.documents,
+                    });
+                }
+                for (slot, share) in self.slots.iter_mut().zip(&stored.slices) {
+                    slot.backfill = share.as_ref().map(|share| {
+                        let pit = PitId::new(share.pit.clone());
+                        let mut resumed = backfill::SliceBackfill::new(pit.clone());
+                        resumed.after = share.after.clone();
+                        resumed.committed = (pit, share.after.clone());
+                        resumed
+                    });
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.backfill_pending =
+                    self.config.backfill && self.slots.iter().all(|s| s.committed.is_none());
+            }
         }
         self.last_committed = None;
         self.after_reset();

@@ -45,25 +45,7 @@ impl Progress {
     /// Writes it into `data`, counting one more batch acknowledged; the number
     /// of batches acknowledged so far.
     pub(crate) fn write(self, d: &mut StateData) -> u64 {
-        let (field, other, cursor) = match self.cursors.as_slice() {
-            [single] => (
-                CURSOR_FIELD,
-                SLICE_CURSORS_FIELD,
-                serde_json::to_value(single).unwrap_or(Value::Null),
-            ),
-            cursors => (
-                SLICE_CURSORS_FIELD,
-                CURSOR_FIELD,
-                Value::Array(
-                    cursors
-                        .iter()
-                        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
-                        .collect(),
-                ),
-            ),
-        };
-        d.extra.remove(other);
-        d.extra.insert(field.into(), cursor);
+        write_cursors(d, &self.cursors);
         match self.seen {
             Some(seen) => d.extra.insert(
                 SEEN_FIELD.into(),
@@ -74,10 +56,39 @@ impl Progress {
         if let Some(window) = self.late_window {
             d.extra.insert(LATE_FIELD.into(), window);
         }
-        let batches = counter(d, BATCHES_FIELD) + 1;
-        d.extra.insert(BATCHES_FIELD.into(), batches.into());
-        batches
+        count_batch(d)
     }
+}
+
+/// Counts one more batch acknowledged; the number acknowledged so far.
+pub(crate) fn count_batch(d: &mut StateData) -> u64 {
+    let batches = counter(d, BATCHES_FIELD) + 1;
+    d.extra.insert(BATCHES_FIELD.into(), batches.into());
+    batches
+}
+
+/// Writes each slice's committed cursor: `data.cursor` for one, else
+/// `data.slice_cursors`.
+pub(crate) fn write_cursors(d: &mut StateData, cursors: &[Option<Cursor>]) {
+    let (field, other, cursor) = match cursors {
+        [single] => (
+            CURSOR_FIELD,
+            SLICE_CURSORS_FIELD,
+            serde_json::to_value(single).unwrap_or(Value::Null),
+        ),
+        cursors => (
+            SLICE_CURSORS_FIELD,
+            CURSOR_FIELD,
+            Value::Array(
+                cursors
+                    .iter()
+                    .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+                    .collect(),
+            ),
+        ),
+    };
+    d.extra.remove(other);
+    d.extra.insert(field.into(), cursor);
 }
 
 /// Records a committed late batch: the window's form (when on) and its

@@ -59,6 +59,10 @@ impl Reader {
         &self.spec
     }
 
+    pub(crate) fn keep_alive(&self) -> Duration {
+        self.keep_alive
+    }
+
     pub(crate) fn mode(&self) -> ReadMode {
         self.mode
     }

@@ -22,6 +22,8 @@ pub(crate) struct Ready {
     /// The search requests that fetched it (with `slices`, concurrently with the
     /// other slices'; its wait in `ready` is not counted).
     pub(crate) read_took: std::time::Duration,
+    /// A backfill page: where it leaves the slice (`cursor` is the hand-over).
+    pub(crate) backfill: Option<super::backfill::Position>,
 }
 
 /// One slice's reader and positions (the only one without `slices`).
@@ -47,6 +49,8 @@ pub(crate) struct Slot {
     /// This pass of the slice found nothing more; it is fetched again once every
     /// slice is caught up.
     pub(crate) caught_up: bool,
+    /// This slice's share of a backfill in progress; `None` once it handed over.
+    pub(crate) backfill: Option<super::backfill::SliceBackfill>,
 }
 
 impl Slot {
@@ -56,14 +60,41 @@ impl Slot {
     /// change between points in time (Elasticsearch gives whole shards to slices
     /// once an index pattern has as many shards as slices, in an order that a new
     /// index changes), so another slice may have delivered them.
+    ///
+    /// In a backfill (`backfill` and this slice's share not all read), the next
+    /// page of the share; once it is all read, the incremental read starts at the
+    /// hand-over.
     pub(crate) async fn fetch(
         &mut self,
         client: &EsClient,
         window: Option<&super::late::LateWindow>,
+        backfill: Option<&super::backfill::Backfill>,
+        slice: usize,
     ) -> Result<()> {
         let Some(reader) = self.reader.as_mut() else {
             return Err(ConnectorError::NotOpen);
         };
+        if let (Some(share), Some(backfill)) = (self.backfill.as_mut(), backfill)
+            && !share.ended
+        {
+            let keep_alive = reader.keep_alive();
+            match share
+                .next_page(client, reader.spec(), backfill, keep_alive, slice)
+                .await?
+            {
+                Some(ready) => {
+                    self.ready = Some(ready);
+                    return Ok(());
+                }
+                None => {
+                    tracing::info!(
+                        slice,
+                        "backfill: this slice's share is read; reading on from the hand-over"
+                    );
+                    self.read_position = Some(backfill.handover.clone());
+                }
+            }
+        }
         let dedup = matches!(reader.spec().tiebreaker(), Tiebreaker::ShardDoc);
         let started = std::time::Instant::now();
         loop {
@@ -101,6 +132,7 @@ impl Slot {
                 cursor,
                 scroll_id: reader.scroll_id().map(|s| s.as_str().to_owned()),
                 read_took: started.elapsed(),
+                backfill: None,
             });
             return Ok(());
         }
@@ -118,6 +150,22 @@ impl Slot {
         self.seen = self.committed_seen.clone();
         self.ready = None;
         self.caught_up = false;
+        if let Some(share) = &mut self.backfill {
+            share.rewind();
+        }
+    }
+
+    /// The cursor this slice stands at for the late window: the committed one, or
+    /// in a backfill the hand-over (everything before it is being read).
+    pub(crate) fn window_cursor<'a>(
+        &'a self,
+        backfill: Option<&'a super::backfill::Backfill>,
+    ) -> Option<&'a Cursor> {
+        match (&self.committed, &self.backfill, backfill) {
+            (Some(cursor), _, _) => Some(cursor),
+            (None, Some(_), Some(backfill)) => Some(&backfill.handover),
+            _ => None,
+        }
     }
 }
 

@@ -62,6 +62,15 @@ impl TestIndex {
         }
     }
 
+    /// `name`, created by the caller, deleted on drop.
+    pub fn adopt(url: &str, name: String) -> TestIndex {
+        TestIndex {
+            url: url.to_owned(),
+            name,
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// A keyword `id`, a date `@timestamp`, a long `n`.
     pub async fn standard(url: &str, tag: &str) -> TestIndex {
         Self::create(
