@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::Write;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 
 /// The bulk operation of a request.
@@ -414,7 +414,7 @@ impl BulkRequest {
     }
 
     /// Appends this request's NDJSON lines to `out`.
-    pub(crate) fn write_ndjson(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_ndjson(&self, out: &mut BytesMut) {
         if let Some(action) = &self.action {
             out.extend_from_slice(action);
         }
@@ -436,7 +436,7 @@ impl BulkRequest {
             out.extend_from_slice(b"}\n");
         } else if let Some(Ok(doc)) = &self.source {
             out.extend_from_slice(doc);
-            out.push(b'\n');
+            out.extend_from_slice(b"\n");
         }
     }
 }
@@ -484,9 +484,9 @@ mod tests {
 
     fn ndjson(mut r: BulkRequest) -> (usize, String) {
         let len = r.encode().unwrap_or_else(|e| panic!("{e}"));
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         r.write_ndjson(&mut out);
-        (len, String::from_utf8(out).unwrap_or_default())
+        (len, String::from_utf8(out.to_vec()).unwrap_or_default())
     }
 
     #[test]
