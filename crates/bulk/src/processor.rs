@@ -755,7 +755,9 @@ async fn send(
         _ = cancelled(cancel) => None,
         permit = batches.reserve() => permit.ok(),
     };
-    let requests = std::mem::take(current);
+    // The next batch is most likely as long: room for it, rather than growing
+    // (and copying) a vector of requests from empty for every batch.
+    let requests = std::mem::replace(current, Vec::with_capacity(current.len()));
     match permit {
         Some(permit) => {
             permit.send(shared.new_batch(requests));

@@ -1,7 +1,6 @@
 //! Bulk requests: built by the user, encoded to NDJSON once, when added.
 
 use std::fmt;
-use std::io::Write;
 
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
@@ -361,8 +360,10 @@ impl BulkRequest {
             if_primary_term: self.if_primary_term,
             retry_on_conflict: self.retry_on_conflict,
         };
-        // Writing into a Vec cannot fail; serialising plain strings and numbers cannot either.
-        let _ = write!(line, "{{\"{}\":", self.op.as_str());
+        line.extend_from_slice(b"{\"");
+        line.extend_from_slice(self.op.as_str().as_bytes());
+        line.extend_from_slice(b"\":");
+        // Serialising plain strings and numbers into a Vec cannot fail.
         serde_json::to_writer(&mut line, &meta).map_err(|e| e.to_string())?;
         line.extend_from_slice(b"}\n");
         let len = line.len() + body_len;
