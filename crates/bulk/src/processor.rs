@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -157,7 +158,8 @@ impl BulkProcessorBuilder {
     }
     /// Bound on NDJSON bytes added and not yet finished (buffered + in flight);
     /// `add` waits when it is reached. Each worker also holds the body of its
-    /// current call (up to `bulk_size`) outside this bound.
+    /// current call (up to `bulk_size`) outside this bound, in a buffer it
+    /// keeps for its next call.
     /// Default: the larger of 64 MiB and `bulk_size * (workers + 2)`.
     pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
         self.max_buffered_bytes = Some(bytes);
@@ -753,7 +755,9 @@ async fn send(
         _ = cancelled(cancel) => None,
         permit = batches.reserve() => permit.ok(),
     };
-    let requests = std::mem::take(current);
+    // The next batch is most likely as long: room for it, rather than growing
+    // (and copying) a vector of requests from empty for every batch.
+    let requests = std::mem::replace(current, Vec::with_capacity(current.len()));
     match permit {
         Some(permit) => {
             permit.send(shared.new_batch(requests));
@@ -773,6 +777,7 @@ async fn work(
     mut rng: JitterRng,
 ) {
     let mut cancel = shared.cancel.subscribe();
+    let mut body = BodyBuffer::new(shared.bulk_size);
     loop {
         let batch = {
             let mut rx = batches.lock().await;
@@ -784,13 +789,70 @@ async fn work(
         };
         let Some(batch) = batch else { return };
         let id = batch.id;
-        commit(&shared, index, batch.requests, &mut rng, &mut cancel).await;
+        commit(
+            &shared,
+            index,
+            batch.requests,
+            &mut body,
+            &mut rng,
+            &mut cancel,
+        )
+        .await;
         shared.finish_batch(id);
     }
 }
 
 fn bytes_of(requests: &[BulkRequest]) -> usize {
     requests.iter().map(BulkRequest::encoded_len).sum()
+}
+
+/// A worker's buffer for the bodies of its calls, kept from call to call.
+///
+/// A body written into a fresh allocation of a few MiB pays a page fault for
+/// every 4 KiB it writes, as much again as the copy itself; written into memory
+/// the worker already has, it costs the copy only. The transport gets a frozen
+/// view of the buffer; once it has dropped that (the call is over), the next
+/// body reclaims the same memory. A transport that keeps bodies makes the next
+/// one a fresh allocation, as before.
+struct BodyBuffer {
+    buf: BytesMut,
+    /// The largest body written into the kept buffer (`bulk_size`): only a
+    /// single request larger than that makes a larger body, which gets its own
+    /// allocation rather than keeping that much memory for good.
+    keep: usize,
+}
+
+impl BodyBuffer {
+    fn new(keep: usize) -> Self {
+        BodyBuffer {
+            buf: BytesMut::new(),
+            keep,
+        }
+    }
+
+    /// The NDJSON body of `requests`.
+    fn build(&mut self, requests: &[BulkRequest]) -> Bytes {
+        // Exact: each request's `encoded_len` is its NDJSON size.
+        let len = bytes_of(requests);
+        if len > self.keep {
+            let mut one = BytesMut::with_capacity(len);
+            write_bodies(requests, &mut one);
+            return one.freeze();
+        }
+        if !self.buf.try_reclaim(len) {
+            // The next body is most likely about as large: a little room to spare.
+            let room = len.saturating_add(len / 4).min(self.keep).max(len);
+            self.buf = BytesMut::with_capacity(room);
+        }
+        write_bodies(requests, &mut self.buf);
+        self.buf.split().freeze()
+    }
+}
+
+fn write_bodies(requests: &[BulkRequest], out: &mut BytesMut) {
+    for r in requests {
+        r.write_ndjson(out);
+    }
 }
 
 /// Sends one batch until every request in it has an outcome.
@@ -804,6 +866,7 @@ async fn commit(
     shared: &Shared,
     worker: usize,
     mut requests: Vec<BulkRequest>,
+    body: &mut BodyBuffer,
     rng: &mut JitterRng,
     cancel: &mut watch::Receiver<bool>,
 ) {
@@ -821,12 +884,12 @@ async fn commit(
                 }
                 _ = tokio::time::sleep(delay) => {
                     attempt += 1;
-                    attempt_once(shared, worker, requests, attempt, cancel).await
+                    attempt_once(shared, worker, requests, body, attempt, cancel).await
                 }
             },
             None => {
                 attempt += 1;
-                attempt_once(shared, worker, requests, attempt, cancel).await
+                attempt_once(shared, worker, requests, body, attempt, cancel).await
             }
         };
         let retry = match retry {
@@ -894,6 +957,7 @@ async fn attempt_once(
     shared: &Shared,
     worker: usize,
     mut requests: Vec<BulkRequest>,
+    body: &mut BodyBuffer,
     attempt: u32,
     cancel: &mut watch::Receiver<bool>,
 ) -> Left {
@@ -916,10 +980,7 @@ async fn attempt_once(
     {
         tracing::error!(name = %shared.name, "the before callback panicked");
     }
-    let mut body = Vec::with_capacity(bytes_of(&requests));
-    for r in &requests {
-        r.write_ndjson(&mut body);
-    }
+    let body = body.build(&requests);
     let sent_bytes = body.len() as u64;
     let started = Instant::now();
     let answer = tokio::select! {
@@ -930,7 +991,7 @@ async fn attempt_once(
             shared.hand_back(requests);
             return Left::Done;
         }
-        answer = shared.transport.bulk(bytes::Bytes::from(body)) => answer,
+        answer = shared.transport.bulk(body) => answer,
     };
     counters
         .last_duration_nanos

@@ -955,3 +955,39 @@ async fn adaptive_settings_are_checked_and_name_their_key() {
     );
     p.close().await.unwrap();
 }
+
+#[test]
+fn a_worker_reuses_its_body_buffer_but_never_a_body_still_held() {
+    let batch = |ids: std::ops::Range<usize>| {
+        ids.map(|i| {
+            let mut r = doc(i);
+            r.encode().unwrap();
+            r
+        })
+        .collect::<Vec<_>>()
+    };
+    let ndjson = |requests: &[BulkRequest]| {
+        let mut out = BytesMut::new();
+        write_bodies(requests, &mut out);
+        out.freeze()
+    };
+    let (a, b) = (batch(0..10), batch(10..20));
+    let mut buffer = BodyBuffer::new(1 << 20);
+    // A transport that keeps a body: the next one is written elsewhere.
+    let held = buffer.build(&a);
+    let next = buffer.build(&b);
+    assert_eq!(held, ndjson(&a));
+    assert_eq!(next, ndjson(&b));
+    assert_ne!(held.as_ptr(), next.as_ptr());
+    // Once a body is dropped, the next one takes its memory.
+    let at = next.as_ptr();
+    drop((held, next));
+    let again = buffer.build(&a);
+    assert_eq!(again, ndjson(&a));
+    assert_eq!(again.as_ptr(), at);
+    // A body larger than `bulk_size` (one large request) is not kept.
+    let mut small = BodyBuffer::new(16);
+    let one = small.build(&a[..1]);
+    assert_eq!(one, ndjson(&a[..1]));
+    assert_eq!(small.buf.capacity(), 0);
+}

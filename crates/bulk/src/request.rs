@@ -1,9 +1,8 @@
 //! Bulk requests: built by the user, encoded to NDJSON once, when added.
 
 use std::fmt;
-use std::io::Write;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 
 /// The bulk operation of a request.
@@ -361,8 +360,10 @@ impl BulkRequest {
             if_primary_term: self.if_primary_term,
             retry_on_conflict: self.retry_on_conflict,
         };
-        // Writing into a Vec cannot fail; serialising plain strings and numbers cannot either.
-        let _ = write!(line, "{{\"{}\":", self.op.as_str());
+        line.extend_from_slice(b"{\"");
+        line.extend_from_slice(self.op.as_str().as_bytes());
+        line.extend_from_slice(b"\":");
+        // Serialising plain strings and numbers into a Vec cannot fail.
         serde_json::to_writer(&mut line, &meta).map_err(|e| e.to_string())?;
         line.extend_from_slice(b"}\n");
         let len = line.len() + body_len;
@@ -414,7 +415,7 @@ impl BulkRequest {
     }
 
     /// Appends this request's NDJSON lines to `out`.
-    pub(crate) fn write_ndjson(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_ndjson(&self, out: &mut BytesMut) {
         if let Some(action) = &self.action {
             out.extend_from_slice(action);
         }
@@ -436,7 +437,7 @@ impl BulkRequest {
             out.extend_from_slice(b"}\n");
         } else if let Some(Ok(doc)) = &self.source {
             out.extend_from_slice(doc);
-            out.push(b'\n');
+            out.extend_from_slice(b"\n");
         }
     }
 }
@@ -484,9 +485,9 @@ mod tests {
 
     fn ndjson(mut r: BulkRequest) -> (usize, String) {
         let len = r.encode().unwrap_or_else(|e| panic!("{e}"));
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         r.write_ndjson(&mut out);
-        (len, String::from_utf8(out).unwrap_or_default())
+        (len, String::from_utf8(out.to_vec()).unwrap_or_default())
     }
 
     #[test]
