@@ -9,8 +9,9 @@
 //!   next request needs (the last hit's sort values, the newest point in time or
 //!   scroll id) and counting hits without parsing them. `M`: `search_after` (no
 //!   point in time, as `pagination = "cursor"`), `pit` (`search_after` inside a
-//!   point in time, as `pagination = "search_after"`) or `scroll` (as
-//!   `pagination = "scroll"`). Prints `SOURCE-BENCH {"docs":N,"elapsed":S}`.
+//!   point in time, as `pagination = "search_after"`), `scroll` (as
+//!   `pagination = "scroll"`) or `backfill` (as `backfill = true`: the point in
+//!   time's last document, then pages in `_shard_doc` order up to it). Prints `SOURCE-BENCH {"docs":N,"elapsed":S}`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::time::{Duration, Instant};
@@ -129,6 +130,8 @@ enum Mode {
     SearchAfter,
     Pit,
     Scroll,
+    /// `backfill = true`: index order inside a point in time, up to its last document.
+    Backfill,
 }
 
 impl Mode {
@@ -137,7 +140,8 @@ impl Mode {
             "search_after" => Mode::SearchAfter,
             "pit" => Mode::Pit,
             "scroll" => Mode::Scroll,
-            other => bail!("--mode {other}: expected search_after, pit or scroll"),
+            "backfill" => Mode::Backfill,
+            other => bail!("--mode {other}: expected search_after, pit, scroll or backfill"),
         })
     }
 }
@@ -227,6 +231,7 @@ async fn raw(url: &str, index: &str, page: usize, mode: Mode) -> Result<()> {
             search_after(&sender, &spec, Some(pit)).await?
         }
         Mode::Scroll => scroll(&sender, &spec).await?,
+        Mode::Backfill => backfill(&sender, &spec).await?,
     };
     let elapsed = started.elapsed().as_secs_f64();
     println!("SOURCE-BENCH {}", json!({"docs": docs, "elapsed": elapsed}));
@@ -254,6 +259,33 @@ async fn search_after(sender: &Sender, spec: &QuerySpec, mut pit: Option<PitId>)
     if let Some(pit) = pit {
         sender.send(&spec.close_pit(&pit)?).await?;
     }
+    Ok(docs)
+}
+
+/// A backfill's requests: a point in time, its last document in cursor order, then
+/// pages in index order up to it until one comes back empty; closed at the end.
+async fn backfill(sender: &Sender, spec: &QuerySpec) -> Result<u64> {
+    let opened = sender.send(&spec.open_pit(KEEP_ALIVE)?).await?;
+    let mut pit = PitId::from_open_response(&opened)?;
+    let last = sender.send(&spec.last_in_pit(&pit, KEEP_ALIVE)?).await?;
+    let Some(upper) = last_sort(&last) else {
+        sender.send(&spec.close_pit(&pit)?).await?;
+        return Ok(0);
+    };
+    let upper = Cursor::new(upper.into_iter().take(2).collect());
+    let mut after: Option<Value> = None;
+    let mut docs = 0u64;
+    loop {
+        let request = spec.backfill_page(&upper, after.as_ref(), &pit, KEEP_ALIVE)?;
+        let body = sender.send(&request).await?;
+        if let Some(id) = first_string(&body, "pit_id") {
+            pit = PitId::new(id);
+        }
+        let Some(sort) = last_sort(&body) else { break };
+        docs += count_hits(&body);
+        after = Some(Value::Array(sort.into_iter().take(2).collect()));
+    }
+    sender.send(&spec.close_pit(&pit)?).await?;
     Ok(docs)
 }
 

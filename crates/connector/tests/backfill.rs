@@ -237,6 +237,10 @@ async fn a_crashed_backfill_resumes_each_slice_where_it_stood() {
         }
     }
     assert_eq!(got.len(), DOCS + uncommitted.len());
+    assert!(
+        source.committed_cursor().is_some(),
+        "after the hand-over the source reports where it stands"
+    );
     source.close().await.unwrap();
 }
 

@@ -811,6 +811,9 @@ impl ElasticsearchSource {
             return;
         };
         self.slots[slice].committed = Some(run.handover.clone());
+        if self.last_committed.is_none() {
+            self.last_committed = Some(run.handover.clone());
+        }
         let stored = self.stored_backfill(None);
         let cursors: Vec<Option<Cursor>> = self.slots.iter().map(|s| s.committed.clone()).collect();
         state
