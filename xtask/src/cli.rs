@@ -262,6 +262,9 @@ pub struct SourceBenchArgs {
     /// A tenth of the documents and two rounds: checks that everything runs, not a measurement.
     #[arg(long)]
     pub quick: bool,
+    /// Also draw docs/s as SVG bar charts (docs/benchmarks/source-<product>.svg).
+    #[arg(long)]
+    pub plot: bool,
 }
 
 #[derive(Debug, Args)]

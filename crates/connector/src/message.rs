@@ -29,9 +29,14 @@ pub struct MessageId(pub u128);
 impl MessageId {
     /// The id of document `id` at `seq_no` in `index`.
     pub fn of(index: &str, id: &str, seq_no: Option<i64>) -> Self {
+        let seq = seq_no.map(|s| s.to_string()).unwrap_or_default();
+        Self::of_decimal(index, id, &seq)
+    }
+
+    /// [`MessageId::of`] with `_seq_no` already in decimal (empty without one).
+    fn of_decimal(index: &str, id: &str, seq: &str) -> Self {
         const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
         const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-        let seq = seq_no.map(|s| s.to_string()).unwrap_or_default();
         let mut hash = OFFSET;
         for part in [
             index.as_bytes(),
@@ -90,17 +95,20 @@ impl Message {
         timestamp: Option<String>,
         payload: Box<RawValue>,
     ) -> Self {
+        // `_seq_no` in decimal once, for the id and the header.
+        let seq = seq_no.map(|s| s.to_string());
+        let id_of = MessageId::of_decimal(index, id, seq.as_deref().unwrap_or_default());
         let mut headers = BTreeMap::new();
         headers.insert(HEADER_INDEX, index.to_owned());
         headers.insert(HEADER_ID, id.to_owned());
         if let Some(ts) = timestamp {
             headers.insert(HEADER_TIMESTAMP, ts);
         }
-        if let Some(seq) = seq_no {
-            headers.insert(HEADER_SEQ_NO, seq.to_string());
+        if let Some(seq) = seq {
+            headers.insert(HEADER_SEQ_NO, seq);
         }
         Message {
-            id: MessageId::of(index, id, seq_no),
+            id: id_of,
             headers,
             payload,
         }
@@ -110,6 +118,18 @@ impl Message {
     pub fn to_json_line(&self) -> String {
         // Serialising strings and an already-valid raw JSON value cannot fail.
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Appends [`Message::to_json_line`]'s line and a newline to `buf`, without
+    /// a string of its own.
+    pub fn write_json_line(&self, buf: &mut Vec<u8>) {
+        let start = buf.len();
+        if serde_json::to_writer(&mut *buf, self).is_err() {
+            // Cannot happen (see `to_json_line`); never leave half a line.
+            buf.truncate(start);
+            return;
+        }
+        buf.push(b'\n');
     }
 }
 
@@ -217,6 +237,18 @@ pub fn timestamp_millis(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_written_line_is_the_json_line() {
+        let payload = RawValue::from_string(r#"{"a":"x\"y"}"#.into()).unwrap_or_default();
+        for (seq, ts) in [(Some(7), Some("2024-01-01T00:00:00Z")), (None, None)] {
+            let m = Message::new("logs", "id-1", seq, ts.map(String::from), payload.clone());
+            assert_eq!(m.id, MessageId::of("logs", "id-1", seq));
+            let mut buf = b"before\n".to_vec();
+            m.write_json_line(&mut buf);
+            assert_eq!(buf, format!("before\n{}\n", m.to_json_line()).into_bytes());
+        }
+    }
 
     #[test]
     fn parses_timestamps() {

@@ -1,4 +1,7 @@
 //! The run loop: poll, send, commit; sleep when caught up; retry with backoff.
+//! The next batch is polled while the output writes the current one (one batch
+//! of read-ahead), so the server is not idle while we write; a batch is still
+//! committed only after the output acknowledged it, in poll order.
 //!
 //! # Stopping
 //!
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bulk::JitterRng;
 use es_query::Cursor;
-use state_core::{StateStore, StateStoreExt};
+use state_core::{StateManager, StateStore, StateStoreExt};
 use tokio::sync::watch;
 
 use crate::error::{ConnectorError, Result};
@@ -413,6 +416,13 @@ async fn run_loop(
         summary.elapsed = started.elapsed();
         return Ok(summary);
     };
+    let mut reading = Backoff::new(options.min_backoff, options.max_backoff);
+    // The next batch, read while the one before it was being delivered.
+    let mut ahead: Option<Batch> = None;
+    // A caught-up poll made before the last batch was committed does not look
+    // behind the cursor (`late_window` waits until everything handed out is
+    // committed): such a poll is made again.
+    let looks_behind = !source.config().late_window.is_zero();
     loop {
         if stop_requested(&options.shutdown) {
             summary.interrupted = true;
@@ -424,14 +434,20 @@ async fn run_loop(
         } else {
             ConnectorError::is_retryable
         };
-        // The source counts its failures in the state itself.
-        let retry = Retry::new(&mut backoff, &mut options.shutdown, &mut summary.errors)
-            .metrics(hooks.metrics.as_ref())
-            .retry_if(retry_if);
-        let polled = retried!(retry, "poll failed", source.poll_batch())?;
-        let Some(batch) = polled else {
-            summary.interrupted = true;
-            break;
+        let batch = match ahead.take() {
+            Some(batch) => batch,
+            None => {
+                // The source counts its failures in the state itself.
+                let retry = Retry::new(&mut reading, &mut options.shutdown, &mut summary.errors)
+                    .metrics(hooks.metrics.as_ref())
+                    .retry_if(retry_if);
+                let polled = retried!(retry, "poll failed", source.poll_batch())?;
+                let Some(batch) = polled else {
+                    summary.interrupted = true;
+                    break;
+                };
+                batch
+            }
         };
         if batch.is_empty() {
             if let Some(metrics) = &hooks.metrics {
@@ -473,18 +489,22 @@ async fn run_loop(
             }
             &fresh[..]
         };
-        let committed = deliver(
+        let delivery = deliver(
             source,
             output,
             &batch,
             messages,
-            &mut backoff,
+            Lanes {
+                sending: &mut backoff,
+                reading: &mut reading,
+                retry_if,
+            },
             &mut summary,
             &hooks,
             &mut options.shutdown,
         )
         .await?;
-        if !committed {
+        if !delivery.committed {
             tracing::warn!(
                 documents = batch.len(),
                 "stopping: the batch in flight is not acknowledged; it is read again at the next start"
@@ -530,6 +550,26 @@ async fn run_loop(
             batch = batch.len(),
             "batch committed"
         );
+        match delivery.next {
+            // Shutdown requested while reading ahead: the batch just committed
+            // was the last.
+            Some(Ok(None)) => {
+                summary.interrupted = true;
+                break;
+            }
+            Some(Ok(Some(next))) => {
+                if next.is_empty() && looks_behind {
+                    if let Some(metrics) = &hooks.metrics {
+                        metrics.record_empty_poll();
+                    }
+                } else {
+                    ahead = Some(next);
+                }
+            }
+            // A poll that failed for good, after the batch before it is committed.
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
     }
     summary.cursor = source.committed_cursor().cloned();
     summary.elapsed = started.elapsed();
@@ -595,49 +635,119 @@ async fn recently_delivered(
     )
 }
 
-/// Sends until the output acknowledges, then commits; `false` when a shutdown
-/// request came first. A send in flight is abandoned then (the batch is not
+/// The retry state of the two things a delivery does at once.
+struct Lanes<'a> {
+    /// Sending the batch and committing it.
+    sending: &'a mut Backoff,
+    /// Reading the next batch meanwhile.
+    reading: &'a mut Backoff,
+    /// Which poll failures are retried.
+    retry_if: fn(&ConnectorError) -> bool,
+}
+
+/// How a delivery ended.
+struct Delivery {
+    /// Whether the batch was acknowledged and committed (`false`: a shutdown
+    /// request came first).
+    committed: bool,
+    /// The next poll, made while the batch was sent: `None` when it was not
+    /// made to the end (the send ended first: stopped), `Ok(None)` when a
+    /// shutdown request ended it.
+    next: Option<Result<Option<Batch>>>,
+}
+
+/// Sends until the output acknowledges, reading the next batch meanwhile, then
+/// commits. The server answers the next search while the output writes, and
+/// the cursor still moves only after the acknowledgement, in poll order: the
+/// batch read ahead is handed out after this one and committed after it (the
+/// source allows polls ahead of commits), and is dropped, never committed, when
+/// this one fails or a shutdown request comes first.
+///
+/// A send in flight is abandoned at a shutdown request (the batch is not
 /// acknowledged) unless the output says it must finish; a save in flight is
-/// finished, and a failed one left to the final save of `close`.
+/// finished, and a failed one left to the final save of `close`. A send that
+/// fails for good abandons the read ahead; a read that fails for good is
+/// returned once this batch is committed.
 #[allow(clippy::too_many_arguments)]
 async fn deliver(
     source: &mut ElasticsearchSource,
     output: &mut dyn Output,
     batch: &Batch,
     messages: &[Message],
-    backoff: &mut Backoff,
+    lanes: Lanes<'_>,
     summary: &mut RunSummary,
     hooks: &Hooks,
     shutdown: &mut Option<watch::Receiver<bool>>,
-) -> Result<bool> {
-    if !messages.is_empty() {
-        tracing::debug!(
-            documents = messages.len(),
-            "sending the batch to the output"
-        );
-        let attempt = if output.cancel_on_stop() {
-            Attempt::Abandon
-        } else {
-            Attempt::Finish
+) -> Result<Delivery> {
+    let Lanes {
+        sending,
+        reading,
+        retry_if,
+    } = lanes;
+    // The read holds the source: the send's failures go to its state directly.
+    let state = source.get_state_manager().cloned();
+    let mut read_shutdown = shutdown.clone();
+    let (mut send_errors, mut read_errors) = (0, 0);
+    let (sent, next) = {
+        let send = async {
+            if messages.is_empty() {
+                return Ok(Some(()));
+            }
+            tracing::debug!(
+                documents = messages.len(),
+                "sending the batch to the output"
+            );
+            let attempt = if output.cancel_on_stop() {
+                Attempt::Abandon
+            } else {
+                Attempt::Finish
+            };
+            let retry = Retry::new(sending, shutdown, &mut send_errors)
+                .metrics(hooks.metrics.as_ref())
+                .attempt(attempt);
+            retried!(
+                retry,
+                "output failed; sending the batch again",
+                recording_error(state.as_ref(), output.send(messages))
+            )
         };
-        let retry = Retry::new(backoff, shutdown, &mut summary.errors)
-            .metrics(hooks.metrics.as_ref())
-            .attempt(attempt);
-        let sent = retried!(
-            retry,
-            "output failed; sending the batch again",
-            source.recording_error(output.send(messages))
-        )?;
-        if sent.is_none() {
-            return Ok(false);
+        // The source counts its failures in the state itself.
+        let read = async {
+            let retry = Retry::new(reading, &mut read_shutdown, &mut read_errors)
+                .metrics(hooks.metrics.as_ref())
+                .retry_if(retry_if);
+            retried!(retry, "poll failed", source.poll_batch())
+        };
+        tokio::pin!(send, read);
+        let mut next = None;
+        let sent = loop {
+            tokio::select! {
+                sent = &mut send => break sent,
+                polled = &mut read, if next.is_none() => next = Some(polled),
+            }
+        };
+        // Sent: the read is awaited. Refused or stopped: it is dropped.
+        if matches!(sent, Ok(Some(()))) && next.is_none() {
+            next = Some(read.await);
         }
+        (sent, next)
+    };
+    summary.errors += send_errors + read_errors;
+    if sent?.is_none() {
+        return Ok(Delivery {
+            committed: false,
+            next: None,
+        });
     }
     let Some(ack) = &batch.ack else {
-        return Ok(true);
+        return Ok(Delivery {
+            committed: true,
+            next,
+        });
     };
     tracing::debug!("the output acknowledged the batch; committing it");
     // The state manager counts failed saves in the state itself.
-    let retry = Retry::new(backoff, shutdown, &mut summary.errors)
+    let retry = Retry::new(sending, shutdown, &mut summary.errors)
         .metrics(hooks.metrics.as_ref())
         .attempt(Attempt::Finish);
     // The store records the save in the metrics (`MeteredStore`).
@@ -647,7 +757,33 @@ async fn deliver(
         source.commit(ack)
     )?;
     // Not saved: committed in memory, and the final save of `close` tries again.
-    Ok(saved.is_some())
+    Ok(Delivery {
+        committed: saved.is_some(),
+        next,
+    })
+}
+
+/// Awaits an output's `attempt`, counting its failure in the state's
+/// `error_count`/`last_error` like [`ElasticsearchSource::record_error`] (which
+/// cannot be called while the source reads ahead).
+async fn recording_error<T, E: Into<ConnectorError>>(
+    state: Option<&StateManager>,
+    attempt: impl Future<Output = std::result::Result<T, E>>,
+) -> Result<T> {
+    let error = match attempt.await {
+        Ok(value) => return Ok(value),
+        Err(e) => e.into(),
+    };
+    if let Some(state) = state {
+        let text = error.to_string();
+        state
+            .update(|s| {
+                s.data.error_count += 1;
+                s.data.last_error = Some(text);
+            })
+            .await;
+    }
+    Err(error)
 }
 
 /// The run's metrics hooks.

@@ -89,7 +89,11 @@ pub fn cmd(args: &crate::cli::SourceBenchArgs) -> Result<()> {
     }
     let rounds = super::stats::even_rounds(rounds);
     let mut command = String::from("cargo xtask bench source");
-    for (on, flag) in [(args.docker, " --docker"), (args.quick, " --quick")] {
+    for (on, flag) in [
+        (args.docker, " --docker"),
+        (args.quick, " --quick"),
+        (args.plot, " --plot"),
+    ] {
         if on {
             command.push_str(flag);
         }
@@ -155,7 +159,12 @@ pub fn cmd(args: &crate::cli::SourceBenchArgs) -> Result<()> {
         loads: [load_before, load_after],
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
-    write_markdown(&servers, &checks, &run, &failed)?;
+    let charts = if args.plot {
+        write_charts(&servers)?
+    } else {
+        Vec::new()
+    };
+    write_markdown(&servers, &charts, &checks, &run, &failed)?;
     if !failed.is_empty() {
         bail!("bench source: {}", failed.join("; "));
     }
@@ -249,7 +258,7 @@ impl Bench {
         let small = format!("bench-source-{run}-small");
         let empty = format!("bench-source-{run}-empty");
         let result = self.measure_server(
-            label,
+            (label, product),
             has_pit(product, version),
             docs,
             rounds,
@@ -263,7 +272,7 @@ impl Bench {
 
     fn measure_server(
         &self,
-        label: &str,
+        (label, product): (&str, Product),
         pit: bool,
         docs: u64,
         rounds: usize,
@@ -364,6 +373,7 @@ impl Bench {
         }
         Ok(Server {
             name: label.to_string(),
+            product: product.name(),
             shards: SHARDS,
             docs,
             rows,
@@ -518,8 +528,29 @@ struct Run {
     minutes: f64,
 }
 
+/// One SVG per server beside source.md (`source-<product>.svg`): docs/s of
+/// every contender, grouped by mode. Returns (server name, file name) of each.
+fn write_charts(servers: &[Server]) -> Result<Vec<(String, String)>> {
+    let mut written = Vec::new();
+    for server in servers {
+        let bars = server.bars();
+        let svg = super::plot::grouped_bars(&super::plot::Chart {
+            title: &bars.title,
+            unit: "docs/s",
+            groups: &bars.groups,
+            series: &bars.series,
+            values: &bars.values,
+        });
+        let name = format!("source-{}.svg", server.product);
+        super::write_result(&name, svg)?;
+        written.push((server.name.clone(), name));
+    }
+    Ok(written)
+}
+
 fn write_markdown(
     servers: &[Server],
+    charts: &[(String, String)],
     checks: &[(bool, String)],
     run: &Run,
     failed: &[String],
@@ -581,6 +612,9 @@ fn write_markdown(
     );
     for server in servers {
         md.push_str(&server.markdown());
+        for (_, chart) in charts.iter().filter(|(name, _)| *name == server.name) {
+            let _ = write!(md, "\n![{chart}]({chart})\n");
+        }
         md.push('\n');
     }
     for failure in failed {

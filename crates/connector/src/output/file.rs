@@ -152,8 +152,7 @@ fn refused(path: &Path, reason: String) -> OutputError {
 fn render(batch: &[Message]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(batch.len() * 256);
     for m in batch {
-        buf.extend_from_slice(m.to_json_line().as_bytes());
-        buf.push(b'\n');
+        m.write_json_line(&mut buf);
     }
     buf
 }

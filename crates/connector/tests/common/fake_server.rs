@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 pub const EMPTY_PAGE: &str = r#"{"took":1,"timed_out":false,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0},"hits":{"hits":[]}}"#;
@@ -19,6 +19,8 @@ pub struct FakeServer {
     script: Arc<Mutex<VecDeque<(u16, String, Duration)>>>,
     /// Every request: the request line, headers and body.
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// Notified at each request recorded in `requests`.
+    arrived: Arc<Condvar>,
 }
 
 impl FakeServer {
@@ -29,6 +31,7 @@ impl FakeServer {
             url,
             script: Arc::default(),
             requests: Arc::default(),
+            arrived: Arc::default(),
         };
         let handle = server.clone();
         std::thread::spawn(move || {
@@ -64,13 +67,26 @@ impl FakeServer {
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| r.contains("_search") && !r.starts_with("DELETE"))
+            .filter(|r| is_search(r))
             .filter_map(|r| {
                 r.split("\r\n\r\n")
                     .nth(1)
                     .and_then(|b| serde_json::from_str(b).ok())
             })
             .collect()
+    }
+
+    /// Blocks until `n` `_search` requests have come (answered or not), or
+    /// `deadline` passed (a bound on a hang, not a measure): whether they came.
+    pub fn wait_for_searches(&self, n: usize, deadline: Duration) -> bool {
+        let requests = self.requests.lock().unwrap();
+        let (requests, _) = self
+            .arrived
+            .wait_timeout_while(requests, deadline, |r| {
+                r.iter().filter(|r| is_search(r)).count() < n
+            })
+            .unwrap();
+        requests.iter().filter(|r| is_search(r)).count() >= n
     }
 
     fn serve(&self, stream: std::net::TcpStream) {
@@ -97,6 +113,7 @@ impl FakeServer {
             reader.read_exact(&mut body).unwrap();
             let body = String::from_utf8_lossy(&body).into_owned();
             self.requests.lock().unwrap().push(format!("{head}{body}"));
+            self.arrived.notify_all();
             let (status, answer) = if head.starts_with("GET / ") {
                 (200, r#"{"name":"fake","version":{"number":"8.11.1","build_flavor":"default"},"tagline":"You Know, for Search"}"#.to_owned())
             } else if head.contains("_search") && !head.starts_with("DELETE") {
@@ -127,6 +144,11 @@ impl FakeServer {
             }
         }
     }
+}
+
+/// A `_search` request (not `DELETE`, which clears a scroll).
+fn is_search(request: &str) -> bool {
+    request.contains("_search") && !request.starts_with("DELETE")
 }
 
 /// A search answer with hits `ids` (timestamp 1000 each, tiebreaker = id).

@@ -87,6 +87,8 @@ impl Row {
 pub struct Server {
     /// e.g. `elasticsearch 9.5.3 (jars)`.
     pub name: String,
+    /// Names its chart: `elasticsearch` or `opensearch`.
+    pub product: &'static str,
     pub shards: u32,
     pub docs: u64,
     pub rows: Vec<Row>,
@@ -210,6 +212,39 @@ impl Server {
         md
     }
 
+    /// docs/s (best round) of every contender, grouped by mode: the series are
+    /// the contenders' labels (one per kind, whichever modes it ran in), in
+    /// table order; `None` where a contender has no run in a mode.
+    pub fn bars(&self) -> Bars {
+        let modes = [Mode::Pit, Mode::Scroll];
+        let mut series: Vec<String> = Vec::new();
+        for row in &self.rows {
+            if !series.contains(&row.label) {
+                series.push(row.label.clone());
+            }
+        }
+        let values = series
+            .iter()
+            .map(|label| {
+                modes
+                    .iter()
+                    .map(|&mode| {
+                        self.rows
+                            .iter()
+                            .find(|r| &r.label == label && r.peer.mode() == mode)
+                            .and_then(Row::best)
+                    })
+                    .collect()
+            })
+            .collect();
+        Bars {
+            title: format!("{}: reading an index, docs/s (higher is better)", self.name),
+            groups: modes.iter().map(|m| m.label().to_string()).collect(),
+            series,
+            values,
+        }
+    }
+
     /// The targets: (met, sentence with the target beside the measured value).
     pub fn checks(&self) -> Vec<(bool, String)> {
         let mut out = Vec::new();
@@ -309,6 +344,16 @@ impl Server {
     }
 }
 
+/// What one server's chart shows (see [`Server::bars`]), for `plot::Chart`.
+#[derive(Debug, Clone)]
+pub struct Bars {
+    pub title: String,
+    pub groups: Vec<String>,
+    pub series: Vec<String>,
+    /// `values[s][g]`: series `s` in group `g`.
+    pub values: Vec<Vec<Option<f64>>>,
+}
+
 fn markdown_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut out = format!("| {} |\n", header.join(" | "));
     out.push_str(&format!("|{}\n", "---|".repeat(N)));
@@ -338,6 +383,7 @@ mod tests {
         let c = |mode, slices| Peer::Connector { mode, slices };
         Server {
             name: "es".into(),
+            product: "elasticsearch",
             shards: 4,
             docs: 1000,
             rows: vec![
@@ -404,6 +450,52 @@ mod tests {
             "{}",
             checks[0].1
         );
+    }
+
+    #[test]
+    fn bars_group_each_contender_by_mode() {
+        let mut s = server();
+        // Labelled as the bench labels them: one label per kind of contender.
+        for row in &mut s.rows {
+            row.label = match row.peer {
+                Peer::Connector { slices: 1, .. } => "es-connector".into(),
+                Peer::Connector { slices, .. } => format!("slices = {slices}"),
+                Peer::Raw(_) => "raw".into(),
+                Peer::PyPit => "py pit".into(),
+                Peer::PyScan => "py scan".into(),
+            };
+        }
+        s.rows.retain(|r| r.peer != Peer::PyPit);
+        s.rows.push(Row {
+            label: "py pit".into(),
+            note: "not run: no PyPI".into(),
+            ..row(Peer::PyPit, &[])
+        });
+        let bars = s.bars();
+        assert_eq!(bars.groups, ["search_after + PIT", "scroll"]);
+        assert_eq!(
+            bars.series,
+            [
+                "es-connector",
+                "raw",
+                "py scan",
+                "slices = 2",
+                "slices = 4",
+                "py pit"
+            ]
+        );
+        assert_eq!(
+            bars.values,
+            [
+                [Some(1920.0), Some(1800.0)],
+                [Some(2000.0), Some(2000.0)],
+                [None, Some(1600.0)],
+                [Some(3840.0), None],
+                [Some(5760.0), None],
+                [None, None],
+            ]
+        );
+        assert!(bars.title.starts_with("es: "), "{}", bars.title);
     }
 
     #[test]
