@@ -26,6 +26,9 @@ use crate::response::{Decision, ItemDecision};
 ///   refused for other reasons, a mapping error, are the documents' fault, not
 ///   the cluster's load). After as many clean answers in a row as the current
 ///   limit (one round of calls), the limit rises by one, never above `max`.
+///   Only calls in flight while every place under the limit was taken count: a
+///   producer slower than the limit, which never fills it, gives no sign that
+///   more calls would be welcome, so the limit stays where the pushback left it.
 /// - Anything else (no answer, `503`, `5xx`, another refusal) leaves the limit
 ///   and the run of clean answers as they are: they say the cluster is
 ///   unavailable or the request is wrong, and fewer calls would not help.
@@ -292,6 +295,8 @@ pub(crate) struct Gate {
 struct GateState {
     limiter: Limiter,
     in_flight: usize,
+    /// How many times a call took the last place under the limit.
+    filled: u64,
 }
 
 impl Gate {
@@ -300,6 +305,7 @@ impl Gate {
             state: Mutex::new(GateState {
                 limiter,
                 in_flight: 0,
+                filled: 0,
             }),
             changed: Notify::new(),
         }
@@ -326,10 +332,15 @@ impl Gate {
             {
                 let mut s = self.lock();
                 if s.in_flight < s.limiter.limit() {
+                    let filled_before = s.filled;
                     s.in_flight += 1;
+                    if s.in_flight == s.limiter.limit() {
+                        s.filled += 1;
+                    }
                     return InFlight {
                         gate: self,
                         epoch: s.limiter.epoch(),
+                        filled_before,
                         done: false,
                     };
                 }
@@ -338,9 +349,17 @@ impl Gate {
         }
     }
 
-    fn leave(&self, epoch: u64, signal: Signal) -> Option<Change> {
+    /// A call sent in `epoch` is answered; the gate had been filled
+    /// `filled_before` times when it entered.
+    fn leave(&self, epoch: u64, filled_before: u64, signal: Signal) -> Option<Change> {
         let change = {
             let mut s = self.lock();
+            // A clean answer to a call that never saw the limit reached says
+            // nothing about whether more calls would be welcome.
+            let signal = match signal {
+                Signal::Clean if s.filled == filled_before => Signal::Other,
+                other => other,
+            };
             s.in_flight = s.in_flight.saturating_sub(1);
             s.limiter.on_answer(epoch, signal)
         };
@@ -355,6 +374,9 @@ impl Gate {
 pub(crate) struct InFlight<'a> {
     gate: &'a Gate,
     epoch: u64,
+    /// How many times the gate had been filled when it entered: if the count
+    /// grew while it was in flight, the limit held.
+    filled_before: u64,
     done: bool,
 }
 
@@ -363,14 +385,15 @@ impl InFlight<'_> {
     /// change of the limit, if any, returned.
     pub(crate) fn answered(mut self, signal: Signal) -> Option<Change> {
         self.done = true;
-        self.gate.leave(self.epoch, signal)
+        self.gate.leave(self.epoch, self.filled_before, signal)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.gate.leave(self.epoch, Signal::Other);
+            self.gate
+                .leave(self.epoch, self.filled_before, Signal::Other);
         }
     }
 }
@@ -601,6 +624,33 @@ mod tests {
         assert_eq!(gate.snapshot(), (1, 1));
         assert_eq!(c.answered(Signal::Clean).map(|c| c.to), Some(2));
         assert_eq!(gate.snapshot(), (2, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clean_answers_raise_the_limit_only_when_calls_filled_it() {
+        let config = AdaptiveConcurrency {
+            initial: Some(2),
+            ..AdaptiveConcurrency::between(1, 4)
+        };
+        let gate = Gate::new(Limiter::adaptive(&config));
+        // A slow producer: one call at a time never fills the limit of 2.
+        for _ in 0..10 {
+            let call = gate.enter().await;
+            assert_eq!(call.answered(Signal::Clean), None);
+        }
+        assert_eq!(
+            gate.snapshot(),
+            (2, 0),
+            "not raised by calls it never held back"
+        );
+        // Two at a time fill it: a round of two clean answers raises it.
+        let a = gate.enter().await;
+        let b = gate.enter().await;
+        assert_eq!(a.answered(Signal::Clean), None);
+        assert_eq!(
+            b.answered(Signal::Clean).map(|c| (c.from, c.to)),
+            Some((2, 3))
+        );
     }
 
     /// Polls `f` once.

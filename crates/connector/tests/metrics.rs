@@ -255,11 +255,11 @@ async fn the_run_loop_updates_the_metrics_and_the_observer() {
     // The last document is 1 h − 299 s old.
     let lag = sample(&text, "es_connector_lag_seconds").unwrap();
     assert!((3300.0..3400.0).contains(&lag), "lag {lag}: {text}");
-    // The final save of close (what the last, empty, poll changed) counts too:
-    // every save of the store does.
+    // The last, empty, poll was read ahead while the last batch was written, so
+    // the last commit saved what it changed: close has nothing left to save.
     source.close().await.unwrap();
     let (_, text) = scrape(&server).await;
-    assert_eq!(sample(&text, "es_connector_state_saves_total"), Some(4.0));
+    assert_eq!(sample(&text, "es_connector_state_saves_total"), Some(3.0));
 
     assert_eq!(observer.documents.load(Ordering::Relaxed), 300);
     assert_eq!(observer.batches.load(Ordering::Relaxed), 3);

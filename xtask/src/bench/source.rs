@@ -3,8 +3,9 @@
 //! test lines, es9 and os3), same index, same page size:
 //!
 //! - `es-connector run --once` (file output, file state), per mode:
-//!   `pagination = "search_after"` (inside a point in time) and `"scroll"`, and
-//!   with `slices` = 2 and 4 beside 1 (point in time);
+//!   `pagination = "search_after"` (inside a point in time), `"scroll"` and
+//!   `backfill = true` (index order inside a point in time), and with `slices` = 2
+//!   and 4 beside 1 (point in time, sorted and backfill);
 //! - the floor per mode: the `source_scan raw` helper of the connector crate,
 //!   sending the same request bodies (es-query's) over one keep-alive connection
 //!   and reading only what the next request needs;
@@ -212,8 +213,12 @@ fn contenders() -> Vec<Peer> {
         c(Mode::Scroll, 1),
         Peer::Raw(Mode::Scroll),
         Peer::PyScan,
+        c(Mode::Backfill, 1),
+        Peer::Raw(Mode::Backfill),
         c(Mode::Pit, 2),
         c(Mode::Pit, 4),
+        c(Mode::Backfill, 2),
+        c(Mode::Backfill, 4),
     ]
 }
 
@@ -234,7 +239,7 @@ impl Bench {
 
     /// Why `peer` cannot run here, if it cannot.
     fn cannot_run(&self, peer: Peer, pit: bool, server: &str) -> Option<String> {
-        if peer.mode() == Mode::Pit && !pit {
+        if peer.mode() != Mode::Scroll && !pit {
             return Some(format!(
                 "not run: {server} has no point in time (Elasticsearch >= 7.10, OpenSearch >= 2.4)"
             ));
@@ -438,12 +443,13 @@ impl Bench {
         let _ = std::fs::remove_dir_all(&run_dir);
         std::fs::create_dir_all(run_dir.join("state"))?;
         let pagination = match mode {
-            Mode::Pit => "search_after",
-            Mode::Scroll => "scroll",
+            Mode::Pit => "search_after\"",
+            Mode::Scroll => "scroll\"",
+            Mode::Backfill => "search_after\"\nbackfill = true",
         };
         let text = format!(
             "[plugin_config]\nurl = {url}\nindex = {index}\nbatch_size = {PAGE}\n\
-             pagination = \"{pagination}\"\nslices = {slices}\ntiebreaker_field = \"id\"\n\n\
+             pagination = \"{pagination}\nslices = {slices}\ntiebreaker_field = \"id\"\n\n\
              [plugin_config.state]\nenabled = true\nstorage_type = \"file\"\n\
              state_id = \"bench\"\n\n[plugin_config.state.storage_config]\nbase_path = {state}\n\n\
              [output]\nkind = \"file\"\npath = {out}\n",
@@ -509,6 +515,7 @@ fn raw_mode(mode: Mode) -> &'static str {
     match mode {
         Mode::Pit => "pit",
         Mode::Scroll => "scroll",
+        Mode::Backfill => "backfill",
     }
 }
 
@@ -596,9 +603,12 @@ fn write_markdown(
     md.push_str(
         "- **es-connector**: `es-connector run --once --no-progress`, file output (JSON lines, \
          fsynced per batch), file state saved after every batch, `tiebreaker_field = \"id\"`; \
-         `pagination = \"search_after\"` (inside a point in time, sort `[@timestamp, id]`) or \
-         `\"scroll\"` (sorted the same way); `slices` = 1 unless stated.\n\
-         - **raw loop (floor)**: `crates/connector/benches/source_scan.rs raw --mode pit|scroll`: \
+         `pagination = \"search_after\"` (inside a point in time, sort `[@timestamp, id]`), \
+         `\"scroll\"` (sorted the same way), or `backfill = true` (a first read in index \
+         order, `_shard_doc`, inside a point in time, up to its last document; \
+         [live-tail.md](../live-tail.md#backfill-reading-what-is-there-in-index-order)); \
+         `slices` = 1 unless stated.\n\
+         - **raw loop (floor)**: `crates/connector/benches/source_scan.rs raw --mode pit|scroll|backfill`: \
          the same request bodies as es-connector (built by `es-query`), one keep-alive \
          connection, reading only what the next request needs (the last hit's sort values, the \
          newest point in time or scroll id), hits counted, not parsed, nothing written.\n\
@@ -635,10 +645,12 @@ fn write_markdown(
     md.push_str(
         "\nhelpers.scan is not a like-for-like peer of a sorted read: it scrolls in index \
          order (`_doc`), which the server serves without sorting, and it cannot resume after a \
-         restart. es-connector sorts every page on `[@timestamp, id]` in both modes (that is \
-         what makes its cursor durable), so the helpers.scan target compares a sorted read \
-         with an unsorted one; the raw loop of the same mode shows what the sorted requests \
-         cost by themselves.\n",
+         restart. es-connector sorts every page on `[@timestamp, id]` in the search_after and \
+         scroll modes (that is what makes its cursor durable), so there the helpers.scan \
+         target compares a sorted read with an unsorted one; the raw loop of the same mode \
+         shows what the sorted requests cost by themselves. `backfill = true` is the like-for-\
+         like read: index order, as helpers.scan, but resumable (each slice's position is \
+         saved with every commit) and handing over to the sorted cursor at its end.\n",
     );
     super::write_result("source.md", md)?;
     Ok(())
