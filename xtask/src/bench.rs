@@ -238,18 +238,47 @@ fn load_average() -> Option<f64> {
 }
 
 /// Writes a benchmark's results, `docs/benchmarks/<name>`, and says where.
-fn write_result(name: &str, contents: impl AsRef<[u8]>) -> Result<std::path::PathBuf> {
+///
+/// Notes written by hand below [`KEPT_NOTES`] in the previous file (profiles,
+/// why a target is missed) are kept after the new results.
+fn write_result(name: &str, contents: impl AsRef<str>) -> Result<std::path::PathBuf> {
     let dir = util::root().join("docs").join("benchmarks");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(name);
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let contents = with_kept_notes(contents.as_ref().to_owned(), &old);
     std::fs::write(&path, contents).with_context(|| format!("cannot write {}", path.display()))?;
     step!("wrote {}", path.display());
     Ok(path)
 }
 
+/// The line after which a results file holds notes written by hand, which a new
+/// run of its benchmark keeps.
+const KEPT_NOTES: &str =
+    "<!-- Notes below this line are written by hand; a new run of the benchmark keeps them. -->";
+
+/// `md`, followed by the hand-written notes of the `old` file, if it had any.
+fn with_kept_notes(mut md: String, old: &str) -> String {
+    if let Some(at) = old.find(KEPT_NOTES) {
+        md.push('\n');
+        md.push_str(&old[at..]);
+    }
+    md
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_report_keeps_the_hand_written_notes() {
+        let old = format!("# old table\n\n{KEPT_NOTES}\n\n## Profile\n\nnotes\n");
+        assert_eq!(
+            with_kept_notes("# new table\n".into(), &old),
+            format!("# new table\n\n{KEPT_NOTES}\n\n## Profile\n\nnotes\n")
+        );
+        assert_eq!(with_kept_notes("# new\n".into(), "# old\n"), "# new\n");
+    }
 
     const LINE: &str =
         "STATE-BENCH\tredis\tsave\t9000\t100.5\t250.0\t10000\t90.2\t200.0\tredis SET 2 KiB";

@@ -899,39 +899,13 @@ fn write_markdown(r: &Report<'_>) -> Result<()> {
     for (ok, line) in r.checks {
         let _ = writeln!(md, "- **{}** {line}", if *ok { "OK" } else { "MISSED" });
     }
-    let old =
-        std::fs::read_to_string(util::root().join("docs/benchmarks/bulk.md")).unwrap_or_default();
-    super::write_result("bulk.md", with_kept_notes(md, &old))?;
+    super::write_result("bulk.md", md)?;
     Ok(())
-}
-
-/// The line after which docs/benchmarks/bulk.md holds notes written by hand
-/// (profiles, what was changed for them), which a new run keeps.
-const KEPT_NOTES: &str =
-    "<!-- Notes below this line are written by hand; `cargo xtask bench bulk` keeps them. -->";
-
-/// `md`, followed by the hand-written notes of the `old` file, if it had any.
-fn with_kept_notes(mut md: String, old: &str) -> String {
-    if let Some(at) = old.find(KEPT_NOTES) {
-        md.push('\n');
-        md.push_str(&old[at..]);
-    }
-    md
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_new_report_keeps_the_hand_written_notes() {
-        let old = format!("# old table\n\n{KEPT_NOTES}\n\n## Profile\n\nnotes\n");
-        assert_eq!(
-            with_kept_notes("# new table\n".into(), &old),
-            format!("# new table\n\n{KEPT_NOTES}\n\n## Profile\n\nnotes\n")
-        );
-        assert_eq!(with_kept_notes("# new\n".into(), "# old\n"), "# new\n");
-    }
 
     pub(super) fn row(target: Target, c: Contender, docs: u64, elapsed: f64, cpu: f64) -> Row {
         Row {

@@ -577,7 +577,8 @@ fn write_markdown(
         load(run.loads[0]),
         load(run.loads[1]),
         if busy {
-            ": **the machine was busy** (other builds were running), so these figures are \
+            ": **the machine was busy** (the load counts the servers' own work too: their \
+             start-up, indexing and merges), so these figures are \
              provisional; ratios of contenders that ran in the same rounds hold up better than \
              absolute docs/s"
         } else {
