@@ -494,8 +494,8 @@ impl Report<'_> {
              into a fresh index (1 shard) per run, with the same backoff in both modes \
              (50 ms doubling to 2 s, jitter 0.5). *Fixed*: {max} workers, always. *Adaptive*: \
              `AdaptiveConcurrency::between(1, {max})` (starts at {max}, halves on pushback, \
-             +1 after a round of clean answers). {rounds} rounds, alternating which mode goes \
-             first. After each run the index is refreshed and counted: `_count` must equal the \
+             +1 after a round of clean answers while the limit was reached). {rounds} \
+             rounds, alternating which mode goes first. After each run the index is refreshed and counted: `_count` must equal the \
              documents added (nothing lost, nothing doubled).\n",
             server = self.server,
             queue = p.queue,
