@@ -775,13 +775,7 @@ async fn recording_error<T, E: Into<ConnectorError>>(
         Err(e) => e.into(),
     };
     if let Some(state) = state {
-        let text = error.to_string();
-        state
-            .update(|s| {
-                s.data.error_count += 1;
-                s.data.last_error = Some(text);
-            })
-            .await;
+        crate::source::count_error(state, &error).await;
     }
     Err(error)
 }

@@ -266,20 +266,9 @@ async fn an_expired_backfill_point_in_time_starts_its_slice_over_without_loss() 
         .as_str()
         .unwrap()
         .to_owned();
-    let (path, body) = if source.server().unwrap().flavor.is_opensearch() {
-        ("_search/point_in_time", json!({"pit_id": [pit]}))
-    } else {
-        ("_pit", json!({"id": pit}))
-    };
+    let opensearch = source.server().unwrap().flavor.is_opensearch();
     drop(source);
-    let r = index
-        .http()
-        .delete(format!("{url}/{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{r:?}");
+    index.close_pit(opensearch, &pit).await;
     // Written since: the new point in time holds them, yet they sort after the
     // hand-over, so only the incremental read may deliver them.
     let upper_ts = state["data"]["backfill"]["upper"]["sort"][0]

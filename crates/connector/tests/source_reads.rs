@@ -192,19 +192,8 @@ async fn an_expired_point_in_time_resumes_from_the_cursor_without_loss() {
             .pit_id()
             .cloned()
             .expect("a point in time is open mid-pass");
-        let (path, body) = if source.server().unwrap().flavor.is_opensearch() {
-            ("_search/point_in_time", json!({"pit_id": [pit.as_str()]}))
-        } else {
-            ("_pit", json!({"id": pit.as_str()}))
-        };
-        let r = index
-            .http()
-            .delete(format!("{url}/{path}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{r:?}");
+        let opensearch = source.server().unwrap().flavor.is_opensearch();
+        index.close_pit(opensearch, pit.as_str()).await;
         ids.extend(drain(&mut source).await);
         let distinct: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(distinct.len(), 500, "{tiebreaker:?}: nothing lost");

@@ -139,6 +139,28 @@ fn restore_late(
     Ok(Some(window))
 }
 
+/// Counts `error` in the state's `error_count`/`last_error`.
+pub(crate) async fn count_error(state: &StateManager, error: &ConnectorError) {
+    let text = error.to_string();
+    state
+        .update(|s| {
+            s.data.error_count += 1;
+            s.data.last_error = Some(text);
+        })
+        .await;
+}
+
+/// Counts a committed batch of `ack` in `d` (read and delivered in
+/// `elapsed_ms`): documents, bytes, the last document and the mean batch time.
+fn count_committed(d: &mut state_core::StateData, ack: &Ack, elapsed_ms: f64, batches: u64) {
+    d.total_documents_fetched += ack.documents;
+    d.last_document_id = Some(ack.last_document_id.clone());
+    let stats = &mut d.processing_stats;
+    stats.total_bytes_processed += ack.bytes;
+    stats.avg_batch_processing_time_ms +=
+        (elapsed_ms - stats.avg_batch_processing_time_ms) / batches as f64;
+}
+
 /// The Elasticsearch/OpenSearch source.
 #[derive(Debug)]
 pub struct ElasticsearchSource {
@@ -656,15 +678,10 @@ impl ElasticsearchSource {
                 .update(|s| {
                     let d = &mut s.data;
                     let batches = progress.write(d);
-                    d.total_documents_fetched += ack.documents;
+                    count_committed(d, ack, elapsed_ms, batches);
                     d.last_offset = offset;
-                    d.last_document_id = Some(ack.last_document_id.clone());
                     d.last_scroll_id = ack.scroll_id.clone();
                     slots::forget_closed_scroll(d, &open);
-                    let stats = &mut d.processing_stats;
-                    stats.total_bytes_processed += ack.bytes;
-                    stats.avg_batch_processing_time_ms +=
-                        (elapsed_ms - stats.avg_batch_processing_time_ms) / batches as f64;
                 })
                 .await;
             let slot = &mut self.slots[ack.slice];
@@ -751,12 +768,7 @@ impl ElasticsearchSource {
                     d.extra.insert(LATE_FIELD.into(), window);
                 }
                 let batches = progress::count_batch(d);
-                d.total_documents_fetched += ack.documents;
-                d.last_document_id = Some(ack.last_document_id.clone());
-                let stats = &mut d.processing_stats;
-                stats.total_bytes_processed += ack.bytes;
-                stats.avg_batch_processing_time_ms +=
-                    (elapsed_ms - stats.avg_batch_processing_time_ms) / batches as f64;
+                count_committed(d, ack, elapsed_ms, batches);
             })
             .await;
         let slot = &mut self.slots[ack.slice];
@@ -1056,13 +1068,7 @@ impl ElasticsearchSource {
     /// manager.
     pub async fn record_error(&self, error: ConnectorError) -> ConnectorError {
         if let Some(state) = &self.state {
-            let text = error.to_string();
-            state
-                .update(|s| {
-                    s.data.error_count += 1;
-                    s.data.last_error = Some(text);
-                })
-                .await;
+            count_error(state, &error).await;
         }
         error
     }

@@ -154,6 +154,23 @@ impl TestIndex {
         ids
     }
 
+    /// Closes point in time `pit` behind a source's back, as if it expired.
+    pub async fn close_pit(&self, opensearch: bool, pit: &str) {
+        let (path, body) = if opensearch {
+            ("_search/point_in_time", json!({"pit_id": [pit]}))
+        } else {
+            ("_pit", json!({"id": pit}))
+        };
+        let r = self
+            .http
+            .delete(format!("{}/{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "closing {pit}: {r:?}");
+    }
+
     /// Raw request helper.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
