@@ -10,9 +10,7 @@ mod fake_server;
 
 use std::time::Duration;
 
-use connector::{
-    ConnectorConfig, ElasticsearchSource, Message, Output, OutputError, RunOptions, RunSummary,
-};
+use connector::{Message, Output, OutputError, RunOptions, RunSummary};
 use fake_server::{FakeServer, page};
 use serde_json::json;
 use state_core::async_trait;
@@ -65,13 +63,7 @@ async fn start() -> Harness {
     let server = FakeServer::start();
     server.push(200, page(&["a", "b"]));
     server.push(200, page(&["c", "d"]));
-    let text = format!(
-        "[plugin_config]\nurl = \"{}\"\nindex = \"logs\"\npagination = \"cursor\"\ntiebreaker_field = \"id\"\nbatch_size = 2\n",
-        server.url
-    );
-    let mut source =
-        ElasticsearchSource::new(1, ConnectorConfig::from_toml(&text).unwrap().plugin_config);
-    source.open().await.unwrap();
+    let mut source = fake_server::open_source(&server).await;
     let (started_tx, started) = oneshot::channel();
     let (release, release_rx) = oneshot::channel();
     let (taken_tx, taken) = mpsc::unbounded_channel();

@@ -14,7 +14,7 @@ use std::process::{Command, ExitStatus};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use connector::{ConnectorConfig, ElasticsearchSource, Message, Output, OutputError, RunOptions};
+use connector::{Message, Output, OutputError, RunOptions};
 use fake_server::{FakeServer, page};
 use state_core::async_trait;
 use tokio::sync::watch;
@@ -230,13 +230,7 @@ impl Output for Down {
 async fn the_run_loop_stops_waiting_for_a_down_output_when_asked() {
     let server = FakeServer::start();
     server.push(200, page(&["a", "b"]));
-    let text = format!(
-        "[plugin_config]\nurl = \"{}\"\nindex = \"logs\"\npagination = \"cursor\"\ntiebreaker_field = \"id\"\nbatch_size = 2\n",
-        server.url
-    );
-    let mut source =
-        ElasticsearchSource::new(1, ConnectorConfig::from_toml(&text).unwrap().plugin_config);
-    source.open().await.unwrap();
+    let mut source = fake_server::open_source(&server).await;
     let (attempts_tx, mut attempts) = tokio::sync::mpsc::unbounded_channel();
     let mut output = Down {
         attempts: attempts_tx,

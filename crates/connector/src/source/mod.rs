@@ -872,11 +872,7 @@ impl ElasticsearchSource {
         let spec = query_config(validated)
             .build(server.flavor)
             .map_err(|e| ConnectorError::invalid("plugin_config", e))?;
-        let settle =
-            chrono::Duration::from_std(self.config.settle).unwrap_or(chrono::Duration::MAX);
-        let ceiling = chrono::Utc::now()
-            .checked_sub_signed(settle)
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let ceiling = reader::ceiling(self.config.settle);
         let started =
             backfill::start(client, &spec.with_ceiling(ceiling), self.config.keep_alive).await?;
         self.backfill_pending = false;

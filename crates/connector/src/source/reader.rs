@@ -113,13 +113,7 @@ impl Reader {
         let settle = self.settle;
         let spec = &self.spec;
         self.pass
-            .get_or_insert_with(|| {
-                let settle = chrono::Duration::from_std(settle).unwrap_or(chrono::Duration::MAX);
-                let ceiling = chrono::Utc::now()
-                    .checked_sub_signed(settle)
-                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-                spec.with_ceiling(ceiling)
-            })
+            .get_or_insert_with(|| spec.with_ceiling(ceiling(settle)))
             .clone()
     }
 
@@ -197,6 +191,14 @@ impl Reader {
             log_close("scroll", outcome);
         }
     }
+}
+
+/// The ceiling of a pass starting now: now minus `settle`.
+pub(crate) fn ceiling(settle: Duration) -> chrono::DateTime<chrono::Utc> {
+    let settle = chrono::Duration::from_std(settle).unwrap_or(chrono::Duration::MAX);
+    chrono::Utc::now()
+        .checked_sub_signed(settle)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }
 
 fn log_close(what: &str, outcome: Result<u16>) {

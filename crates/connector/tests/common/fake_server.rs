@@ -172,3 +172,18 @@ pub fn page(ids: &[&str]) -> String {
 pub fn scroll_page(ids: &[&str], scroll_id: &str) -> String {
     page(ids).replacen('{', &format!(r#"{{"_scroll_id":"{scroll_id}","#), 1)
 }
+
+/// A source reading `logs` on `server` page by page (`pagination = "cursor"`,
+/// `tiebreaker_field = "id"`, `batch_size = 2`), opened.
+pub async fn open_source(server: &FakeServer) -> connector::ElasticsearchSource {
+    let text = format!(
+        "[plugin_config]\nurl = \"{}\"\nindex = \"logs\"\npagination = \"cursor\"\ntiebreaker_field = \"id\"\nbatch_size = 2\n",
+        server.url
+    );
+    let config = connector::ConnectorConfig::from_toml(&text)
+        .unwrap()
+        .plugin_config;
+    let mut source = connector::ElasticsearchSource::new(1, config);
+    source.open().await.unwrap();
+    source
+}
