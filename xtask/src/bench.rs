@@ -13,6 +13,7 @@ mod adaptive;
 mod bulk;
 mod late;
 mod micro;
+mod other_work;
 mod plot;
 mod source;
 mod stats;
@@ -225,16 +226,6 @@ fn write_markdown(rows: &[Row], servers: &str, failed: &[String]) -> Result<()> 
     }
     write_result("state.md", md)?;
     Ok(())
-}
-
-/// `/proc/loadavg`'s one-minute figure: how busy the machine was around a run.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Writes a benchmark's results, `docs/benchmarks/<name>`, and says where.

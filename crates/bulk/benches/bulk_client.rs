@@ -206,7 +206,8 @@ fn raw_bodies(args: &Args) -> Vec<(Bytes, u64)> {
 }
 
 async fn run_raw(args: &Args, bodies: Arc<Vec<(Bytes, u64)>>) -> Result<Outcome, Error> {
-    let client = reqwest::Client::builder()
+    // The same requests as the processor's transport: uncompressed answers.
+    let client = es_endpoint::uncompressed(reqwest::Client::builder())
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
         .build()?;

@@ -211,7 +211,8 @@ impl Sender {
 
 async fn raw(url: &str, index: &str, page: usize, mode: Mode) -> Result<()> {
     let sender = Sender {
-        http: reqwest::Client::builder()
+        // The same requests as the source's: uncompressed answers.
+        http: es_endpoint::uncompressed(reqwest::Client::builder())
             .pool_max_idle_per_host(1)
             .build()?,
         url: url.to_owned(),

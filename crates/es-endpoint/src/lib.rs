@@ -9,6 +9,8 @@ mod secret;
 mod url;
 
 pub use access::{Access, Auth, Endpoint, KeyError};
+#[cfg(feature = "reqwest")]
+pub use client::uncompressed;
 pub use index::IndexName;
 pub use redact::{redact_url, strip_userinfo};
 pub use secret::Secret;

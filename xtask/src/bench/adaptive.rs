@@ -28,8 +28,6 @@ const ROUNDS: u32 = 4;
 const BATCH: usize = 500;
 /// A run taking longer is killed (and its row says so).
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
-/// Above this 1-minute load average the machine is called busy in the report.
-const BUSY_LOAD: f64 = 2.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -379,7 +377,6 @@ pub fn cmd(args: &AdaptiveBenchArgs) -> Result<()> {
     let command = plan.command(args);
     let line = search_server::Line::find(LINE).context("no es8 line")?;
     let started = Instant::now();
-    let load_start = super::load_average();
     step!("bench adaptive: building the client (release)");
     let client = util::bench_executable("bulk", "adaptive")?;
     let node = Node::start(line, plan.queue)?;
@@ -393,7 +390,7 @@ pub fn cmd(args: &AdaptiveBenchArgs) -> Result<()> {
             runs: Vec::new(),
         })
         .collect();
-    let mut loads = Vec::new();
+    let other = super::other_work::OtherWork::start();
     for round in 1..=plan.rounds {
         let mut order = [0, 1];
         if round % 2 == 0 {
@@ -424,16 +421,12 @@ pub fn cmd(args: &AdaptiveBenchArgs) -> Result<()> {
                 ),
                 Err(e) => step!("  failed: {e}"),
             }
-            loads.extend(super::load_average());
             rows[i].runs.push(run);
         }
     }
     let server = line.label();
     drop(node);
-    let load_end = super::load_average();
-    loads.extend(load_start);
-    loads.extend(load_end);
-    let busiest = loads.iter().copied().reduce(f64::max);
+    let other_cpus = other.and_then(|o| o.cpus());
 
     let cells: Vec<[String; 12]> = rows.iter().map(|r| r.cells(plan.max)).collect();
     println!("{}", util::aligned_table(HEADER, &cells));
@@ -441,7 +434,7 @@ pub fn cmd(args: &AdaptiveBenchArgs) -> Result<()> {
         plan,
         command: &command,
         server: &server,
-        busiest,
+        other_cpus,
         took: started.elapsed(),
     };
     report.write(&rows, &cells)?;
@@ -458,7 +451,8 @@ struct Report<'a> {
     plan: Plan,
     command: &'a str,
     server: &'a str,
-    busiest: Option<f64>,
+    /// Other programs' share of the CPUs during the rounds.
+    other_cpus: Option<f64>,
     took: Duration,
 }
 
@@ -466,22 +460,15 @@ impl Report<'_> {
     fn markdown(&self, rows: &[Row], cells: &[[String; 12]]) -> String {
         let p = self.plan;
         let mut md = String::from("# Adaptive concurrency under 429 pushback\n\n");
-        if let Some(load) = self.busiest.filter(|l| *l > BUSY_LOAD) {
-            let _ = writeln!(
-                md,
-                "> **Caveat: measured on a busy machine** (1-minute load average up to \
-                 {load:.1} during the run, above {BUSY_LOAD}): other builds shared the CPUs \
-                 with the server and the client, so the rates are noisy. Re-run it on an idle \
-                 machine for the record.\n"
-            );
-        }
+        md.push_str(&super::other_work::caveat(self.other_cpus));
         let _ = writeln!(
             md,
-            "Measured {} on {}, with `{}` ({:.1} min, the client's release build included).\n",
+            "Measured {} on {}, with `{}` ({:.1} min, the client's release build included); {}.\n",
             util::today_utc(),
             super::machine(),
             self.command,
-            self.took.as_secs_f64() / 60.0
+            self.took.as_secs_f64() / 60.0,
+            super::other_work::summary(self.other_cpus)
         );
         let _ = writeln!(
             md,

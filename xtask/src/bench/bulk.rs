@@ -508,9 +508,10 @@ pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
     }
     step!("bench bulk: every contender generates the same documents ({reference})");
 
-    let clk_tck = measure::clock_ticks();
+    let clk_tck = super::other_work::clock_ticks();
     let null_server = NullServer::start(&null_server_bin)?;
     let session = Session::start(opts, true)?;
+    let other = super::other_work::OtherWork::start();
     let servers = [
         Server {
             target: Target::Null,
@@ -660,6 +661,7 @@ pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
         Vec::new()
     };
     let took = started.elapsed();
+    let other_cpus = other.and_then(|o| o.cpus());
     let report = Report {
         rows: &rows,
         checks: &checks,
@@ -668,6 +670,7 @@ pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
         rounds,
         command: &command,
         took,
+        other_cpus,
         charts: &charts,
     };
     write_markdown(&report)?;
@@ -812,18 +815,22 @@ struct Report<'a> {
     rounds: usize,
     command: &'a str,
     took: Duration,
+    /// Other programs' share of the CPUs while the contenders ran.
+    other_cpus: Option<f64>,
     charts: &'a [String],
 }
 
 fn write_markdown(r: &Report<'_>) -> Result<()> {
     let mut md = String::from("# Bulk client benchmarks\n\n");
+    md.push_str(&super::other_work::caveat(r.other_cpus));
     let _ = writeln!(
         md,
-        "Measured {} on {}, with `{}` (the whole command took {:.1} minutes).\n",
+        "Measured {} on {}, with `{}` (the whole command took {:.1} minutes); {}.\n",
         util::today_utc(),
         super::machine(),
         r.command,
-        r.took.as_secs_f64() / 60.0
+        r.took.as_secs_f64() / 60.0,
+        super::other_work::summary(r.other_cpus)
     );
     if r.command.contains("--quick") {
         md.push_str(

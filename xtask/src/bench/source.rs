@@ -112,7 +112,7 @@ pub fn cmd(args: &crate::cli::SourceBenchArgs) -> Result<()> {
         ..UpOptions::default()
     };
     let session = Session::start(opts, true)?;
-    let load_before = super::load_average();
+    let other = super::other_work::OtherWork::start();
     let dir = util::xtask_dir().join("bench-source");
     std::fs::create_dir_all(&dir)?;
     let mut servers = Vec::new();
@@ -149,7 +149,7 @@ pub fn cmd(args: &crate::cli::SourceBenchArgs) -> Result<()> {
             }
         }
     }
-    let load_after = super::load_average();
+    let other_cpus = other.and_then(|o| o.cpus());
     session.finish()?;
     if servers.is_empty() {
         bail!("bench source: no server measured: {}", failed.join("; "));
@@ -157,7 +157,7 @@ pub fn cmd(args: &crate::cli::SourceBenchArgs) -> Result<()> {
     let run = Run {
         command,
         rounds,
-        loads: [load_before, load_after],
+        other_cpus,
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
     let charts = if args.plot {
@@ -531,7 +531,8 @@ fn one_line(text: &str, max: usize) -> String {
 struct Run {
     command: String,
     rounds: usize,
-    loads: [Option<f64>; 2],
+    /// Other programs' share of the CPUs while the servers were measured.
+    other_cpus: Option<f64>,
     minutes: f64,
 }
 
@@ -562,28 +563,16 @@ fn write_markdown(
     run: &Run,
     failed: &[String],
 ) -> Result<()> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.1}"));
-    let busy = run.loads.iter().flatten().any(|l| *l > 0.5 * cpus as f64);
     let mut md = String::from("# Source benchmark\n\n");
+    md.push_str(&super::other_work::caveat(run.other_cpus));
     let _ = writeln!(
         md,
-        "Measured {} on {}, with `{}` ({:.0} min). One-minute load average {} at the start and \
-         {} at the end{}.\n",
+        "Measured {} on {}, with `{}` ({:.0} min); {}.\n",
         util::today_utc(),
         super::machine(),
         run.command,
         run.minutes,
-        load(run.loads[0]),
-        load(run.loads[1]),
-        if busy {
-            ": **the machine was busy** (the load counts the servers' own work too: their \
-             start-up, indexing and merges), so these figures are \
-             provisional; ratios of contenders that ran in the same rounds hold up better than \
-             absolute docs/s"
-        } else {
-            ""
-        }
+        super::other_work::summary(run.other_cpus)
     );
     let _ = writeln!(
         md,

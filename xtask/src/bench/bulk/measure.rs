@@ -190,16 +190,6 @@ fn peak_rss_kib(pid: u32) -> Result<u64> {
         .with_context(|| format!("no VmHWM in /proc/{pid}/status"))
 }
 
-pub(super) fn clock_ticks() -> f64 {
-    util::capture(
-        Command::new("getconf").arg("CLK_TCK"),
-        Duration::from_secs(5),
-    )
-    .ok()
-    .and_then(|out| out.stdout.trim().parse().ok())
-    .unwrap_or(100.0)
-}
-
 /// The contender's CRC-32 line of the first 10k documents of each size.
 pub(super) fn checksum(launcher: &Launcher) -> Result<String> {
     let out = util::capture(
