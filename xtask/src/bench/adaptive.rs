@@ -390,6 +390,21 @@ pub fn cmd(args: &AdaptiveBenchArgs) -> Result<()> {
             runs: Vec::new(),
         })
         .collect();
+    // The node's first run is slow (its JIT warms up): one unmeasured run, so
+    // that the mode going first in round 1 is not the one that pays for it.
+    step!(
+        "bench adaptive: warm-up run (not measured): fixed, {} docs",
+        plan.docs
+    );
+    if let Err(e) = run_once(
+        &client,
+        &node.url,
+        &format!("bench-adaptive-{run_id}-warm-up"),
+        Mode::Fixed,
+        &plan,
+    ) {
+        step!("warning: the warm-up run failed: {e:#}");
+    }
     let other = super::other_work::OtherWork::start();
     for round in 1..=plan.rounds {
         let mut order = [0, 1];
@@ -425,8 +440,9 @@ pub fn cmd(args: &AdaptiveBenchArgs) -> Result<()> {
         }
     }
     let server = line.label();
-    drop(node);
+    // Before the node stops: its processes must still be there to be counted as ours.
     let other_cpus = other.and_then(|o| o.cpus());
+    drop(node);
 
     let cells: Vec<[String; 12]> = rows.iter().map(|r| r.cells(plan.max)).collect();
     println!("{}", util::aligned_table(HEADER, &cells));
@@ -482,7 +498,7 @@ impl Report<'_> {
              (50 ms doubling to 2 s, jitter 0.5). *Fixed*: {max} workers, always. *Adaptive*: \
              `AdaptiveConcurrency::between(1, {max})` (starts at {max}, halves on pushback, \
              +1 after a round of clean answers while the limit was reached). {rounds} \
-             rounds, alternating which mode goes first. After each run the index is refreshed and counted: `_count` must equal the \
+             rounds, alternating which mode goes first, after one unmeasured run that warms the node up. After each run the index is refreshed and counted: `_count` must equal the \
              documents added (nothing lost, nothing doubled).\n",
             server = self.server,
             queue = p.queue,

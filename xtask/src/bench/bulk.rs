@@ -646,6 +646,8 @@ pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
             }
         }
     }
+    // Before the servers stop: their processes must still be there to be counted as ours.
+    let other_cpus = other.and_then(|o| o.cpus());
     drop(null_server);
     session.finish()?;
 
@@ -661,7 +663,6 @@ pub fn cmd(args: &crate::cli::BulkBenchArgs) -> Result<()> {
         Vec::new()
     };
     let took = started.elapsed();
-    let other_cpus = other.and_then(|o| o.cpus());
     let report = Report {
         rows: &rows,
         checks: &checks,

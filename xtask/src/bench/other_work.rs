@@ -32,6 +32,9 @@ impl OtherWork {
 
     /// Other programs' CPU time since [`OtherWork::start`], as CPUs' worth on
     /// average (0.5: half a core the whole time); `None` without `/proc`.
+    ///
+    /// Call it before stopping the servers: a process of ours that was killed
+    /// may be reaped by init, its time then lost to the count of ours.
     pub(super) fn cpus(&self) -> Option<f64> {
         let secs = self.started.elapsed().as_secs_f64();
         let other = self.seconds()?;
