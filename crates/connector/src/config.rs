@@ -862,6 +862,11 @@ mod tests {
                 "[output]\nkind = \"elasticsearch\"\nurl = \"ftp://x\"\nindex = \"i\"\n",
                 "output.url",
             ),
+            (
+                "[output]\nkind = \"elasticsearch\"\nurl = \"http://x\"\nindex = \"i\"\n\
+                 workers = 1\nadaptive_concurrency = true\n",
+                "output.adaptive_concurrency",
+            ),
         ] {
             let text = format!("{base}{extra}");
             let got = match ConnectorConfig::from_toml(&text) {

@@ -20,7 +20,7 @@ use crate::error::{ConnectorError, Result};
 use crate::iggy::{Consumed, IggyInput, PartitionProgress, Polled};
 use crate::message::{HEADER_TIMESTAMP, Message};
 use crate::metrics::Metrics;
-use crate::output::{ElasticsearchOutput, ElasticsearchOutputOptions, FileOutput, OutputError};
+use crate::output::{ElasticsearchOutput, FileOutput, OutputError};
 use crate::retried;
 use crate::run::{Attempt, Backoff, DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF, Retry, pause};
 
@@ -154,22 +154,13 @@ async fn sink_loop(config: &SinkConfig, mut options: SinkOptions) -> Result<Sink
     let target = IggyTarget::from_streams(&config.streams)?;
     let poll_interval = input_config.options.poll_interval;
     let mut input = IggyInput::new(input_config.clone(), target);
-    let (OutputConfig::Elasticsearch { index, workers, .. }, Some(endpoint)) =
-        (&config.output, config.output.elasticsearch_endpoint()?)
-    else {
+    let Some((endpoint, index, sending)) = config.output.elasticsearch_target()? else {
         return Err(ConnectorError::invalid(
             "output.kind",
             "must be \"elasticsearch\"",
         ));
     };
-    let mut es = ElasticsearchOutput::with_options(
-        &endpoint,
-        index,
-        ElasticsearchOutputOptions {
-            workers: *workers,
-            ..ElasticsearchOutputOptions::default()
-        },
-    )?;
+    let mut es = ElasticsearchOutput::with_options(&endpoint, index, sending)?;
     let dead_letter = match &config.dead_letter {
         Some(d) => Some(FileOutput::open(d.path.clone())?),
         None => None,

@@ -286,3 +286,51 @@ async fn a_refusal_names_its_own_message_when_two_share_a_document_id() {
     assert_eq!(target.count().await, 2);
     target.finish(out).await;
 }
+
+/// `adaptive_concurrency`: a cluster answering 429 lowers the concurrent bulk
+/// calls of the output, and every document still arrives once; without it the
+/// limit stays at `workers`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_concurrency_lowers_the_calls_in_flight_on_429() {
+    use bulk::testkit::{FaultProxy, Faults, NullBulkServer};
+    let null = NullBulkServer::start().await.unwrap();
+    let documents = 300;
+    for adaptive in [false, true] {
+        let faults = Faults::none().reject_request(0.3).reject_status(429);
+        let proxy = FaultProxy::start(&null.url(), faults, 7).await.unwrap();
+        let endpoint = connector::config::Endpoint::from_url(proxy.url().parse().unwrap());
+        let options = ElasticsearchOutputOptions {
+            workers: 4,
+            bulk_actions: 10,
+            adaptive,
+            backoff: bulk::Backoff {
+                initial: std::time::Duration::from_millis(1),
+                max_delay: std::time::Duration::from_millis(20),
+                max_retries: 50,
+                ..bulk::Backoff::default()
+            },
+            ..ElasticsearchOutputOptions::default()
+        };
+        let mut out = ElasticsearchOutput::with_options(&endpoint, "adaptive", options).unwrap();
+        let before = null.docs_received();
+        let batch: Vec<Message> = (0..documents).map(msg).collect();
+        out.send(&batch).await.unwrap();
+        let stats = out.stats();
+        out.close().await.unwrap();
+        assert_eq!(
+            null.docs_received() - before,
+            u64::from(documents),
+            "adaptive {adaptive}: every document arrives once"
+        );
+        assert!(stats.calls_rejected_429 > 0, "{stats:?}");
+        if adaptive {
+            assert!(stats.concurrency_decreases > 0, "{stats:?}");
+        } else {
+            assert_eq!(
+                (stats.concurrency_decreases, stats.concurrency_limit),
+                (0, 4),
+                "{stats:?}"
+            );
+        }
+    }
+}

@@ -45,6 +45,10 @@ pub struct SinkConfig {
     /// Concurrent `_bulk` calls. Default 1.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Lower the concurrent `_bulk` calls when Elasticsearch answers 429, and
+    /// raise them again up to `workers` as it recovers. Default off.
+    #[serde(default)]
+    pub adaptive_concurrency: bool,
     /// Documents per `_bulk` call at most. Default 1000.
     #[serde(default = "default_bulk_actions")]
     pub bulk_actions: usize,
@@ -90,6 +94,7 @@ impl fmt::Debug for SinkConfig {
             .field("password", &self.password)
             .field("ca_file", &self.ca_file)
             .field("workers", &self.workers)
+            .field("adaptive_concurrency", &self.adaptive_concurrency)
             .field("bulk_actions", &self.bulk_actions)
             .field("request_timeout", &self.request_timeout)
             .field("max_retry_delay", &self.max_retry_delay)
@@ -134,6 +139,14 @@ impl SinkConfig {
                 self.workers
             ));
         }
+        if self.adaptive_concurrency && self.workers < 2 {
+            return Err(format!(
+                "invalid `plugin_config.adaptive_concurrency`: has nothing to adapt with \
+                 workers = {}: set `workers` to the most concurrent `_bulk` calls the cluster \
+                 may get (at least 2)",
+                self.workers
+            ));
+        }
         if self.bulk_actions == 0 {
             return Err("invalid `plugin_config.bulk_actions`: must be at least 1".into());
         }
@@ -151,6 +164,22 @@ impl SinkConfig {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn adaptive_concurrency_needs_room_to_adapt() {
+        let config = |workers: u64| {
+            SinkConfig::from_json(json!({"url": "http://localhost:9200", "index": "copy",
+                "workers": workers, "adaptive_concurrency": true}))
+        };
+        let refused = config(1).map(|_| ()).unwrap_err();
+        assert!(
+            refused.contains("`plugin_config.adaptive_concurrency`")
+                && refused.contains("workers = 1"),
+            "{refused}"
+        );
+        let taken = config(4).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(taken.adaptive_concurrency);
+    }
 
     #[test]
     fn defaults_are_the_documented_ones() {

@@ -69,6 +69,7 @@ impl Sink for ElasticsearchSinkPlugin {
             request_timeout: Some(config.request_timeout),
             backoff: bulk_backoff(config.max_retry_delay),
             max_buffered_bytes: None,
+            adaptive: config.adaptive_concurrency,
         };
         let endpoint = config.endpoint().map_err(Error::InvalidConfigValue)?;
         let output = ElasticsearchOutput::with_options(&endpoint, &config.index, options)

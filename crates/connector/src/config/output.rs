@@ -39,6 +39,10 @@ pub enum OutputConfig {
         /// Concurrent bulk requests. Default 2.
         #[serde(default = "default_workers")]
         workers: usize,
+        /// Lower the concurrent bulk requests when the cluster answers 429,
+        /// and raise them again up to `workers` as it recovers. Default off.
+        #[serde(default)]
+        adaptive_concurrency: bool,
         /// API key (`Authorization: ApiKey ...`, the base64 `id:key`). Never printed.
         #[serde(default)]
         api_key: Option<Secret>,
@@ -71,6 +75,7 @@ impl fmt::Debug for OutputConfig {
                 url,
                 index,
                 workers,
+                adaptive_concurrency,
                 api_key,
                 username,
                 password,
@@ -80,6 +85,7 @@ impl fmt::Debug for OutputConfig {
                 .field("url", &state_core::redact_url(url))
                 .field("index", index)
                 .field("workers", workers)
+                .field("adaptive_concurrency", adaptive_concurrency)
                 .field("api_key", api_key)
                 .field("username", username)
                 .field("password", password)
@@ -98,7 +104,12 @@ impl OutputConfig {
             OutputConfig::File { path } if path.as_os_str().is_empty() => Err(
                 ConnectorError::invalid("output.path", "is empty; name the file to append to"),
             ),
-            OutputConfig::Elasticsearch { index, workers, .. } => {
+            OutputConfig::Elasticsearch {
+                index,
+                workers,
+                adaptive_concurrency,
+                ..
+            } => {
                 self.elasticsearch_endpoint()?;
                 if index.trim().is_empty() {
                     return Err(ConnectorError::invalid("output.index", "is empty"));
@@ -107,6 +118,15 @@ impl OutputConfig {
                     return Err(ConnectorError::invalid(
                         "output.workers",
                         "must be at least 1",
+                    ));
+                }
+                if *adaptive_concurrency && *workers < 2 {
+                    return Err(ConnectorError::invalid(
+                        "output.adaptive_concurrency",
+                        format!(
+                            "has nothing to adapt with workers = {workers}: set workers to the \
+                             most concurrent bulk requests the cluster may get (at least 2)"
+                        ),
                     ));
                 }
                 Ok(())
@@ -143,6 +163,31 @@ impl OutputConfig {
             .map_err(|e| ConnectorError::invalid(format!("output.{}", e.key), e.reason))
     }
 
+    /// `kind = "elasticsearch"`: the cluster, the index and how the output
+    /// sends (`workers`, `adaptive_concurrency`); `None` for another kind.
+    pub fn elasticsearch_target(
+        &self,
+    ) -> Result<Option<(Endpoint, &str, ElasticsearchOutputOptions)>> {
+        let (
+            OutputConfig::Elasticsearch {
+                index,
+                workers,
+                adaptive_concurrency,
+                ..
+            },
+            Some(endpoint),
+        ) = (self, self.elasticsearch_endpoint()?)
+        else {
+            return Ok(None);
+        };
+        let options = ElasticsearchOutputOptions {
+            workers: *workers,
+            adaptive: *adaptive_concurrency,
+            ..ElasticsearchOutputOptions::default()
+        };
+        Ok(Some((endpoint, index.as_str(), options)))
+    }
+
     /// Reads the CA file an `elasticsearch` output names, if any (IO): see
     /// [`check_ca_file`](super::check_ca_file).
     pub fn check_files(&self) -> Result<()> {
@@ -159,17 +204,12 @@ impl OutputConfig {
         Ok(match self {
             OutputConfig::File { path } => Box::new(FileOutput::open(path.clone())?),
             OutputConfig::Stdout => Box::new(StdoutOutput),
-            OutputConfig::Elasticsearch { index, workers, .. } => {
-                let endpoint = self.elasticsearch_endpoint()?.ok_or_else(|| {
+            OutputConfig::Elasticsearch { .. } => {
+                let (endpoint, index, options) = self.elasticsearch_target()?.ok_or_else(|| {
                     ConnectorError::invalid("output.kind", "is not \"elasticsearch\"")
                 })?;
                 Box::new(ElasticsearchOutput::with_options(
-                    &endpoint,
-                    index,
-                    ElasticsearchOutputOptions {
-                        workers: *workers,
-                        ..ElasticsearchOutputOptions::default()
-                    },
+                    &endpoint, index, options,
                 )?)
             }
             #[cfg(feature = "iggy")]

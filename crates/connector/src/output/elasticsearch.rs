@@ -36,6 +36,10 @@ pub struct ElasticsearchOutputOptions {
     /// The bulk processor's memory bound; `None`: its default (64 MiB or more). A
     /// document larger than it is a [`Refusal`].
     pub max_buffered_bytes: Option<usize>,
+    /// Adaptive concurrency: `workers` is then the most `_bulk` calls in flight,
+    /// halved (down to 1) when the cluster answers 429 and raised by one after
+    /// each round of clean answers ([`bulk::AdaptiveConcurrency`]). Default off.
+    pub adaptive: bool,
 }
 
 impl Default for ElasticsearchOutputOptions {
@@ -46,6 +50,7 @@ impl Default for ElasticsearchOutputOptions {
             request_timeout: None,
             backoff: bulk::Backoff::default(),
             max_buffered_bytes: None,
+            adaptive: false,
         }
     }
 }
@@ -136,6 +141,12 @@ impl ElasticsearchOutput {
         if let Some(bytes) = options.max_buffered_bytes {
             builder = builder.max_buffered_bytes(bytes);
         }
+        if options.adaptive {
+            builder = builder.adaptive(bulk::AdaptiveConcurrency::between(
+                1,
+                options.workers.max(1),
+            ));
+        }
         let processor = builder.build().map_err(|e| refused(e.to_string()))?;
         Ok(ElasticsearchOutput {
             name,
@@ -144,6 +155,12 @@ impl ElasticsearchOutput {
             failures,
             tagged: 0,
         })
+    }
+
+    /// The bulk processor's counters: calls, retries, 429s, the concurrency
+    /// limit and its moves.
+    pub fn stats(&self) -> bulk::BulkStats {
+        self.processor.stats()
     }
 
     /// The index documents go to.
