@@ -255,13 +255,16 @@ struct Plan {
 }
 
 /// Sized so that a full run (4 rounds, 7 contenders on the null server and on
-/// Elasticsearch, 5 on OpenSearch) takes about 15 minutes on 2 idle cores: the
-/// real servers index a few thousand documents per second there.
+/// Elasticsearch, 5 on OpenSearch) takes about 20 minutes on 2 idle cores. The
+/// real servers index 10,000 to 30,000 documents per second there: a run of
+/// this crate's processor then lasts a few seconds, long enough for a refresh
+/// or a merge not to decide a round (at 20,000 documents, 0.7 s, rounds of the
+/// same pair differed by 2x).
 const FULL: Plan = Plan {
     null_small: 1_000_000,
     null_large: 100_000,
-    real_small: 20_000,
-    real_large: 5_000,
+    real_small: 100_000,
+    real_large: 25_000,
 };
 
 impl Plan {
