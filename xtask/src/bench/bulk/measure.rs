@@ -62,10 +62,10 @@ impl Run<'_> {
         let mut m = measured.map_err(|e| format!("{e:#}"))?;
         match counted {
             Ok(c) => m.count = Some(c),
+            // Unknown, not lost: the documents may all be there.
             Err(e) => {
-                m.count = Some(0);
                 if m.error.is_empty() {
-                    m.error = format!("_count failed: {e:#}");
+                    m.error = format!("_count failed, the count is unknown: {e:#}");
                 }
             }
         }
@@ -73,9 +73,20 @@ impl Run<'_> {
     }
 }
 
+/// The index's document count after a refresh. A server pushing back (429: a
+/// full queue, or its circuit breaker after a heavy run) is asked again, for
+/// about 15 s at most.
 fn count_docs(url: &str, index: &str) -> Result<u64> {
-    let _ = net::http("POST", url, &format!("/{index}/_refresh"))?;
-    let (status, body) = net::http("GET", url, &format!("/{index}/_count"))?;
+    let mut wait = Duration::from_millis(250);
+    let (status, body) = loop {
+        let _ = net::http("POST", url, &format!("/{index}/_refresh"))?;
+        let (status, body) = net::http("GET", url, &format!("/{index}/_count"))?;
+        if status != 429 || wait > Duration::from_secs(8) {
+            break (status, body);
+        }
+        std::thread::sleep(wait);
+        wait *= 2;
+    };
     if status != 200 {
         bail!(
             "GET /{index}/_count: HTTP {status}: {}",
