@@ -122,7 +122,7 @@ fn our_processes() -> HashMap<u32, f64> {
                 .ok()
                 .and_then(|s| parse_stat(&s))
             {
-                all.insert(pid, p);
+                all.insert(pid, (p.ppid, p.own + p.children));
             }
         }
     }
@@ -143,18 +143,27 @@ fn our_processes() -> HashMap<u32, f64> {
     ours
 }
 
-/// `(ppid, utime + stime + cutime + cstime)` of a `/proc/<pid>/stat` line.
-fn parse_stat(stat: &str) -> Option<(u32, f64)> {
+/// The parent and CPU times of a process, from its `/proc/<pid>/stat` line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct ProcTimes {
+    pub(super) ppid: u32,
+    /// `utime + stime`: all its threads, live and gone, in ticks.
+    pub(super) own: f64,
+    /// `cutime + cstime`: its children it waited for, in ticks.
+    pub(super) children: f64,
+}
+
+/// Reads a `/proc/<pid>/stat` line; `None` if it is not one.
+pub(super) fn parse_stat(stat: &str) -> Option<ProcTimes> {
     // Fields after the command name (field 2, which may hold spaces): state
     // is field 3, ppid field 4, utime..cstime fields 14 to 17.
     let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ppid = rest.get(1)?.parse().ok()?;
-    let ticks: f64 = rest
-        .get(11..15)?
-        .iter()
-        .map(|f| f.parse::<f64>().ok())
-        .sum::<Option<f64>>()?;
-    Some((ppid, ticks))
+    let ticks = |i: usize| rest.get(i)?.parse::<f64>().ok();
+    Some(ProcTimes {
+        ppid: rest.get(1)?.parse().ok()?,
+        own: ticks(11)? + ticks(12)?,
+        children: ticks(13)? + ticks(14)?,
+    })
 }
 
 /// `getconf CLK_TCK`, the unit of `/proc`'s CPU times (100 unless told).
@@ -181,7 +190,14 @@ mod tests {
         assert_eq!(parse_busy(stat), Some(161.0));
         let line = "1234 (a (strange) name) S 77 1234 1234 0 -1 4194304 10 0 0 0 \
                     40 2 6 1 20 0 1 0 100 0 0";
-        assert_eq!(parse_stat(line), Some((77, 49.0)));
+        assert_eq!(
+            parse_stat(line),
+            Some(ProcTimes {
+                ppid: 77,
+                own: 42.0,
+                children: 7.0
+            })
+        );
         assert_eq!(parse_stat("garbage"), None);
     }
 

@@ -176,18 +176,9 @@ fn handshake(child: &mut Child, clk_tck: f64) -> Result<Measured> {
 fn cpu_seconds(pid: u32, clk_tck: f64) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // Fields 14 and 15 of stat(5), counted after the command name (field 2).
-    let ticks = |i: usize| -> Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .with_context(|| format!("unexpected /proc/{pid}/stat: {stat}"))
-    };
-    Ok((ticks(11)? + ticks(12)?) as f64 / clk_tck)
+    let times = super::super::other_work::parse_stat(&stat)
+        .with_context(|| format!("unexpected /proc/{pid}/stat: {stat}"))?;
+    Ok(times.own / clk_tck)
 }
 
 /// `VmHWM` of process `pid`, in KiB.
